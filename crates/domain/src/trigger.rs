@@ -1,0 +1,897 @@
+//! Trigger configuration: webhook and cron (SPEC 3 trigger object, 4, 5).
+//!
+//! [`TriggerConfig::parse`] validates a trigger's `config` against the workflow's declared inputs
+//! and reports every problem at once (the 422 `invalid_config` details, paths under `config.`).
+//! A webhook config holds write-only secrets: [`WebhookConfig::public_json`] is what the API shows,
+//! [`TriggerConfig::stored_json`] what is persisted.
+//!
+//! ```
+//! use serde_json::json;
+//! use triggerd_domain::inputs::InputSpecs;
+//! use triggerd_domain::trigger::{TriggerConfig, TriggerType};
+//!
+//! let specs = InputSpecs::parse(&json!({"email": {"type": "string"}})).unwrap();
+//! let config = TriggerConfig::parse(TriggerType::Webhook,
+//!     &json!({"input_mapping": {"email": "customer.email"}, "secret": "s3cret"}), &specs).unwrap();
+//! let TriggerConfig::Webhook(webhook) = &config else { unreachable!() };
+//! assert_eq!(webhook.public_json()["secret_configured"], json!(true));
+//! assert!(webhook.public_json().get("secret").is_none());
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::Problem;
+use crate::cron::{CatchUp, Schedule, When, parse_timezone};
+use crate::inputs::{InputSpecs, describe};
+use crate::mapping::InputMapping;
+use crate::signature::SignatureScheme;
+use crate::template::Template;
+
+/// Default `rate_limit_per_minute`.
+pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 60;
+/// Default `max_body_bytes` (256 KiB).
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 262_144;
+/// Largest accepted `max_body_bytes` (16 MiB).
+pub const MAX_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+/// Default `response.timeout_seconds` of the `sync` mode.
+pub const DEFAULT_SYNC_TIMEOUT_SECONDS: u32 = 30;
+/// Largest `response.timeout_seconds` of the `sync` mode.
+pub const MAX_SYNC_TIMEOUT_SECONDS: u32 = 300;
+
+/// `webhook` or `cron`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TriggerType {
+    /// Started by an HTTP request to the trigger's URL.
+    Webhook,
+    /// Started on a schedule.
+    Cron,
+}
+
+impl TriggerType {
+    /// The name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerType::Webhook => "webhook",
+            TriggerType::Cron => "cron",
+        }
+    }
+}
+
+impl fmt::Display for TriggerType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TriggerType {
+    type Err = Problem;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "webhook" => Ok(TriggerType::Webhook),
+            "cron" => Ok(TriggerType::Cron),
+            other => Err(Problem::new(
+                "trigger_type",
+                format!("unknown trigger type \"{other}\": expected \"webhook\" or \"cron\""),
+            )),
+        }
+    }
+}
+
+/// HTTP methods a webhook may allow.
+pub const WEBHOOK_METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+/// How a webhook answers (SPEC 4.5).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResponseMode {
+    /// 201 with the run id once the run is stored.
+    Async,
+    /// Wait up to `timeout_seconds` for the run to finish.
+    Sync {
+        /// How long to wait.
+        timeout_seconds: u32,
+    },
+    /// A fixed response rendered from the request (`trigger` root only).
+    Custom {
+        /// HTTP status code.
+        status: u16,
+        /// `Content-Type` of the response.
+        content_type: String,
+        /// The body template; JSON values are sent as JSON, strings as they are.
+        body: Template,
+    },
+}
+
+/// A validated webhook trigger configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookConfig {
+    /// The compiled mapping.
+    pub input_mapping: InputMapping,
+    /// The mapping as written (shown back by the API).
+    pub input_mapping_raw: Value,
+    /// The signing secret, if any (write-only).
+    pub secret: Option<String>,
+    /// The signature scheme checked when a secret is set.
+    pub scheme: SignatureScheme,
+    /// API keys, any of which authenticates a sender (write-only).
+    pub api_keys: Vec<String>,
+    /// Token-bucket capacity per minute; 0 = unlimited.
+    pub rate_limit_per_minute: u32,
+    /// Largest accepted body.
+    pub max_body_bytes: u64,
+    /// Allowed methods, upper-case.
+    pub methods: Vec<String>,
+    /// How the webhook answers.
+    pub response: ResponseMode,
+    /// `config.response` as written.
+    response_raw: Value,
+}
+
+/// A validated cron trigger configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CronConfig {
+    /// The schedule or the one-time instant.
+    pub when: When,
+    /// The schedule as written (`schedule` or `at`).
+    pub when_raw: Value,
+    /// The IANA zone the schedule is read in.
+    pub timezone: chrono_tz::Tz,
+    /// The fixed, validated input of each run.
+    pub input: Map<String, Value>,
+    /// What to do with slots missed while triggerd was down.
+    pub catch_up: CatchUp,
+}
+
+impl CronConfig {
+    /// The next slot strictly after `after`, or `None` (a one-time trigger that has fired).
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.when.next_after(after, self.timezone)
+    }
+
+    /// The configuration as stored and shown: `{schedule | at, timezone, input, catch_up}`.
+    pub fn to_json(&self) -> Value {
+        let mut map = Map::new();
+        match &self.when {
+            When::At(_) => map.insert("at".into(), self.when_raw.clone()),
+            When::Schedule(_) => map.insert("schedule".into(), self.when_raw.clone()),
+        };
+        map.insert("timezone".into(), json!(self.timezone.name()));
+        map.insert("input".into(), Value::Object(self.input.clone()));
+        map.insert("catch_up".into(), json!(self.catch_up));
+        Value::Object(map)
+    }
+}
+
+/// A validated trigger configuration of either type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TriggerConfig {
+    /// A webhook trigger.
+    Webhook(Box<WebhookConfig>),
+    /// A cron trigger.
+    Cron(Box<CronConfig>),
+}
+
+const WEBHOOK_FIELDS: [&str; 8] = [
+    "input_mapping",
+    "secret",
+    "signature",
+    "api_keys",
+    "rate_limit_per_minute",
+    "max_body_bytes",
+    "methods",
+    "response",
+];
+const CRON_FIELDS: [&str; 5] = ["schedule", "at", "timezone", "input", "catch_up"];
+
+fn unknown_fields(
+    map: &Map<String, Value>,
+    known: &[&str],
+    what: &str,
+    problems: &mut Vec<Problem>,
+) {
+    for key in map.keys() {
+        if !known.contains(&key.as_str()) {
+            problems.push(Problem::new(
+                format!("config.{key}"),
+                format!("unknown field: a {what} config has {}", known.join(", ")),
+            ));
+        }
+    }
+}
+
+/// A whole number at `map[key]` (reported as `{at}.{key}`), or `default` when absent.
+fn uint(
+    map: &Map<String, Value>,
+    at: &str,
+    key: &str,
+    default: u64,
+    max: u64,
+    problems: &mut Vec<Problem>,
+) -> u64 {
+    match map.get(key) {
+        None | Some(Value::Null) => default,
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|v| v <= max) => {
+            n.as_u64().unwrap_or(default)
+        }
+        Some(other) => {
+            problems.push(Problem::new(
+                format!("{at}.{key}"),
+                format!("must be a whole number from 0 to {max}, got {other}"),
+            ));
+            default
+        }
+    }
+}
+
+impl TriggerConfig {
+    /// Validates `config` for a trigger of `trigger_type` on a workflow declaring `specs`.
+    pub fn parse(
+        trigger_type: TriggerType,
+        config: &Value,
+        specs: &InputSpecs,
+    ) -> Result<TriggerConfig, Vec<Problem>> {
+        let empty = Map::new();
+        let map = match config {
+            Value::Object(map) => map,
+            Value::Null => &empty,
+            other => {
+                return Err(vec![Problem::new(
+                    "config",
+                    format!("must be an object, got {}", describe(other)),
+                )]);
+            }
+        };
+        let mut problems = Vec::new();
+        let parsed = match trigger_type {
+            TriggerType::Webhook => parse_webhook(map, specs, &mut problems)
+                .map(|c| TriggerConfig::Webhook(Box::new(c))),
+            TriggerType::Cron => {
+                parse_cron(map, specs, &mut problems).map(|c| TriggerConfig::Cron(Box::new(c)))
+            }
+        };
+        match parsed {
+            Some(config) if problems.is_empty() => Ok(config),
+            _ => Err(problems),
+        }
+    }
+
+    /// The type of this configuration.
+    pub fn trigger_type(&self) -> TriggerType {
+        match self {
+            TriggerConfig::Webhook(_) => TriggerType::Webhook,
+            TriggerConfig::Cron(_) => TriggerType::Cron,
+        }
+    }
+
+    /// The configuration to persist, secrets included, defaults filled in.
+    pub fn stored_json(&self) -> Value {
+        match self {
+            TriggerConfig::Webhook(w) => {
+                let mut value = w.public_json();
+                if let Value::Object(map) = &mut value {
+                    map.shift_remove("secret_configured");
+                    map.shift_remove("api_keys_configured");
+                    if let Some(secret) = &w.secret {
+                        map.insert("secret".into(), json!(secret));
+                    }
+                    if !w.api_keys.is_empty() {
+                        map.insert("api_keys".into(), json!(w.api_keys));
+                    }
+                }
+                value
+            }
+            TriggerConfig::Cron(c) => c.to_json(),
+        }
+    }
+
+    /// The configuration as the API shows it: secrets replaced by `secret_configured` and
+    /// `api_keys_configured`.
+    pub fn public_json(&self) -> Value {
+        match self {
+            TriggerConfig::Webhook(w) => w.public_json(),
+            TriggerConfig::Cron(c) => c.to_json(),
+        }
+    }
+}
+
+impl WebhookConfig {
+    /// The configuration as the API shows it (no secret, no keys).
+    pub fn public_json(&self) -> Value {
+        json!({
+            "input_mapping": self.input_mapping_raw,
+            "secret_configured": self.secret.is_some(),
+            "signature": {"scheme": self.scheme.as_str()},
+            "api_keys_configured": self.api_keys.len(),
+            "rate_limit_per_minute": self.rate_limit_per_minute,
+            "max_body_bytes": self.max_body_bytes,
+            "methods": self.methods,
+            "response": self.response_raw,
+        })
+    }
+
+    /// Whether `method` (upper-case) is allowed.
+    pub fn allows(&self, method: &str) -> bool {
+        self.methods.iter().any(|m| m == method)
+    }
+
+    /// The `Allow` header value for a 405.
+    pub fn allow_header(&self) -> String {
+        self.methods.join(", ")
+    }
+}
+
+/// Merges a PATCH of a trigger's config into the stored one (RFC 7386 at the top level): keys in
+/// `patch` replace stored ones, `null` removes a key (e.g. `"secret": null` removes the secret).
+pub fn merge_config(stored: &Value, patch: &Value) -> Value {
+    let mut merged = stored.as_object().cloned().unwrap_or_default();
+    if let Some(patch) = patch.as_object() {
+        for (k, v) in patch {
+            if v.is_null() {
+                merged.shift_remove(k);
+            } else {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    Value::Object(merged)
+}
+
+fn parse_webhook(
+    map: &Map<String, Value>,
+    specs: &InputSpecs,
+    problems: &mut Vec<Problem>,
+) -> Option<WebhookConfig> {
+    unknown_fields(map, &WEBHOOK_FIELDS, "webhook", problems);
+    let input_mapping_raw = map.get("input_mapping").cloned().unwrap_or(Value::Null);
+    let input_mapping = InputMapping::parse(&input_mapping_raw, Some(specs))
+        .map_err(|p| problems.extend(p))
+        .unwrap_or_default();
+    let input_mapping_raw = if input_mapping_raw.is_null() {
+        json!({})
+    } else {
+        input_mapping_raw
+    };
+
+    let secret = match map.get("secret") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(_) => {
+            problems.push(Problem::new("config.secret", "must be a non-empty string"));
+            None
+        }
+    };
+    let scheme_value = match map.get("signature") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(sig)) => match sig.get("scheme") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v),
+        },
+        Some(v @ Value::String(_)) => Some(v),
+        Some(_) => {
+            problems.push(Problem::new(
+                "config.signature",
+                "must be an object such as {\"scheme\": \"hmac-sha256\"}",
+            ));
+            None
+        }
+    };
+    let scheme = match scheme_value {
+        None => SignatureScheme::default(),
+        Some(Value::String(s)) => s.parse::<SignatureScheme>().unwrap_or_else(|_| {
+            problems.push(Problem::new(
+                "config.signature.scheme",
+                format!("unknown signature scheme \"{s}\": expected hmac-sha256, github, stripe, slack or standard-webhooks"),
+            ));
+            SignatureScheme::default()
+        }),
+        Some(_) => {
+            problems.push(Problem::new("config.signature.scheme", "must be a string"));
+            SignatureScheme::default()
+        }
+    };
+    if scheme_value.is_some() && secret.is_none() && map.get("secret").is_none_or(Value::is_null) {
+        problems.push(Problem::new(
+            "config.secret",
+            "a signature scheme is set but no secret: add \"secret\" or remove \"signature\"",
+        ));
+    }
+    if let Some(secret) = &secret
+        && let Err(e) = scheme.check_secret(secret)
+    {
+        problems.push(Problem::new("config.secret", e.to_string()));
+    }
+
+    let api_keys = match map.get("api_keys") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(keys)) if keys.len() <= 10 => {
+            let mut out = Vec::with_capacity(keys.len());
+            for (i, key) in keys.iter().enumerate() {
+                match key.as_str() {
+                    Some(k)
+                        if k.len() >= 16
+                            && k.len() <= 256
+                            && k.bytes().all(|b| b.is_ascii_graphic()) =>
+                    {
+                        out.push(k.to_owned())
+                    }
+                    _ => problems.push(Problem::new(
+                        format!("config.api_keys[{i}]"),
+                        "must be a string of 16 to 256 visible ASCII characters",
+                    )),
+                }
+            }
+            out
+        }
+        Some(_) => {
+            problems.push(Problem::new(
+                "config.api_keys",
+                "must be an array of at most 10 keys",
+            ));
+            Vec::new()
+        }
+    };
+
+    let rate_limit_per_minute = uint(
+        map,
+        "config",
+        "rate_limit_per_minute",
+        u64::from(DEFAULT_RATE_LIMIT_PER_MINUTE),
+        1_000_000,
+        problems,
+    ) as u32;
+    let max_body_bytes = uint(
+        map,
+        "config",
+        "max_body_bytes",
+        DEFAULT_MAX_BODY_BYTES,
+        MAX_MAX_BODY_BYTES,
+        problems,
+    );
+    if max_body_bytes == 0 {
+        problems.push(Problem::new("config.max_body_bytes", "must be at least 1"));
+    }
+
+    let methods = match map.get("methods") {
+        None | Some(Value::Null) => vec!["POST".to_owned()],
+        Some(Value::Array(items)) if !items.is_empty() => {
+            let mut out: Vec<String> = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                match item.as_str().map(str::to_ascii_uppercase) {
+                    Some(m) if WEBHOOK_METHODS.contains(&m.as_str()) => {
+                        if !out.contains(&m) {
+                            out.push(m);
+                        }
+                    }
+                    _ => problems.push(Problem::new(
+                        format!("config.methods[{i}]"),
+                        format!("must be one of {}", WEBHOOK_METHODS.join(", ")),
+                    )),
+                }
+            }
+            out
+        }
+        Some(_) => {
+            problems.push(Problem::new(
+                "config.methods",
+                "must be a non-empty array such as [\"POST\"]",
+            ));
+            Vec::new()
+        }
+    };
+
+    let (response, response_raw) = parse_response(map.get("response"), problems);
+    Some(WebhookConfig {
+        input_mapping,
+        input_mapping_raw,
+        secret,
+        scheme,
+        api_keys,
+        rate_limit_per_minute,
+        max_body_bytes,
+        methods,
+        response,
+        response_raw,
+    })
+}
+
+fn parse_response(value: Option<&Value>, problems: &mut Vec<Problem>) -> (ResponseMode, Value) {
+    let default = (ResponseMode::Async, json!({"mode": "async"}));
+    let map = match value {
+        None | Some(Value::Null) => return default,
+        Some(Value::Object(map)) => map,
+        Some(_) => {
+            problems.push(Problem::new(
+                "config.response",
+                "must be an object such as {\"mode\": \"async\"}",
+            ));
+            return default;
+        }
+    };
+    match map.get("mode").and_then(Value::as_str).unwrap_or("async") {
+        "async" => default,
+        "sync" => {
+            let timeout = uint(
+                map,
+                "config.response",
+                "timeout_seconds",
+                u64::from(DEFAULT_SYNC_TIMEOUT_SECONDS),
+                u64::from(MAX_SYNC_TIMEOUT_SECONDS),
+                problems,
+            ) as u32;
+            let timeout = timeout.max(1);
+            (
+                ResponseMode::Sync {
+                    timeout_seconds: timeout,
+                },
+                json!({"mode": "sync", "timeout_seconds": timeout}),
+            )
+        }
+        "custom" => {
+            let status = uint(map, "config.response", "status", 200, 599, problems) as u16;
+            if status < 100 {
+                problems.push(Problem::new(
+                    "config.response.status",
+                    "must be an HTTP status from 100 to 599",
+                ));
+            }
+            let content_type = match map.get("content_type") {
+                None | Some(Value::Null) => "application/json".to_owned(),
+                Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                Some(_) => {
+                    problems.push(Problem::new(
+                        "config.response.content_type",
+                        "must be a non-empty string",
+                    ));
+                    "application/json".to_owned()
+                }
+            };
+            let body_raw = map.get("body").cloned().unwrap_or(Value::Null);
+            let body = match Template::compile(&body_raw) {
+                Ok(t) => {
+                    for path in t.expressions() {
+                        if path.root() != Some("trigger") {
+                            problems.push(Problem::new(
+                                "config.response.body",
+                                format!("`{path}`: a custom response can only read `trigger` (the request)"),
+                            ));
+                        }
+                    }
+                    t
+                }
+                Err(errors) => {
+                    for e in errors {
+                        problems.push(Problem::new(
+                            format!("config.response.body{}", e.location),
+                            e.kind.to_string(),
+                        ));
+                    }
+                    Template::literal(Value::Null)
+                }
+            };
+            (
+                ResponseMode::Custom {
+                    status,
+                    content_type: content_type.clone(),
+                    body,
+                },
+                json!({"mode": "custom", "status": status, "content_type": content_type, "body": body_raw}),
+            )
+        }
+        other => {
+            problems.push(Problem::new(
+                "config.response.mode",
+                format!("unknown response mode \"{other}\": expected async, sync or custom"),
+            ));
+            default
+        }
+    }
+}
+
+fn parse_cron(
+    map: &Map<String, Value>,
+    specs: &InputSpecs,
+    problems: &mut Vec<Problem>,
+) -> Option<CronConfig> {
+    unknown_fields(map, &CRON_FIELDS, "cron", problems);
+    let schedule = map.get("schedule").filter(|v| !v.is_null());
+    let at = map.get("at").filter(|v| !v.is_null());
+    let when = match (schedule, at) {
+        (Some(_), Some(_)) => {
+            problems.push(Problem::new(
+                "config",
+                "give either \"schedule\" or \"at\", not both",
+            ));
+            None
+        }
+        (None, None) => {
+            problems.push(Problem::new(
+                "config.schedule",
+                "is required: a five-field cron pattern such as \"0 9 * * 1\" (or \"at\" for a one-time trigger)",
+            ));
+            None
+        }
+        (Some(Value::String(s)), None) => match Schedule::parse(s) {
+            Ok(schedule) => Some((When::Schedule(schedule), json!(s))),
+            Err(e) => {
+                problems.push(Problem::new("config.schedule", e.to_string()));
+                None
+            }
+        },
+        (None, Some(Value::String(s))) => match DateTime::parse_from_rfc3339(s) {
+            Ok(t) => Some((When::At(t.with_timezone(&Utc)), json!(s))),
+            Err(e) => {
+                problems.push(Problem::new(
+                    "config.at",
+                    format!("must be an RFC 3339 instant such as \"2026-12-01T09:00:00Z\": {e}"),
+                ));
+                None
+            }
+        },
+        (Some(_), None) => {
+            problems.push(Problem::new("config.schedule", "must be a string"));
+            None
+        }
+        (None, Some(_)) => {
+            problems.push(Problem::new("config.at", "must be a string"));
+            None
+        }
+    };
+    let timezone = match map.get("timezone") {
+        None | Some(Value::Null) => Some(chrono_tz::UTC),
+        Some(Value::String(s)) => parse_timezone(s)
+            .map_err(|e| problems.push(Problem::new("config.timezone", e.to_string())))
+            .ok(),
+        Some(_) => {
+            problems.push(Problem::new(
+                "config.timezone",
+                "must be an IANA zone name such as \"Europe/London\"",
+            ));
+            None
+        }
+    };
+    let input = match map.get("input") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(other) => {
+            problems.push(Problem::new(
+                "config.input",
+                format!("must be an object, got {}", describe(other)),
+            ));
+            Map::new()
+        }
+    };
+    let input = match specs.validate(input) {
+        Ok(input) => input,
+        Err(input_problems) => {
+            for p in input_problems {
+                problems.push(Problem::new(format!("config.input.{}", p.input), p.message));
+            }
+            Map::new()
+        }
+    };
+    let catch_up = match map.get("catch_up") {
+        None | Some(Value::Null) => CatchUp::default(),
+        Some(v) => serde_json::from_value::<CatchUp>(v.clone()).unwrap_or_else(|_| {
+            problems.push(Problem::new(
+                "config.catch_up",
+                "must be \"none\", \"latest\" or \"all\"",
+            ));
+            CatchUp::default()
+        }),
+    };
+    let (when, when_raw) = when?;
+    Some(CronConfig {
+        when,
+        when_raw,
+        timezone: timezone?,
+        input,
+        catch_up,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn specs() -> InputSpecs {
+        InputSpecs::parse(&json!({
+            "email": {"type": "string", "required": true},
+            "week": {"type": "string", "default": "current", "enum": ["current", "previous"]}
+        }))
+        .unwrap()
+    }
+
+    fn webhook(config: Value) -> Result<WebhookConfig, Vec<Problem>> {
+        TriggerConfig::parse(TriggerType::Webhook, &config, &specs()).map(|c| match c {
+            TriggerConfig::Webhook(w) => *w,
+            TriggerConfig::Cron(_) => unreachable!(),
+        })
+    }
+
+    fn cron(config: Value) -> Result<CronConfig, Vec<Problem>> {
+        TriggerConfig::parse(TriggerType::Cron, &config, &specs()).map(|c| match c {
+            TriggerConfig::Cron(c) => *c,
+            TriggerConfig::Webhook(_) => unreachable!(),
+        })
+    }
+
+    fn paths(problems: Vec<Problem>) -> Vec<String> {
+        problems.into_iter().map(|p| p.path).collect()
+    }
+
+    #[test]
+    fn webhook_defaults_match_the_spec() {
+        let w = webhook(Value::Null).unwrap();
+        assert_eq!(
+            w.public_json(),
+            json!({"input_mapping": {}, "secret_configured": false, "signature": {"scheme": "hmac-sha256"},
+                   "api_keys_configured": 0, "rate_limit_per_minute": 60, "max_body_bytes": 262144,
+                   "methods": ["POST"], "response": {"mode": "async"}})
+        );
+        assert!(w.allows("POST") && !w.allows("GET"));
+        assert_eq!(w.allow_header(), "POST");
+    }
+
+    #[test]
+    fn secrets_are_write_only_but_stored() {
+        let config = TriggerConfig::parse(
+            TriggerType::Webhook,
+            &json!({"secret": "s3cret", "api_keys": ["0123456789abcdef0123"], "signature": {"scheme": "github"}}),
+            &specs(),
+        )
+        .unwrap();
+        let public = config.public_json();
+        assert_eq!(public["secret_configured"], json!(true));
+        assert_eq!(public["api_keys_configured"], json!(1));
+        assert!(public.get("secret").is_none() && public.get("api_keys").is_none());
+        let stored = config.stored_json();
+        assert_eq!(stored["secret"], json!("s3cret"));
+        assert_eq!(stored["api_keys"], json!(["0123456789abcdef0123"]));
+        // The stored form parses back to the same configuration.
+        assert_eq!(
+            TriggerConfig::parse(TriggerType::Webhook, &stored, &specs()).unwrap(),
+            config
+        );
+    }
+
+    #[test]
+    fn every_webhook_problem_is_reported() {
+        let problems = webhook(json!({
+            "input_mapping": {"nope": "a"},
+            "signature": {"scheme": "md5"},
+            "api_keys": ["short"],
+            "rate_limit_per_minute": -1,
+            "max_body_bytes": 999_999_999,
+            "methods": ["POST", "TRACE"],
+            "response": {"mode": "later"},
+            "colour": "red"
+        }))
+        .unwrap_err();
+        assert_eq!(
+            paths(problems),
+            vec![
+                "config.colour",
+                "config.input_mapping.nope",
+                "config.signature.scheme",
+                "config.secret",
+                "config.api_keys[0]",
+                "config.rate_limit_per_minute",
+                "config.max_body_bytes",
+                "config.methods[1]",
+                "config.response.mode",
+            ]
+        );
+    }
+
+    #[test]
+    fn standard_webhooks_secret_must_be_base64() {
+        let problems =
+            webhook(json!({"secret": "whsec_!!!", "signature": {"scheme": "standard-webhooks"}}))
+                .unwrap_err();
+        assert_eq!(paths(problems), vec!["config.secret"]);
+        assert!(webhook(json!({"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "signature": "standard-webhooks"})).is_ok());
+    }
+
+    #[test]
+    fn response_modes_parse() {
+        let w = webhook(json!({"response": {"mode": "sync"}})).unwrap();
+        assert_eq!(
+            w.response,
+            ResponseMode::Sync {
+                timeout_seconds: 30
+            }
+        );
+        let w = webhook(
+            json!({"response": {"mode": "custom", "status": 200, "content_type": "text/plain",
+                                           "body": "{{ trigger.query.challenge }}"}}),
+        )
+        .unwrap();
+        assert!(matches!(
+            w.response,
+            ResponseMode::Custom { status: 200, .. }
+        ));
+        let problems =
+            webhook(json!({"response": {"mode": "custom", "body": "{{ input.email }}"}}))
+                .unwrap_err();
+        assert_eq!(paths(problems), vec!["config.response.body"]);
+        let problems =
+            webhook(json!({"response": {"mode": "sync", "timeout_seconds": 301}})).unwrap_err();
+        assert_eq!(paths(problems), vec!["config.response.timeout_seconds"]);
+    }
+
+    #[test]
+    fn cron_config_validates_schedule_zone_input_and_catch_up() {
+        let c = cron(json!({"schedule": "0 9 * * 1", "timezone": "Europe/London", "input": {"email": "a@b"}})).unwrap();
+        assert_eq!(
+            c.to_json(),
+            json!({"schedule": "0 9 * * 1", "timezone": "Europe/London",
+                   "input": {"email": "a@b", "week": "current"}, "catch_up": "latest"})
+        );
+        // Monday 2026-11-23 09:00 London = 09:00Z (GMT).
+        let after = Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap();
+        assert_eq!(
+            c.next_after(after),
+            Some(Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap())
+        );
+
+        let problems = cron(json!({"schedule": "0 0 9 * * 1", "timezone": "Mars/Base", "input": {"week": "x"}, "catch_up": "some"}))
+            .unwrap_err();
+        assert_eq!(
+            paths(problems),
+            vec![
+                "config.schedule",
+                "config.timezone",
+                "config.input.email",
+                "config.input.week",
+                "config.catch_up"
+            ]
+        );
+        assert_eq!(
+            paths(cron(json!({"input": {"email": "x"}})).unwrap_err()),
+            vec!["config.schedule"]
+        );
+        assert_eq!(
+            paths(cron(json!({"schedule": "@daily", "at": "2026-01-01T00:00:00Z", "input": {"email": "x"}})).unwrap_err()),
+            vec!["config"]
+        );
+    }
+
+    #[test]
+    fn one_time_trigger_fires_once() {
+        let c = cron(json!({"at": "2026-12-01T09:00:00+01:00", "input": {"email": "x"}})).unwrap();
+        let at = Utc.with_ymd_and_hms(2026, 12, 1, 8, 0, 0).unwrap();
+        assert_eq!(c.next_after(at - chrono::Duration::seconds(1)), Some(at));
+        assert_eq!(c.next_after(at), None);
+        assert_eq!(c.to_json()["at"], json!("2026-12-01T09:00:00+01:00"));
+        assert_eq!(
+            paths(cron(json!({"at": "tomorrow", "input": {"email": "x"}})).unwrap_err()),
+            vec!["config.at"]
+        );
+    }
+
+    #[test]
+    fn patch_merges_top_level_keys() {
+        let stored = json!({"secret": "s", "rate_limit_per_minute": 60, "methods": ["POST"]});
+        let merged = merge_config(
+            &stored,
+            &json!({"rate_limit_per_minute": 5, "secret": null}),
+        );
+        assert_eq!(
+            merged,
+            json!({"rate_limit_per_minute": 5, "methods": ["POST"]})
+        );
+    }
+
+    #[test]
+    fn trigger_type_parses() {
+        assert_eq!("cron".parse::<TriggerType>().unwrap(), TriggerType::Cron);
+        assert!("email".parse::<TriggerType>().is_err());
+    }
+}
