@@ -123,8 +123,9 @@ impl TestDb {
         Store::open(&self.url, opts).await
     }
 
-    /// Runs every migration up, down and up again, one at a time, then reverts all of them and
-    /// applies them all again. Blocking; returns what went wrong.
+    /// Reverts every applied migration, then runs every migration up, down and up again, one at a
+    /// time, then reverts all of them and applies them all again. Blocking; returns what went
+    /// wrong.
     pub fn check_migrations_reversible(&self) -> Result<(), String> {
         let url = DbUrl::parse(&self.url).map_err(|e| e.to_string())?;
         let conn = establish(&url, Role::Writer, std::time::Duration::from_secs(5))
@@ -137,6 +138,9 @@ impl TestDb {
         where
             diesel_migrations::EmbeddedMigrations: diesel::migration::MigrationSource<B>,
         {
+            // Start from an empty schema, whatever was applied before.
+            c.revert_all_migrations(source())
+                .map_err(|e| format!("revert all first: {e}"))?;
             let mut count = 0;
             while c
                 .has_pending_migration(source())
@@ -195,6 +199,20 @@ impl Drop for TestDb {
             }
         }
     }
+}
+
+/// Keeps the store's writer busy for `hold` (a job that sleeps), so that writes sent meanwhile
+/// queue up and land in one batch. Returns once that job is committed.
+pub async fn hold_writer(store: &Store, hold: std::time::Duration) {
+    let _ = store
+        .write(
+            move |_| {
+                std::thread::sleep(hold);
+                Ok(())
+            },
+            |_| false,
+        )
+        .await;
 }
 
 /// Runs one behaviour on a fresh database of `backend`: opens a store, calls `f`, shuts the
