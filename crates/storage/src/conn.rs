@@ -13,7 +13,7 @@ use crate::error::{Result, StoreError};
 use crate::url::DbUrl;
 
 /// A connection to either backend. Queries in the common subset run on it directly; statements
-/// that differ (upserts, `FOR UPDATE SKIP LOCKED`) match on the variant (see [`per_backend!`]).
+/// that differ (upserts, `FOR UPDATE SKIP LOCKED`) match on the variant (`per_backend!`).
 ///
 /// Always built from the URL's scheme by this crate, never by `DbConn::establish` (which would
 /// try each backend in turn).

@@ -117,9 +117,14 @@ impl StoreError {
 
 fn is_unavailable(e: &DieselError) -> bool {
     match e {
-        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
+        // A dropped connection, or a transaction PostgreSQL aborted to break a cycle: both are
+        // worth a retry by the client.
+        DieselError::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::SerializationFailure,
+            _,
+        ) => true,
         DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
-            // SQLite reports these only through the message text.
+            // SQLite (and libpq for some conditions) reports these only through the message.
             let m = info.message();
             m.contains("database is locked")
                 || m.contains("database or disk is full")
@@ -128,6 +133,8 @@ fn is_unavailable(e: &DieselError) -> bool {
                 || m.contains("server closed the connection")
                 || m.contains("terminating connection")
                 || m.contains("no connection to the server")
+                || m.contains("deadlock detected")
+                || m.contains("the database system is")
         }
         DieselError::BrokenTransactionManager => true,
         _ => false,

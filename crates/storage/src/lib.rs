@@ -42,7 +42,6 @@ mod writer;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use conn::DbConn;
 pub use deployments::{DeploymentRow, NewDeployment};
 pub use error::{Result, StoreError};
 pub use runs::{ActivityRow, IngestWrite, NewActivity, NewRun, RunFilter, RunRow, RunUpdate};

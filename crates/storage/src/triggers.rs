@@ -133,8 +133,19 @@ pub struct WebhookTarget {
     pub token_expires_at: Option<i64>,
 }
 
+/// A row of [`Store::resolve_token`]'s query: trigger, its current token, deployment, version,
+/// definition, expiry of the token looked up.
+type TargetTuple = (
+    TriggerRecord,
+    Option<String>,
+    DeploymentRow,
+    i64,
+    String,
+    Option<i64>,
+);
+
 /// A trigger with its current token, by id.
-fn load_trigger(c: &mut crate::DbConn, id: &str) -> QueryResult<Option<TriggerRow>> {
+fn load_trigger(c: &mut crate::conn::DbConn, id: &str) -> QueryResult<Option<TriggerRow>> {
     let row: Option<(TriggerRecord, Option<String>)> = triggers::table
         .left_join(
             webhook_tokens::table.on(webhook_tokens::trigger_id
@@ -148,7 +159,7 @@ fn load_trigger(c: &mut crate::DbConn, id: &str) -> QueryResult<Option<TriggerRo
     Ok(row.map(|(t, token)| t.with_token(token)))
 }
 
-fn trigger_exists(c: &mut crate::DbConn, id: &str) -> QueryResult<bool> {
+fn trigger_exists(c: &mut crate::conn::DbConn, id: &str) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(triggers::table.find(id))).get_result(c)
 }
 
@@ -304,7 +315,7 @@ impl Store {
                 let of_trigger = webhook_tokens::trigger_id.eq(&id);
                 diesel::delete(
                     webhook_tokens::table
-                        .filter(of_trigger.clone())
+                        .filter(of_trigger)
                         .filter(webhook_tokens::expires_at.le(now)),
                 )
                 .execute(c)?;
@@ -339,14 +350,7 @@ impl Store {
         let token = token.to_owned();
         self.read(move |c| {
             let current_token = current_tokens.field(webhook_tokens::token);
-            let row: Option<(
-                TriggerRecord,
-                Option<String>,
-                DeploymentRow,
-                i64,
-                String,
-                Option<i64>,
-            )> = webhook_tokens::table
+            let row: Option<TargetTuple> = webhook_tokens::table
                 .inner_join(triggers::table.on(triggers::id.eq(webhook_tokens::trigger_id)))
                 .inner_join(deployments::table.on(deployments::id.eq(triggers::deployment_id)))
                 .inner_join(workflows::table.on(workflows::name.eq(deployments::workflow)))
@@ -400,7 +404,12 @@ impl Store {
     }
 }
 
-fn insert_token(c: &mut crate::DbConn, token: &str, trigger_id: &str, now: i64) -> Result<()> {
+fn insert_token(
+    c: &mut crate::conn::DbConn,
+    token: &str,
+    trigger_id: &str,
+    now: i64,
+) -> Result<()> {
     diesel::insert_into(webhook_tokens::table)
         .values((
             webhook_tokens::token.eq(token),

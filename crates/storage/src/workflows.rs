@@ -36,7 +36,10 @@ pub struct WorkflowVersionRow {
 }
 
 /// The latest version of `name`, on the connection given.
-fn latest_version(c: &mut crate::DbConn, name: &str) -> QueryResult<Option<WorkflowVersionRow>> {
+fn latest_version(
+    c: &mut crate::conn::DbConn,
+    name: &str,
+) -> QueryResult<Option<WorkflowVersionRow>> {
     workflow_versions::table
         .inner_join(
             workflows::table.on(workflows::name

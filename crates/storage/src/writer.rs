@@ -27,11 +27,14 @@ use crate::url::DbUrl;
 /// A panic caught on the writer thread, re-raised in the caller's task.
 pub(crate) type Panic = Box<dyn Any + Send + 'static>;
 
+/// Answers a job: called with `None` after a successful commit, `Some(reason)` when the batch
+/// was lost.
+type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
+
 /// What a job leaves behind after it ran in its savepoint: how to answer it once the batch's
 /// fate is known, and whether it made work for the run workers.
 struct Staged {
-    /// Called with `None` after a successful commit, `Some(reason)` when the batch was lost.
-    answer: Box<dyn FnOnce(Option<&str>) + Send>,
+    answer: Answer,
     /// The job stored something the workers should look at (a new or released run).
     wakes_workers: bool,
     /// The job panicked: the transaction's savepoint nesting is unknown, the batch is abandoned.

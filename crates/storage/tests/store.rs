@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use triggerd_storage::testing::{TestDb, hold_writer};
 use triggerd_storage::{
-    Backend, DeploymentRow, IngestWrite, NewActivity, NewDeployment, NewRun, NewTrigger,
-    RunFilter, RunUpdate, Store, StoreError, TriggerPatch, TriggerRow,
+    Backend, DeploymentRow, IngestWrite, NewActivity, NewDeployment, NewRun, NewTrigger, RunFilter,
+    RunUpdate, Store, StoreError, TriggerPatch, TriggerRow,
 };
 
 /// An instant, microseconds since the epoch.
@@ -25,7 +25,12 @@ fn new_run(id: &str, deployment_id: &str, trigger_id: Option<&str>) -> NewRun {
         workflow: "wf".into(),
         workflow_version: 1,
         trigger_id: trigger_id.map(str::to_owned),
-        source: if trigger_id.is_some() { "webhook" } else { "api" }.into(),
+        source: if trigger_id.is_some() {
+            "webhook"
+        } else {
+            "api"
+        }
+        .into(),
         status: "pending".into(),
         input: r#"{"email":"a@example.com"}"#.into(),
         trigger_input: r#"{"method":"POST"}"#.into(),
@@ -125,7 +130,11 @@ async fn settings_are_upserted(store: Store, _db: TestDb) {
     store.set_setting("api_token_hash", "a").await.unwrap();
     store.set_setting("api_token_hash", "b").await.unwrap();
     assert_eq!(
-        store.get_setting("api_token_hash").await.unwrap().as_deref(),
+        store
+            .get_setting("api_token_hash")
+            .await
+            .unwrap()
+            .as_deref(),
         Some("b")
     );
 }
@@ -229,12 +238,12 @@ async fn deployments_are_created_listed_and_deleted(store: Store, _db: TestDb) {
         .await
         .unwrap();
 
-    assert_eq!(store.get_deployment("dep_1").await.unwrap(), Some(d1.clone()));
     assert_eq!(
-        store
-            .get_deployment_by_name("wf", "staging")
-            .await
-            .unwrap(),
+        store.get_deployment("dep_1").await.unwrap(),
+        Some(d1.clone())
+    );
+    assert_eq!(
+        store.get_deployment_by_name("wf", "staging").await.unwrap(),
         Some(d2.clone())
     );
     assert_eq!(
@@ -526,7 +535,9 @@ async fn rejected_request_writes_only_activity(store: Store, _db: TestDb) {
 
 /// Asserts that an accepted request on `token` is refused and leaves nothing behind.
 async fn assert_token_gone(store: &Store, token: &str, n: usize, now: i64) {
-    let result = store.ingest(accepted(token, "trg_1", "dep_1", n, now)).await;
+    let result = store
+        .ingest(accepted(token, "trg_1", "dep_1", n, now))
+        .await;
     assert!(
         matches!(result, Err(StoreError::TokenGone)),
         "expected TokenGone, got {result:?}"
@@ -626,7 +637,12 @@ async fn rotation_with_grace_keeps_the_old_token_until_expiry(store: Store, _db:
         .unwrap();
     assert_token_gone(&store, "wht_new", 4, until + 1).await;
     assert_eq!(
-        store.get_trigger("trg_1").await.unwrap().unwrap().fire_count,
+        store
+            .get_trigger("trg_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .fire_count,
         2
     );
 }
@@ -676,7 +692,12 @@ async fn one_failing_job_fails_only_itself(store: Store, _db: TestDb) {
     assert!(log.items.iter().all(|a| a.id != "req_b010"));
     assert_eq!(log.items.len(), 20);
     assert_eq!(
-        store.get_trigger("trg_1").await.unwrap().unwrap().fire_count,
+        store
+            .get_trigger("trg_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .fire_count,
         20
     );
 }
@@ -700,7 +721,12 @@ async fn concurrent_ingests_are_group_committed(store: Store, _db: TestDb) {
     assert!(commits < n as u64, "{n} ingests took {commits} commits");
     assert!(after.max_batch > 1);
     assert_eq!(
-        store.get_trigger("trg_1").await.unwrap().unwrap().fire_count,
+        store
+            .get_trigger("trg_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .fire_count,
         n as i64
     );
 }
@@ -840,10 +866,7 @@ async fn claims_are_exclusive(store: Store, db: TestDb) {
         tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let got = store
-                    .claim_runs(owner, T0, T0 + 60 * SEC, 7)
-                    .await
-                    .unwrap();
+                let got = store.claim_runs(owner, T0, T0 + 60 * SEC, 7).await.unwrap();
                 if got.is_empty() {
                     return mine;
                 }
@@ -1096,3 +1119,173 @@ triggerd_storage::store_tests!(
     writes_after_shutdown_are_unavailable,
     migrations_run_up_down_up,
 );
+
+// --- Backend-specific behaviours -------------------------------------------------------------
+
+/// Set in the child process of `sqlite_acknowledged_runs_survive_a_crash`: the database URL.
+const CRASH_CHILD_VAR: &str = "TRIGGERD_STORAGE_CRASH_CHILD_URL";
+const CRASH_RUNS: usize = 300;
+
+/// The child half of the crash test: ingests runs, reports them acknowledged, and aborts the
+/// process without any shutdown (no destructor, no checkpoint). A no-op in a normal test run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_child() {
+    let Ok(url) = std::env::var(CRASH_CHILD_VAR) else {
+        return;
+    };
+    let store = Store::open(&url, Default::default()).await.unwrap();
+    let (dep, trg) = seed(&store).await;
+    let mut tasks = Vec::new();
+    for n in 0..CRASH_RUNS {
+        let store = store.clone();
+        let write = accepted("wht_1", &trg.id, &dep.id, n, T0);
+        tasks.push(tokio::spawn(async move { store.ingest(write).await }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    println!("ACKNOWLEDGED {CRASH_RUNS}");
+    use std::io::Write as _;
+    std::io::stdout().flush().unwrap();
+    std::process::abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_acknowledged_runs_survive_a_crash() {
+    if std::env::var(CRASH_CHILD_VAR).is_ok() {
+        return;
+    }
+    let db = TestDb::sqlite();
+    let exe = std::env::current_exe().unwrap();
+    let output = tokio::process::Command::new(exe)
+        .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env(CRASH_CHILD_VAR, db.url())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(&format!("ACKNOWLEDGED {CRASH_RUNS}")),
+        "child did not finish: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.status.success(), "the child should have aborted");
+
+    let store = db.open().await;
+    let runs = store
+        .list_runs(RunFilter::default(), None, CRASH_RUNS + 10)
+        .await
+        .unwrap();
+    assert_eq!(runs.items.len(), CRASH_RUNS);
+    assert_eq!(
+        store
+            .get_trigger("trg_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .fire_count,
+        CRASH_RUNS as i64
+    );
+    store.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_wal_is_checkpointed_and_truncated_when_idle() {
+    let db = TestDb::sqlite();
+    let store = db
+        .open_with(triggerd_storage::StoreOptions {
+            checkpoint_interval: Duration::from_millis(50),
+            checkpoint_idle_truncate_after: Duration::from_millis(200),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (dep, trg) = seed(&store).await;
+    for n in 0..50 {
+        store
+            .ingest(accepted("wht_1", &trg.id, &dep.id, n, T0))
+            .await
+            .unwrap();
+    }
+    let wal = std::path::PathBuf::from(format!("{}-wal", db.url().trim_start_matches("sqlite://")));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        if len == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the WAL still holds {len} bytes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Everything is still there, and writes go on.
+    assert_eq!(
+        store
+            .list_runs(RunFilter::default(), None, 100)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        50
+    );
+    store
+        .ingest(accepted("wht_1", &trg.id, &dep.id, 50, T0))
+        .await
+        .unwrap();
+    store.shutdown().await;
+}
+
+/// PostgreSQL: the writer's connection is killed; the next batch reconnects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_writer_recovers_after_losing_its_connection() {
+    use diesel::connection::SimpleConnection as _;
+    use diesel::{Connection as _, PgConnection};
+
+    let Some(db) = TestDb::postgres() else {
+        return;
+    };
+    let store = db.open().await;
+    seed(&store).await;
+    let url = db.url().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut admin = PgConnection::establish(&url).unwrap();
+        admin
+            .batch_execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND application_name = 'triggerd' \
+                 AND pid <> pg_backend_pid()",
+            )
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut ok = false;
+    for attempt in 0..3 {
+        match store
+            .ingest(accepted("wht_1", "trg_1", "dep_1", attempt, T0))
+            .await
+        {
+            Ok(()) => {
+                ok = true;
+                break;
+            }
+            Err(StoreError::Unavailable { .. }) => continue,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert!(ok, "the writer did not reconnect");
+    assert!(store.stats().failed_batches >= 1, "{:?}", store.stats());
+    // The pool replaces its dead connections too.
+    let mut read_ok = false;
+    for _ in 0..10 {
+        if store.get_trigger("trg_1").await.is_ok() {
+            read_ok = true;
+            break;
+        }
+    }
+    assert!(read_ok);
+    store.shutdown().await;
+}
