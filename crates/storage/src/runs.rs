@@ -1,16 +1,16 @@
 //! Runs, the webhook hot path (`ingest`), the activity log, and the workers' claims.
 
 use diesel::prelude::*;
-use diesel::sql_types::Bool;
+use diesel::sql_types::{BigInt, Bool, Text};
 
 use crate::Store;
-use crate::conn::{DbConn, per_backend};
+use crate::conn::DbConn;
 use crate::error::{Result, StoreError};
 use crate::schema::{activity, runs, triggers, webhook_tokens};
 use crate::store::{Page, fetch_limit, page};
 
 /// A run.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = runs)]
 pub struct RunRow {
     /// `run_...`.
@@ -476,32 +476,49 @@ impl Store {
         let limit = limit.clamp(1, crate::store::MAX_PAGE) as i64;
         self.write(
             move |c| {
-                let candidates = runs::table
-                    .filter(claimable())
-                    .filter(
-                        runs::lease_expires_at
-                            .is_null()
-                            .or(runs::lease_expires_at.le(now)),
+                let mut claimed: Vec<RunRow> = match c {
+                    DbConn::Postgres(pg) => {
+                        let ids: Vec<String> = runs::table
+                            .filter(claimable())
+                            .filter(
+                                runs::lease_expires_at
+                                    .is_null()
+                                    .or(runs::lease_expires_at.le(now)),
+                            )
+                            .order(runs::id.asc())
+                            .limit(limit)
+                            .select(runs::id)
+                            .for_update()
+                            .skip_locked()
+                            .load(pg)?;
+                        if ids.is_empty() {
+                            return Ok(Vec::new());
+                        }
+                        diesel::update(runs::table.filter(runs::id.eq_any(&ids)))
+                            .set((
+                                runs::lease_owner.eq(&owner),
+                                runs::lease_expires_at.eq(lease_until),
+                            ))
+                            .returning(RunRow::as_returning())
+                            .get_results(pg)?
+                    }
+                    // One statement. `INDEXED BY`: without ANALYZE statistics SQLite prefers
+                    // `runs_status` and sorts every unfinished run on each claim; the partial
+                    // index walks unfinished runs in id order and stops at the limit.
+                    DbConn::Sqlite(lite) => diesel::sql_query(
+                        "UPDATE runs SET lease_owner = ?, lease_expires_at = ? \
+                         WHERE id IN (SELECT id FROM runs INDEXED BY runs_claimable \
+                           WHERE status IN ('pending', 'running') \
+                             AND (lease_expires_at IS NULL OR lease_expires_at <= ?) \
+                           ORDER BY id LIMIT ?) \
+                         RETURNING *",
                     )
-                    .order(runs::id.asc())
-                    .limit(limit)
-                    .select(runs::id);
-                let ids: Vec<String> = match c {
-                    DbConn::Postgres(pg) => candidates.for_update().skip_locked().load(pg)?,
-                    DbConn::Sqlite(_) => candidates.load(c)?,
+                    .bind::<Text, _>(&owner)
+                    .bind::<BigInt, _>(lease_until)
+                    .bind::<BigInt, _>(now)
+                    .bind::<BigInt, _>(limit)
+                    .load(lite)?,
                 };
-                if ids.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let mut claimed: Vec<RunRow> = per_backend!(c, c => diesel::update(
-                    runs::table.filter(runs::id.eq_any(&ids)),
-                )
-                .set((
-                    runs::lease_owner.eq(&owner),
-                    runs::lease_expires_at.eq(lease_until),
-                ))
-                .returning(RunRow::as_returning())
-                .get_results(c))?;
                 claimed.sort_by(|a, b| a.id.cmp(&b.id));
                 Ok(claimed)
             },
