@@ -59,6 +59,8 @@ const MIGRATION_LOCK_KEY: i64 = 0x7472_6967_6765_7264;
 pub(crate) enum Role {
     /// The group-commit writer (and the migration run at open).
     Writer,
+    /// The writer with SQLite's automatic checkpoints left on (comparison benchmarks only).
+    WriterAutoCheckpoint,
     /// A pooled read connection.
     Reader,
     /// The SQLite WAL checkpointer.
@@ -122,6 +124,7 @@ fn sqlite_pragmas(role: Role, busy_timeout: Duration) -> String {
             " PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; \
              PRAGMA journal_size_limit = 67108864;",
         ),
+        Role::WriterAutoCheckpoint => sql.push_str(" PRAGMA journal_mode = WAL;"),
         Role::Reader => sql.push_str(" PRAGMA query_only = ON;"),
         Role::Checkpointer => sql.push_str(" PRAGMA wal_autocheckpoint = 0;"),
     }

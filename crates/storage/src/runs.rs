@@ -458,6 +458,38 @@ impl Store {
         .await
     }
 
+    /// Keeps only the newest `keep` activity rows of a trigger (`TRIGGERD_ACTIVITY_RETENTION`)
+    /// and returns how many were deleted. Cheap when there is nothing to delete: it reads at most
+    /// `keep + 1` index entries.
+    pub async fn prune_activity(&self, trigger_id: &str, keep: usize) -> Result<u64> {
+        let trigger_id = trigger_id.to_owned();
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        self.write(
+            move |c| {
+                let newest_dropped: Option<String> = activity::table
+                    .filter(activity::trigger_id.eq(&trigger_id))
+                    .order(activity::id.desc())
+                    .offset(keep)
+                    .limit(1)
+                    .select(activity::id)
+                    .first(c)
+                    .optional()?;
+                let Some(newest_dropped) = newest_dropped else {
+                    return Ok(0);
+                };
+                let deleted = diesel::delete(
+                    activity::table
+                        .filter(activity::trigger_id.eq(&trigger_id))
+                        .filter(activity::id.le(newest_dropped)),
+                )
+                .execute(c)?;
+                Ok(deleted as u64)
+            },
+            |_| false,
+        )
+        .await
+    }
+
     /// Claims up to `limit` runs for worker `owner`: status `pending` or `running`, no lease or
     /// an expired one (a dead worker's runs are taken over), oldest first. Sets their lease to
     /// `owner` until `lease_until` and returns them, oldest first.

@@ -36,6 +36,9 @@ pub struct StoreOptions {
     pub checkpoint_every_commits: u64,
     /// SQLite: truncate the WAL after the writer has been idle this long (default 5 s).
     pub checkpoint_idle_truncate_after: Duration,
+    /// SQLite: checkpoint from a background thread (default `true`). `false` leaves SQLite's
+    /// automatic checkpoints on the writer — only to measure the difference: they stall commits.
+    pub sqlite_background_checkpoints: bool,
 }
 
 impl Default for StoreOptions {
@@ -49,6 +52,7 @@ impl Default for StoreOptions {
             checkpoint_interval: Duration::from_secs(1),
             checkpoint_every_commits: 1000,
             checkpoint_idle_truncate_after: Duration::from_secs(5),
+            sqlite_background_checkpoints: true,
         }
     }
 }
@@ -119,7 +123,12 @@ impl Store {
                 })?;
             }
         }
-        let mut conn = establish(&url, Role::Writer, opts.busy_timeout).map_err(|e| {
+        let writer_role = if opts.sqlite_background_checkpoints {
+            Role::Writer
+        } else {
+            Role::WriterAutoCheckpoint
+        };
+        let mut conn = establish(&url, writer_role, opts.busy_timeout).map_err(|e| {
             StoreError::unavailable(format!("cannot connect to the database {url}: {e}"))
         })?;
         run_migrations(&mut conn)?;
@@ -143,6 +152,7 @@ impl Store {
 
         let after_commit: Option<Box<dyn FnMut() + Send>> = match url.backend() {
             Backend::Postgres => None,
+            Backend::Sqlite if !opts.sqlite_background_checkpoints => None,
             Backend::Sqlite => {
                 let (nudge_tx, nudge_rx) = std::sync::mpsc::sync_channel(1);
                 let policy = CheckpointPolicy {
@@ -169,6 +179,7 @@ impl Store {
             url: url.clone(),
             conn: Some(conn),
             busy_timeout: opts.busy_timeout,
+            role: writer_role,
             max_batch: opts.max_batch.max(1),
             counters: counters.clone(),
             runs_notify: runs_notify.clone(),

@@ -120,6 +120,8 @@ pub(crate) struct Writer {
     pub(crate) url: DbUrl,
     pub(crate) conn: Option<DbConn>,
     pub(crate) busy_timeout: Duration,
+    /// `Role::Writer`, or `Role::WriterAutoCheckpoint` to compare.
+    pub(crate) role: Role,
     pub(crate) max_batch: usize,
     pub(crate) counters: Arc<Counters>,
     pub(crate) runs_notify: Arc<Notify>,
@@ -230,7 +232,7 @@ impl Writer {
     /// The write connection, reconnecting after a failure.
     fn connection(&mut self) -> std::result::Result<&mut DbConn, String> {
         if self.conn.is_none() {
-            let c = establish(&self.url, Role::Writer, self.busy_timeout)
+            let c = establish(&self.url, self.role, self.busy_timeout)
                 .map_err(|e| format!("cannot connect to the database: {e}"))?;
             self.conn = Some(c);
         }

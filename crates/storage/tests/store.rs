@@ -533,6 +533,33 @@ async fn rejected_request_writes_only_activity(store: Store, _db: TestDb) {
     );
 }
 
+async fn activity_is_pruned_to_the_newest_rows(store: Store, _db: TestDb) {
+    seed(&store).await;
+    for n in 0..10 {
+        store
+            .ingest(IngestWrite {
+                token: "wht_1".into(),
+                trigger_id: "trg_1".into(),
+                now: T0,
+                run: None,
+                activity: new_activity(&format!("req_{n:02}"), "rate_limited", None),
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.prune_activity("trg_1", 3).await.unwrap(), 7);
+    assert_eq!(store.prune_activity("trg_1", 3).await.unwrap(), 0);
+    let ids: Vec<String> = store
+        .list_activity("trg_1", None, None, 50)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(ids, ["req_09", "req_08", "req_07"]);
+}
+
 /// Asserts that an accepted request on `token` is refused and leaves nothing behind.
 async fn assert_token_gone(store: &Store, token: &str, n: usize, now: i64) {
     let result = store
@@ -1105,6 +1132,7 @@ triggerd_storage::store_tests!(
     resolve_token_returns_the_definition_the_deployment_runs,
     ingest_stores_run_and_activity_and_counts_the_fire,
     rejected_request_writes_only_activity,
+    activity_is_pruned_to_the_newest_rows,
     token_gone_after_rotation_without_grace,
     token_gone_after_trigger_deleted_or_disabled,
     rotation_with_grace_keeps_the_old_token_until_expiry,
@@ -1288,4 +1316,86 @@ async fn postgres_writer_recovers_after_losing_its_connection() {
     }
     assert!(read_ok);
     store.shutdown().await;
+}
+
+// --- Measurement (not part of the suite) -------------------------------------------------------
+
+/// Latency of `ingest` on SQLite under concurrent load, with background checkpoints and with
+/// SQLite's automatic checkpoints, for comparison:
+/// `cargo test -p triggerd-storage --release --test store -- --ignored ingest_latency --nocapture`
+/// (`TRIGGERD_BENCH_SECS`, default 10, per mode; `TRIGGERD_BENCH_CLIENTS`, default 64).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, not a test"]
+async fn ingest_latency() {
+    let secs: u64 = std::env::var("TRIGGERD_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let clients: usize = std::env::var("TRIGGERD_BENCH_CLIENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
+    for background in [true, false] {
+        let db = TestDb::sqlite();
+        let store = db
+            .open_with(triggerd_storage::StoreOptions {
+                sqlite_background_checkpoints: background,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let (dep, trg) = seed(&store).await;
+        let body = format!(r#"{{"body":"{}"}}"#, "x".repeat(1000));
+        let end = std::time::Instant::now() + Duration::from_secs(secs);
+        let mut tasks = Vec::new();
+        for client in 0..clients {
+            let (store, dep, trg, body) =
+                (store.clone(), dep.id.clone(), trg.id.clone(), body.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut n = 0usize;
+                while std::time::Instant::now() < end {
+                    let mut write = accepted("wht_1", &trg, &dep, n, T0);
+                    let id = format!("run_{client:04}_{n:09}");
+                    if let Some(run) = write.run.as_mut() {
+                        run.id = id.clone();
+                        run.trigger_input = body.clone();
+                    }
+                    write.activity.id = format!("req_{client:04}_{n:09}");
+                    write.activity.run_id = Some(id);
+                    let started = std::time::Instant::now();
+                    store.ingest(write).await.unwrap();
+                    latencies.push(started.elapsed().as_micros() as u64);
+                    n += 1;
+                }
+                latencies
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all.sort_unstable();
+        let pct =
+            |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
+        let stats = store.stats();
+        println!(
+            "checkpoints={} clients={clients} requests={} rate={:.0}/s p50={:.2}ms p99={:.2}ms \
+             p99.9={:.2}ms max={:.2}ms commits={} max_batch={}",
+            if background {
+                "background"
+            } else {
+                "automatic"
+            },
+            all.len(),
+            all.len() as f64 / secs as f64,
+            pct(0.50),
+            pct(0.99),
+            pct(0.999),
+            pct(1.0),
+            stats.commits,
+            stats.max_batch,
+        );
+        store.shutdown().await;
+    }
 }
