@@ -341,3 +341,52 @@ pub(crate) fn page<T>(mut rows: Vec<T>, limit: usize, key: impl Fn(&T) -> &str) 
         next_cursor,
     }
 }
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use crate::testing::{TestDb, hold_writer};
+
+    /// A job that panics loses its whole batch (the transaction's savepoint nesting is unknown
+    /// after the unwind) and the panic reaches its caller; the writer goes on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_job_is_re_raised_and_loses_only_its_batch() {
+        let db = TestDb::sqlite();
+        let store = db.open().await;
+        let spawn_set = |key: &'static str| {
+            let s = store.clone();
+            tokio::spawn(async move { s.set_setting(key, "v").await })
+        };
+        let hold = {
+            let s = store.clone();
+            tokio::spawn(async move { hold_writer(&s, Duration::from_millis(300)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let before = spawn_set("before");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let boom = {
+            let s = store.clone();
+            tokio::spawn(async move {
+                s.write(|_| -> Result<()> { panic!("boom") }, |_| false)
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let after = spawn_set("after");
+        hold.await.unwrap_or_else(|e| panic!("{e}"));
+
+        assert!(matches!(
+            before.await,
+            Ok(Err(StoreError::Unavailable { .. }))
+        ));
+        assert!(boom.await.is_err_and(|e| e.is_panic()));
+        assert!(matches!(
+            after.await,
+            Ok(Err(StoreError::Unavailable { .. }))
+        ));
+        assert!(store.set_setting("next", "v").await.is_ok());
+        assert!(matches!(store.get_setting("before").await, Ok(None)));
+        assert!(matches!(store.get_setting("next").await, Ok(Some(_))));
+        store.shutdown().await;
+    }
+}
