@@ -1,0 +1,619 @@
+//! Runs, the webhook hot path (`ingest`), the activity log, and the workers' claims.
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Text};
+
+use crate::Store;
+use crate::conn::DbConn;
+use crate::error::{Result, StoreError};
+use crate::schema::{activity, runs, triggers, webhook_tokens};
+use crate::store::{Page, fetch_limit, page};
+
+/// A run.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, QueryableByName, Selectable)]
+#[diesel(table_name = runs)]
+pub struct RunRow {
+    /// `run_...`.
+    pub id: String,
+    /// The deployment it belongs to (which may since have been deleted).
+    pub deployment_id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// The workflow version it runs.
+    pub workflow_version: i64,
+    /// The trigger that started it, if any.
+    pub trigger_id: Option<String>,
+    /// `webhook`, `cron` or `api`.
+    pub source: String,
+    /// `pending`, `running`, `waiting`, `completed`, `failed` or `cancelled`.
+    pub status: String,
+    /// JSON text.
+    pub input: String,
+    /// JSON text.
+    pub trigger_input: String,
+    /// JSON text.
+    pub context: String,
+    /// JSON text (an array).
+    pub step_executions: String,
+    /// `webhook` or `approval` while waiting.
+    pub waiting_reason: Option<String>,
+    /// JSON text.
+    pub waiting_payload: Option<String>,
+    /// Microseconds since the epoch.
+    pub waiting_expires_at: Option<i64>,
+    /// JSON text.
+    pub final_output: Option<String>,
+    /// JSON text (`{code, message}`).
+    pub error: Option<String>,
+    /// Microseconds since the epoch.
+    pub created_at: i64,
+    /// Microseconds since the epoch.
+    pub started_at: Option<i64>,
+    /// Microseconds since the epoch.
+    pub finished_at: Option<i64>,
+    /// The worker holding the run.
+    pub lease_owner: Option<String>,
+    /// Until when it holds it, microseconds since the epoch.
+    pub lease_expires_at: Option<i64>,
+}
+
+/// A run to store.
+#[derive(Debug, Clone, PartialEq, Eq, Insertable)]
+#[diesel(table_name = runs)]
+pub struct NewRun {
+    /// `run_...`, chosen by the caller.
+    pub id: String,
+    /// The deployment.
+    pub deployment_id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// The version the deployment runs.
+    pub workflow_version: i64,
+    /// The trigger that started it, if any.
+    pub trigger_id: Option<String>,
+    /// `webhook`, `cron` or `api`.
+    pub source: String,
+    /// Usually `pending`; a run without steps may be stored `completed` at once.
+    pub status: String,
+    /// JSON text.
+    pub input: String,
+    /// JSON text.
+    pub trigger_input: String,
+    /// JSON text.
+    pub context: String,
+    /// JSON text (an array).
+    pub step_executions: String,
+    /// JSON text, for a run stored finished.
+    pub final_output: Option<String>,
+    /// Microseconds since the epoch.
+    pub created_at: i64,
+    /// For a run stored finished.
+    pub started_at: Option<i64>,
+    /// For a run stored finished.
+    pub finished_at: Option<i64>,
+}
+
+/// One inbound webhook request in a trigger's activity log.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = activity)]
+pub struct ActivityRow {
+    /// `req_...`, the `X-Request-Id`.
+    pub id: String,
+    /// The trigger (which may since have been deleted).
+    pub trigger_id: String,
+    /// Microseconds since the epoch.
+    pub received_at: i64,
+    /// HTTP method.
+    pub method: String,
+    /// The status code answered.
+    pub status_code: i32,
+    /// `accepted`, `method_not_allowed`, `too_large`, `rate_limited`, `bad_signature`,
+    /// `unauthorized`, `malformed`, `invalid_input` or `failed`.
+    pub outcome: String,
+    /// The run started, if any.
+    pub run_id: Option<String>,
+    /// What went wrong, for people.
+    pub error: Option<String>,
+    /// Request body size.
+    pub body_bytes: i64,
+    /// Time to answer.
+    pub duration_ms: i64,
+    /// The sender's address.
+    pub remote_addr: Option<String>,
+}
+
+/// An activity row to store (its trigger is [`IngestWrite::trigger_id`]).
+#[derive(Debug, Clone, PartialEq, Eq, Insertable)]
+#[diesel(table_name = activity)]
+pub struct NewActivity {
+    /// `req_...`, the `X-Request-Id`.
+    pub id: String,
+    /// Microseconds since the epoch.
+    pub received_at: i64,
+    /// HTTP method.
+    pub method: String,
+    /// The status code answered.
+    pub status_code: i32,
+    /// See [`ActivityRow::outcome`].
+    pub outcome: String,
+    /// The run started, if any.
+    pub run_id: Option<String>,
+    /// What went wrong, for people.
+    pub error: Option<String>,
+    /// Request body size.
+    pub body_bytes: i64,
+    /// Time to answer.
+    pub duration_ms: i64,
+    /// The sender's address.
+    pub remote_addr: Option<String>,
+}
+
+/// What one webhook request writes (see [`Store::ingest`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestWrite {
+    /// The token the request came in on.
+    pub token: String,
+    /// The trigger the (possibly cached) token mapped to.
+    pub trigger_id: String,
+    /// Microseconds since the epoch: the token's grace is checked against it.
+    pub now: i64,
+    /// The run to start; `None` for a rejected request (only the activity row is written).
+    pub run: Option<NewRun>,
+    /// The activity log row.
+    pub activity: NewActivity,
+}
+
+/// Which runs [`Store::list_runs`] returns; `None` fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    /// Runs of this deployment.
+    pub deployment_id: Option<String>,
+    /// Runs started by this trigger.
+    pub trigger_id: Option<String>,
+    /// Runs in this status.
+    pub status: Option<String>,
+}
+
+/// A worker's change to a run it holds (see [`Store::update_run`]). `None` fields are left as
+/// they are; for nullable columns `Some(None)` clears them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunUpdate {
+    /// The run.
+    pub id: String,
+    /// The worker that claimed it: the update applies only while it holds the lease.
+    pub owner: String,
+    /// New status.
+    pub status: Option<String>,
+    /// Microseconds since the epoch.
+    pub started_at: Option<i64>,
+    /// Microseconds since the epoch.
+    pub finished_at: Option<i64>,
+    /// JSON text.
+    pub final_output: Option<String>,
+    /// JSON text.
+    pub error: Option<String>,
+    /// JSON text (the whole array).
+    pub step_executions: Option<String>,
+    /// JSON text.
+    pub context: Option<String>,
+    /// Set or clear the waiting reason.
+    pub waiting_reason: Option<Option<String>>,
+    /// Set or clear the waiting payload.
+    pub waiting_payload: Option<Option<String>>,
+    /// Set or clear the waiting deadline.
+    pub waiting_expires_at: Option<Option<i64>>,
+    /// Extend the lease to this instant.
+    pub lease_until: Option<i64>,
+    /// Give the run up (clears `lease_owner` and `lease_expires_at`), e.g. when it finished or
+    /// parks waiting; wins over `lease_until`.
+    pub release_lease: bool,
+}
+
+#[derive(AsChangeset)]
+#[diesel(table_name = runs)]
+struct RunChanges {
+    status: Option<String>,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    final_output: Option<String>,
+    error: Option<String>,
+    step_executions: Option<String>,
+    context: Option<String>,
+    waiting_reason: Option<Option<String>>,
+    waiting_payload: Option<Option<String>>,
+    waiting_expires_at: Option<Option<i64>>,
+    lease_owner: Option<Option<String>>,
+    lease_expires_at: Option<Option<i64>>,
+}
+
+impl RunChanges {
+    fn is_empty(&self) -> bool {
+        self.status.is_none()
+            && self.started_at.is_none()
+            && self.finished_at.is_none()
+            && self.final_output.is_none()
+            && self.error.is_none()
+            && self.step_executions.is_none()
+            && self.context.is_none()
+            && self.waiting_reason.is_none()
+            && self.waiting_payload.is_none()
+            && self.waiting_expires_at.is_none()
+            && self.lease_owner.is_none()
+            && self.lease_expires_at.is_none()
+    }
+}
+
+/// Unfinished runs, as the literal condition of the `runs_claimable` partial index (a bound
+/// parameter would keep both planners from using it).
+fn claimable() -> diesel::expression::SqlLiteral<Bool> {
+    diesel::dsl::sql::<Bool>("runs.status IN ('pending', 'running')")
+}
+
+fn insert_run(c: &mut DbConn, run: &NewRun) -> Result<()> {
+    diesel::insert_into(runs::table)
+        .values(run)
+        .execute(c)
+        .map_err(|e| {
+            StoreError::on_constraint(
+                e,
+                &format!("run id {} is taken", run.id),
+                &format!("deployment {}", run.deployment_id),
+            )
+        })?;
+    Ok(())
+}
+
+impl Store {
+    /// The webhook hot path: stores a request's run (if any) and its activity row, batched with
+    /// concurrent requests (group commit). Returns once the batch is durably committed: the
+    /// caller may answer 201 from then on.
+    ///
+    /// With a run, the write first re-checks, in the same transaction, that `token` still maps to
+    /// `trigger_id`, is current or within its grace at `now`, and that the trigger is enabled;
+    /// otherwise it fails with `TokenGone` and nothing is stored. It also bumps the trigger's
+    /// `fire_count` and `last_fired_at`. Without a run (a rejected request) only the activity row
+    /// is written, and silently not at all when the trigger is gone.
+    ///
+    /// `Unavailable` when the batch could not be committed; `Conflict` when the run or request id
+    /// is taken (only this request fails).
+    pub async fn ingest(&self, write: IngestWrite) -> Result<()> {
+        self.write(
+            move |c| {
+                let IngestWrite {
+                    token,
+                    trigger_id,
+                    now,
+                    run,
+                    activity: act,
+                } = write;
+                let Some(run) = run else {
+                    // One statement: INSERT ... SELECT ... WHERE the trigger exists.
+                    diesel::insert_into(activity::table)
+                        .values(
+                            triggers::table.filter(triggers::id.eq(&trigger_id)).select((
+                                act.id.as_str().into_sql::<diesel::sql_types::Text>(),
+                                triggers::id,
+                                act.received_at.into_sql::<diesel::sql_types::BigInt>(),
+                                act.method.as_str().into_sql::<diesel::sql_types::Text>(),
+                                act.status_code.into_sql::<diesel::sql_types::Integer>(),
+                                act.outcome.as_str().into_sql::<diesel::sql_types::Text>(),
+                                act.run_id
+                                    .as_deref()
+                                    .into_sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(),
+                                act.error
+                                    .as_deref()
+                                    .into_sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(),
+                                act.body_bytes.into_sql::<diesel::sql_types::BigInt>(),
+                                act.duration_ms.into_sql::<diesel::sql_types::BigInt>(),
+                                act.remote_addr
+                                    .as_deref()
+                                    .into_sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(),
+                            )),
+                        )
+                        .into_columns((
+                            activity::id,
+                            activity::trigger_id,
+                            activity::received_at,
+                            activity::method,
+                            activity::status_code,
+                            activity::outcome,
+                            activity::run_id,
+                            activity::error,
+                            activity::body_bytes,
+                            activity::duration_ms,
+                            activity::remote_addr,
+                        ))
+                        .execute(c)
+                        .map_err(|e| {
+                            StoreError::on_constraint(
+                                e,
+                                &format!("request id {} is taken", act.id),
+                                "trigger",
+                            )
+                        })?;
+                    return Ok(false);
+                };
+                // The re-check and the counter bump in one statement: the trigger row is updated
+                // only if it is enabled and the token still belongs to it and is not past its
+                // grace. A stale ingress cache can therefore never start a run.
+                let token_valid = diesel::dsl::exists(
+                    webhook_tokens::table
+                        .filter(webhook_tokens::token.eq(&token))
+                        .filter(webhook_tokens::trigger_id.eq(&trigger_id))
+                        .filter(
+                            webhook_tokens::expires_at
+                                .is_null()
+                                .or(webhook_tokens::expires_at.gt(now)),
+                        ),
+                );
+                let bumped = diesel::update(
+                    triggers::table
+                        .filter(triggers::id.eq(&trigger_id))
+                        .filter(triggers::enabled.eq(true))
+                        .filter(token_valid),
+                )
+                .set((
+                    triggers::fire_count.eq(triggers::fire_count + 1),
+                    triggers::last_fired_at.eq(now),
+                ))
+                .execute(c)?;
+                if bumped == 0 {
+                    return Err(StoreError::TokenGone);
+                }
+                insert_run(c, &run)?;
+                diesel::insert_into(activity::table)
+                    .values((&act, activity::trigger_id.eq(&trigger_id)))
+                    .execute(c)
+                    .map_err(|e| {
+                        StoreError::on_constraint(
+                            e,
+                            &format!("request id {} is taken", act.id),
+                            "trigger",
+                        )
+                    })?;
+                Ok(true)
+            },
+            |created_run| *created_run,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Stores a run started through the API (`POST /runs`), through the group-commit writer.
+    /// `Conflict` when the id is taken. The caller checks that the deployment exists.
+    pub async fn create_run(&self, run: NewRun) -> Result<()> {
+        self.write(move |c| insert_run(c, &run), |_| true).await
+    }
+
+    /// A run by id.
+    pub async fn get_run(&self, id: &str) -> Result<Option<RunRow>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            Ok(runs::table
+                .find(id)
+                .select(RunRow::as_select())
+                .first(c)
+                .optional()?)
+        })
+        .await
+    }
+
+    /// Runs newest first (by id), filtered, starting after `cursor` (an id).
+    pub async fn list_runs(
+        &self,
+        filter: RunFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<RunRow>> {
+        let cursor = cursor.map(str::to_owned);
+        self.read(move |c| {
+            let mut q = runs::table
+                .select(RunRow::as_select())
+                .order(runs::id.desc())
+                .limit(fetch_limit(limit))
+                .into_boxed();
+            if let Some(d) = filter.deployment_id {
+                q = q.filter(runs::deployment_id.eq(d));
+            }
+            if let Some(t) = filter.trigger_id {
+                q = q.filter(runs::trigger_id.eq(t));
+            }
+            if let Some(s) = filter.status {
+                q = q.filter(runs::status.eq(s));
+            }
+            if let Some(cursor) = cursor {
+                q = q.filter(runs::id.lt(cursor));
+            }
+            Ok(page(q.load(c)?, limit, |r| &r.id))
+        })
+        .await
+    }
+
+    /// A trigger's activity log, newest first, optionally of one outcome, starting after
+    /// `cursor` (an id).
+    pub async fn list_activity(
+        &self,
+        trigger_id: &str,
+        outcome: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ActivityRow>> {
+        let trigger_id = trigger_id.to_owned();
+        let (outcome, cursor) = (outcome.map(str::to_owned), cursor.map(str::to_owned));
+        self.read(move |c| {
+            let mut q = activity::table
+                .filter(activity::trigger_id.eq(trigger_id))
+                .select(ActivityRow::as_select())
+                .order(activity::id.desc())
+                .limit(fetch_limit(limit))
+                .into_boxed();
+            if let Some(o) = outcome {
+                q = q.filter(activity::outcome.eq(o));
+            }
+            if let Some(cursor) = cursor {
+                q = q.filter(activity::id.lt(cursor));
+            }
+            Ok(page(q.load(c)?, limit, |a| &a.id))
+        })
+        .await
+    }
+
+    /// Keeps only the newest `keep` activity rows of a trigger (`TRIGGERD_ACTIVITY_RETENTION`)
+    /// and returns how many were deleted. Cheap when there is nothing to delete: it reads at most
+    /// `keep + 1` index entries.
+    pub async fn prune_activity(&self, trigger_id: &str, keep: usize) -> Result<u64> {
+        let trigger_id = trigger_id.to_owned();
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        self.write(
+            move |c| {
+                let newest_dropped: Option<String> = activity::table
+                    .filter(activity::trigger_id.eq(&trigger_id))
+                    .order(activity::id.desc())
+                    .offset(keep)
+                    .limit(1)
+                    .select(activity::id)
+                    .first(c)
+                    .optional()?;
+                let Some(newest_dropped) = newest_dropped else {
+                    return Ok(0);
+                };
+                let deleted = diesel::delete(
+                    activity::table
+                        .filter(activity::trigger_id.eq(&trigger_id))
+                        .filter(activity::id.le(newest_dropped)),
+                )
+                .execute(c)?;
+                Ok(deleted as u64)
+            },
+            |_| false,
+        )
+        .await
+    }
+
+    /// Claims up to `limit` runs for worker `owner`: status `pending` or `running`, no lease or
+    /// an expired one (a dead worker's runs are taken over), oldest first. Sets their lease to
+    /// `owner` until `lease_until` and returns them, oldest first.
+    ///
+    /// Two claimers never get the same run: on PostgreSQL the rows are locked with
+    /// `FOR UPDATE SKIP LOCKED` (so concurrent claimers on other nodes skip them rather than wait);
+    /// on SQLite the claim runs on the single writer.
+    pub async fn claim_runs(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<RunRow>> {
+        let owner = owner.to_owned();
+        let limit = limit.clamp(1, crate::store::MAX_PAGE) as i64;
+        self.write(
+            move |c| {
+                let mut claimed: Vec<RunRow> = match c {
+                    DbConn::Postgres(pg) => {
+                        let ids: Vec<String> = runs::table
+                            .filter(claimable())
+                            .filter(
+                                runs::lease_expires_at
+                                    .is_null()
+                                    .or(runs::lease_expires_at.le(now)),
+                            )
+                            .order(runs::id.asc())
+                            .limit(limit)
+                            .select(runs::id)
+                            .for_update()
+                            .skip_locked()
+                            .load(pg)?;
+                        if ids.is_empty() {
+                            return Ok(Vec::new());
+                        }
+                        diesel::update(runs::table.filter(runs::id.eq_any(&ids)))
+                            .set((
+                                runs::lease_owner.eq(&owner),
+                                runs::lease_expires_at.eq(lease_until),
+                            ))
+                            .returning(RunRow::as_returning())
+                            .get_results(pg)?
+                    }
+                    // One statement. `INDEXED BY`: without ANALYZE statistics SQLite prefers
+                    // `runs_status` and sorts every unfinished run on each claim; the partial
+                    // index walks unfinished runs in id order and stops at the limit.
+                    DbConn::Sqlite(lite) => diesel::sql_query(
+                        "UPDATE runs SET lease_owner = ?, lease_expires_at = ? \
+                         WHERE id IN (SELECT id FROM runs INDEXED BY runs_claimable \
+                           WHERE status IN ('pending', 'running') \
+                             AND (lease_expires_at IS NULL OR lease_expires_at <= ?) \
+                           ORDER BY id LIMIT ?) \
+                         RETURNING *",
+                    )
+                    .bind::<Text, _>(&owner)
+                    .bind::<BigInt, _>(lease_until)
+                    .bind::<BigInt, _>(now)
+                    .bind::<BigInt, _>(limit)
+                    .load(lite)?,
+                };
+                claimed.sort_by(|a, b| a.id.cmp(&b.id));
+                Ok(claimed)
+            },
+            |_| false,
+        )
+        .await
+    }
+
+    /// Applies a worker's change to a run, through the group-commit writer, only while `owner`
+    /// holds the run's lease. Returns `false` (and changes nothing) when it does not — the lease
+    /// expired and another worker took the run, or the run does not exist.
+    pub async fn update_run(&self, update: RunUpdate) -> Result<bool> {
+        let wakes = update.release_lease
+            && matches!(update.status.as_deref(), Some("pending") | Some("running"));
+        let result = self
+            .write(
+                move |c| {
+                    let (lease_owner, lease_expires_at) = if update.release_lease {
+                        (Some(None), Some(None))
+                    } else {
+                        (None, update.lease_until.map(Some))
+                    };
+                    let changes = RunChanges {
+                        status: update.status,
+                        started_at: update.started_at,
+                        finished_at: update.finished_at,
+                        final_output: update.final_output,
+                        error: update.error,
+                        step_executions: update.step_executions,
+                        context: update.context,
+                        waiting_reason: update.waiting_reason,
+                        waiting_payload: update.waiting_payload,
+                        waiting_expires_at: update.waiting_expires_at,
+                        lease_owner,
+                        lease_expires_at,
+                    };
+                    let held = runs::table
+                        .filter(runs::id.eq(&update.id))
+                        .filter(runs::lease_owner.eq(&update.owner));
+                    if changes.is_empty() {
+                        return Ok(diesel::select(diesel::dsl::exists(held)).get_result(c)?);
+                    }
+                    Ok(diesel::update(held).set(changes).execute(c)? == 1)
+                },
+                |_| false,
+            )
+            .await?;
+        if result && wakes {
+            // A run handed back unfinished can be claimed again at once.
+            self.runs_notify().notify_one();
+        }
+        Ok(result)
+    }
+
+    /// The number of runs in each status, for metrics.
+    pub async fn count_runs_by_status(&self) -> Result<Vec<(String, i64)>> {
+        self.read(|c| {
+            Ok(runs::table
+                .group_by(runs::status)
+                .select((runs::status, diesel::dsl::count_star()))
+                .order(runs::status.asc())
+                .load(c)?)
+        })
+        .await
+    }
+}

@@ -1,0 +1,253 @@
+//! The group-commit writer: one thread owns the write connection; every write of the process goes
+//! through it.
+//!
+//! The thread takes the first waiting job, then every other job already queued (up to
+//! `max_batch`), and runs them all in ONE transaction, each inside its own savepoint, so that a
+//! failing job (a duplicate id, a token rotated in flight) rolls back only itself. It commits once
+//! — one fsync for the whole batch — and only then answers each job. If the commit fails, every job
+//! of the batch is answered `Unavailable` and nothing of the batch is stored.
+//!
+//! Ordering matters for durability: a job's result (and so the webhook's 201) is sent only after
+//! the commit has returned.
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use diesel::Connection;
+use diesel::connection::{AnsiTransactionManager, TransactionManager};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::conn::{DbConn, Role, establish};
+use crate::error::{Result, StoreError};
+use crate::url::DbUrl;
+
+/// A panic caught on the writer thread, re-raised in the caller's task.
+pub(crate) type Panic = Box<dyn Any + Send + 'static>;
+
+/// Answers a job: called with `None` after a successful commit, `Some(reason)` when the batch
+/// was lost.
+type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
+
+/// What a job leaves behind after it ran in its savepoint: how to answer it once the batch's
+/// fate is known, and whether it made work for the run workers.
+struct Staged {
+    answer: Answer,
+    /// The job stored something the workers should look at (a new or released run).
+    wakes_workers: bool,
+    /// The job panicked: the transaction's savepoint nesting is unknown, the batch is abandoned.
+    panicked: bool,
+}
+
+/// A type-erased job: runs on the writer's connection inside the batch transaction.
+pub(crate) struct Job(Box<dyn FnOnce(&mut DbConn) -> Staged + Send>);
+
+impl Job {
+    /// Wraps a typed job. `wakes` decides from its successful result whether to wake the workers.
+    /// Returns the job and the receiver of its result.
+    pub(crate) fn new<T, F>(f: F, wakes: fn(&T) -> bool) -> (Self, oneshot::Receiver<JobResult<T>>)
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job = Job(Box::new(move |conn: &mut DbConn| {
+            // The savepoint: a nested `transaction` inside the batch's transaction.
+            match catch_unwind(AssertUnwindSafe(|| conn.transaction(f))) {
+                Ok(result) => Staged {
+                    wakes_workers: matches!(&result, Ok(t) if wakes(t)),
+                    panicked: false,
+                    answer: Box::new(move |lost: Option<&str>| {
+                        let result = match lost {
+                            None => result,
+                            Some(reason) => Err(StoreError::unavailable(reason)),
+                        };
+                        let _ = tx.send(Ok(result));
+                    }),
+                },
+                Err(panic) => Staged {
+                    wakes_workers: false,
+                    panicked: true,
+                    answer: Box::new(move |_| {
+                        let _ = tx.send(Err(panic));
+                    }),
+                },
+            }
+        }));
+        (job, rx)
+    }
+}
+
+/// What a job's caller receives: the job's result, or the panic it raised.
+pub(crate) type JobResult<T> = std::result::Result<Result<T>, Panic>;
+
+/// Messages to the writer thread.
+pub(crate) enum Msg {
+    Job(Job),
+    /// Run everything queued before this message, then stop.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Counters of the writer, shared with [`Store::stats`](crate::Store::stats).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) commits: AtomicU64,
+    pub(crate) failed_batches: AtomicU64,
+    pub(crate) jobs: AtomicU64,
+    pub(crate) max_batch: AtomicU64,
+    /// Batches by size: bucket `i` counts batches of `2^i ..= 2^(i+1)-1` jobs; the last bucket
+    /// takes everything larger.
+    pub(crate) batch_sizes: [AtomicU64; BATCH_BUCKETS],
+}
+
+/// Number of batch-size buckets: 1, 2–3, 4–7, …, 512 and more.
+pub(crate) const BATCH_BUCKETS: usize = 10;
+
+impl Counters {
+    fn record_batch(&self, size: usize) {
+        let size = size as u64;
+        self.jobs.fetch_add(size, Ordering::Relaxed);
+        self.max_batch.fetch_max(size, Ordering::Relaxed);
+        let bucket = (63 - size.max(1).leading_zeros() as usize).min(BATCH_BUCKETS - 1);
+        self.batch_sizes[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Everything the writer thread needs.
+pub(crate) struct Writer {
+    pub(crate) url: DbUrl,
+    pub(crate) conn: Option<DbConn>,
+    pub(crate) busy_timeout: Duration,
+    /// `Role::Writer`, or `Role::WriterAutoCheckpoint` to compare.
+    pub(crate) role: Role,
+    pub(crate) max_batch: usize,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) runs_notify: Arc<Notify>,
+    /// Nudges the SQLite checkpointer after commits; `None` on PostgreSQL.
+    pub(crate) after_commit: Option<Box<dyn FnMut() + Send>>,
+}
+
+impl Writer {
+    /// The thread's body: runs until a `Shutdown` message or until every sender is gone.
+    pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut shutdown_acks = Vec::new();
+        let mut batch = Vec::with_capacity(self.max_batch);
+        // After a `Shutdown`, the channel is closed: `blocking_recv` still hands out what was
+        // queued before, then returns `None`.
+        while let Some(first) = rx.blocking_recv() {
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Job(job) => batch.push(job),
+                    Msg::Shutdown(ack) => {
+                        shutdown_acks.push(ack);
+                        rx.close();
+                    }
+                }
+                if batch.len() < self.max_batch {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                self.run_batch(&mut batch);
+            }
+        }
+        // Every message that was queued has been taken: the store is drained.
+        drop(self.conn.take());
+        for ack in shutdown_acks {
+            let _ = ack.send(());
+        }
+    }
+
+    /// Runs one batch in one transaction and answers every job.
+    fn run_batch(&mut self, batch: &mut Vec<Job>) {
+        let size = batch.len();
+        self.counters.record_batch(size);
+        let conn = match self.connection() {
+            Ok(c) => c,
+            Err(reason) => {
+                // Dropping a job drops its answer channel; the caller sees `Unavailable`.
+                batch.clear();
+                tracing::warn!(%reason, jobs = size, "database writer cannot connect");
+                self.counters.failed_batches.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        if let Err(e) = begin(conn) {
+            let reason = format!("cannot begin the write transaction: {e}");
+            tracing::warn!(%reason, jobs = size, "write batch failed");
+            batch.clear();
+            self.conn = None;
+            self.counters.failed_batches.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut staged = Vec::with_capacity(size);
+        let mut panicked = false;
+        for job in batch.drain(..) {
+            if panicked {
+                // The batch is lost already; dropping the job answers `Unavailable`.
+                continue;
+            }
+            let s = (job.0)(conn);
+            panicked = s.panicked;
+            staged.push(s);
+        }
+        let outcome = if panicked {
+            Err("a job of the batch panicked; the batch was rolled back".to_owned())
+        } else {
+            <DbConn as Connection>::TransactionManager::commit_transaction(conn)
+                .map_err(|e| format!("commit failed: {e}"))
+        };
+        match outcome {
+            Ok(()) => {
+                self.counters.commits.fetch_add(1, Ordering::Relaxed);
+                // SAFETY(durability): answers go out only now, after the commit returned.
+                let wake = staged.iter().any(|s| s.wakes_workers);
+                for s in staged {
+                    (s.answer)(None);
+                }
+                if wake {
+                    self.runs_notify.notify_waiters();
+                    self.runs_notify.notify_one();
+                }
+                if let Some(after) = self.after_commit.as_mut() {
+                    after();
+                }
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, jobs = size, "write batch failed");
+                self.counters.failed_batches.fetch_add(1, Ordering::Relaxed);
+                // Closing the connection rolls back whatever is left of the transaction; the
+                // next batch reconnects.
+                self.conn = None;
+                for s in staged {
+                    (s.answer)(Some(&reason));
+                }
+            }
+        }
+    }
+
+    /// The write connection, reconnecting after a failure.
+    fn connection(&mut self) -> std::result::Result<&mut DbConn, String> {
+        if self.conn.is_none() {
+            let c = establish(&self.url, self.role, self.busy_timeout)
+                .map_err(|e| format!("cannot connect to the database: {e}"))?;
+            self.conn = Some(c);
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| "no write connection".to_owned())
+    }
+}
+
+/// Begins the batch transaction. On SQLite `BEGIN IMMEDIATE` takes the write lock up front, so
+/// a batch that reads before it writes can never fail with `SQLITE_BUSY_SNAPSHOT` when another
+/// process (e.g. `triggerd migrate`) wrote in between; `busy_timeout` covers the wait.
+fn begin(conn: &mut DbConn) -> diesel::QueryResult<()> {
+    match conn {
+        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"),
+        DbConn::Postgres(c) => AnsiTransactionManager::begin_transaction(c),
+    }
+}
