@@ -370,7 +370,7 @@ pub(crate) fn hex_decode_into(hex: &[u8], out: &mut [u8]) -> bool {
 }
 
 /// Compares two byte strings in time that depends only on their lengths.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -236,6 +236,26 @@ impl TriggerConfig {
         config: &Value,
         specs: &InputSpecs,
     ) -> Result<TriggerConfig, Vec<Problem>> {
+        Self::parse_with(trigger_type, config, Some(specs))
+    }
+
+    /// Reads a configuration that was validated when it was stored (see
+    /// [`TriggerConfig::stored_json`]) without checking it against the workflow's inputs again:
+    /// a deployment that tracks the latest version keeps working when an input it maps is
+    /// removed (the mapped value is then dropped like any undeclared input), and a cron
+    /// trigger's fixed input is validated when a run is created.
+    pub fn from_stored(
+        trigger_type: TriggerType,
+        config: &Value,
+    ) -> Result<TriggerConfig, Vec<Problem>> {
+        Self::parse_with(trigger_type, config, None)
+    }
+
+    fn parse_with(
+        trigger_type: TriggerType,
+        config: &Value,
+        specs: Option<&InputSpecs>,
+    ) -> Result<TriggerConfig, Vec<Problem>> {
         let empty = Map::new();
         let map = match config {
             Value::Object(map) => map,
@@ -344,12 +364,12 @@ pub fn merge_config(stored: &Value, patch: &Value) -> Value {
 
 fn parse_webhook(
     map: &Map<String, Value>,
-    specs: &InputSpecs,
+    specs: Option<&InputSpecs>,
     problems: &mut Vec<Problem>,
 ) -> Option<WebhookConfig> {
     unknown_fields(map, &WEBHOOK_FIELDS, "webhook", problems);
     let input_mapping_raw = map.get("input_mapping").cloned().unwrap_or(Value::Null);
-    let input_mapping = InputMapping::parse(&input_mapping_raw, Some(specs))
+    let input_mapping = InputMapping::parse(&input_mapping_raw, specs)
         .map_err(|p| problems.extend(p))
         .unwrap_or_default();
     let input_mapping_raw = if input_mapping_raw.is_null() {
@@ -595,7 +615,7 @@ fn parse_response(value: Option<&Value>, problems: &mut Vec<Problem>) -> (Respon
 
 fn parse_cron(
     map: &Map<String, Value>,
-    specs: &InputSpecs,
+    specs: Option<&InputSpecs>,
     problems: &mut Vec<Problem>,
 ) -> Option<CronConfig> {
     unknown_fields(map, &CRON_FIELDS, "cron", problems);
@@ -666,9 +686,10 @@ fn parse_cron(
             Map::new()
         }
     };
-    let input = match specs.validate(input) {
-        Ok(input) => input,
-        Err(input_problems) => {
+    let input = match specs.map(|specs| specs.validate(input.clone())) {
+        None => input,
+        Some(Ok(input)) => input,
+        Some(Err(input_problems)) => {
             for p in input_problems {
                 problems.push(Problem::new(format!("config.input.{}", p.input), p.message));
             }

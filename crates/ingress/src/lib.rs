@@ -1,7 +1,196 @@
 //! # triggerd-ingress
 //!
-//! Will own the HTTP surface of triggerd: the webhook endpoints (`/api/webhooks/{token}`), the
-//! management API under `/api/v1`, the resume and approval endpoints, the OpenAPI document,
-//! `/healthz` and `/metrics`. It stores runs and wakes the workers; it never executes runs itself.
+//! The HTTP surface of triggerd: the webhook endpoints (`/api/webhooks/{token}[/{rest}]`), the
+//! management API under `/api/v1`, and `/healthz`. It turns requests into stored runs and wakes the
+//! workers through the store; it never executes runs itself, and it holds no SQL — every read and
+//! write is one call into `triggerd-storage`.
 //!
-//! Nothing is implemented here yet.
+//! The webhook hot path is [`webhook`]: read it top to bottom. Its trigger lookups come from an
+//! in-memory [`cache::TriggerCache`]; the write re-checks the token, so a stale cache can never
+//! start a run for a rotated, removed or disabled token.
+//!
+//! ```no_run
+//! # async fn example(store: triggerd_storage::Store) -> std::io::Result<()> {
+//! use std::sync::Arc;
+//! use triggerd_ingress::{AppState, IngressConfig};
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let config = IngressConfig::new("http://127.0.0.1:8080", triggerd_domain::ids::hash_token("admin-token"));
+//! let state = Arc::new(AppState::new(store, config));
+//! triggerd_ingress::serve(listener, state, std::future::pending()).await;
+//! # Ok(()) }
+//! ```
+
+pub mod api;
+pub mod cache;
+pub mod error;
+mod respond;
+pub mod webhook;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use triggerd_domain::ids::{IdKind, new_id};
+use triggerd_storage::Store;
+
+pub use error::ApiError;
+pub use respond::{error_response, json_response};
+
+/// The response body type of every route.
+pub type Body = Full<Bytes>;
+
+/// Settings of the HTTP layer.
+#[derive(Clone)]
+pub struct IngressConfig {
+    /// Base of the URLs shown to users (`url` of webhook triggers), without a trailing slash.
+    pub public_url: String,
+    /// Answer 200 `{"received": true}` instead of 404 for unknown webhook tokens.
+    pub hide_unknown_tokens: bool,
+    /// Hex SHA-256 of the admin API token.
+    pub admin_token_hash: String,
+    /// Largest management API body.
+    pub max_api_body_bytes: u64,
+    /// How long a cached trigger is trusted before it is read again (other nodes' changes show
+    /// up within this time; this node's own changes invalidate the cache at once).
+    pub cache_ttl: Duration,
+}
+
+impl std::fmt::Debug for IngressConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngressConfig")
+            .field("public_url", &self.public_url)
+            .field("hide_unknown_tokens", &self.hide_unknown_tokens)
+            .field("max_api_body_bytes", &self.max_api_body_bytes)
+            .field("cache_ttl", &self.cache_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IngressConfig {
+    /// Defaults for everything but the public URL and the admin token hash.
+    pub fn new(public_url: impl Into<String>, admin_token_hash: String) -> Self {
+        IngressConfig {
+            public_url: public_url.into().trim_end_matches('/').to_owned(),
+            hide_unknown_tokens: false,
+            admin_token_hash,
+            max_api_body_bytes: 1024 * 1024,
+            cache_ttl: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Everything a request handler needs; built once by the server.
+#[derive(Debug)]
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    /// Settings.
+    pub config: IngressConfig,
+    /// Webhook trigger cache and rate-limit buckets.
+    pub cache: cache::TriggerCache,
+}
+
+impl AppState {
+    /// Builds the state.
+    pub fn new(store: Store, config: IngressConfig) -> Self {
+        let cache = cache::TriggerCache::new(config.cache_ttl);
+        AppState { store, config, cache }
+    }
+
+    /// The public URL of a webhook token.
+    pub fn webhook_url(&self, token: &str) -> String {
+        format!("{}/api/webhooks/{token}", self.config.public_url)
+    }
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// Accepts connections on `listener` until `shutdown` resolves, then stops accepting and waits
+/// (up to 30 s) for in-flight requests to finish.
+pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, remote) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off briefly instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let state = state.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(handle(&state, remote, req).await) }
+                });
+                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(Duration::from_secs(30)) => tracing::warn!("shutdown timed out with connections still open"),
+    }
+}
+
+/// Handles one request: routes it and stamps `X-Request-Id` on the response.
+pub async fn handle(state: &AppState, remote: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let request_id = new_id(IdKind::Request);
+    let path = req.uri().path();
+    let mut response = if path.starts_with("/api/webhooks/") {
+        webhook::handle(state, remote, req, &request_id).await
+    } else if path.starts_with("/api/v1/") || path == "/api/v1" {
+        api::handle(state, req).await
+    } else if path == "/healthz" {
+        health(state).await
+    } else {
+        error_response(&ApiError::not_found(format!("no route for {path}")))
+    };
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+async fn health(state: &AppState) -> Response<Body> {
+    match state.store.ping().await {
+        Ok(()) => json_response(http::StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: database does not answer");
+            json_response(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({"status": "unavailable", "error": "the database does not answer"}),
+            )
+        }
+    }
+}

@@ -1,10 +1,210 @@
-//! The `triggerd` binary. Composition only: configuration, CLI, logging and wiring of the other
-//! crates. The server itself arrives with the single-node SQLite issue.
+//! The `triggerd` binary. Composition only: configuration, CLI, logging, and the wiring of
+//! storage, the HTTP layer and the run worker. See `triggerd --help`.
 
-fn main() {
-    eprintln!(
-        "triggerd {}: the server is not built yet; see README.md for the current state",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::exit(2);
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tokio::sync::watch;
+use triggerd_domain::ids::{IdKind, hash_token, new_id, new_secret_token};
+use triggerd_ingress::{AppState, IngressConfig};
+use triggerd_storage::{Store, StoreOptions, redact_url};
+
+/// The settings key under which the admin token's SHA-256 is stored.
+const ADMIN_TOKEN_KEY: &str = "admin_token_sha256";
+
+/// triggerd starts workflow runs from webhooks and cron schedules and tells other systems when
+/// runs change state.
+///
+/// Every option can also be set by its environment variable (shown in brackets). Logs go to
+/// stderr and follow RUST_LOG (default: info), e.g. RUST_LOG=triggerd=debug,info.
+#[derive(Debug, Parser)]
+#[command(name = "triggerd", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: the webhook endpoints, the management API and the run worker.
+    ///
+    /// Migrations run at start. On the first start without TRIGGERD_API_TOKEN an admin token is
+    /// generated, printed once, and only its hash is stored. SIGTERM or Ctrl-C stops accepting,
+    /// finishes in-flight requests and leaves runs for the next start.
+    Serve(ServeArgs),
+    /// Create or upgrade the database schema, then exit.
+    Migrate(DbArgs),
+    /// Manage the admin API token.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Replace the stored admin token with a new one and print it once. Run it on the server's
+    /// machine (it needs database access); restart the server to use the new token.
+    Reset(DbArgs),
+}
+
+#[derive(Debug, Args)]
+struct DbArgs {
+    /// Database: sqlite://PATH (created if missing) or postgres://USER@HOST/DB.
+    #[arg(long, env = "TRIGGERD_DATABASE_URL", default_value = "sqlite://triggerd.db")]
+    database_url: String,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Address to listen on (port 0 picks a free port; the chosen address is printed).
+    #[arg(long, env = "TRIGGERD_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Base of the URLs shown to users, e.g. https://hooks.example.com (default: http://<listen>).
+    #[arg(long, env = "TRIGGERD_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// The admin API token. When unset, the first start generates one and stores its hash.
+    #[arg(long, env = "TRIGGERD_API_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
+    /// Answer 200 {"received": true} instead of 404 for unknown webhook tokens.
+    #[arg(long, env = "TRIGGERD_HIDE_UNKNOWN_TOKENS", default_value_t = false, action = clap::ArgAction::Set)]
+    hide_unknown_tokens: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("triggerd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Migrate(args) => migrate(args).await,
+            Command::Token { command: TokenCommand::Reset(args) } => reset_token(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("triggerd: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn open(url: &str) -> Result<Store, String> {
+    Store::open(url, StoreOptions::default())
+        .await
+        .map_err(|e| format!("cannot open the database {}: {e}", redact_url(url)))
+}
+
+async fn migrate(args: DbArgs) -> Result<(), String> {
+    let store = open(&args.database_url).await?;
+    store.shutdown().await;
+    println!("database {} is up to date", redact_url(&args.database_url));
+    Ok(())
+}
+
+fn generate_admin_token() -> Result<String, String> {
+    new_secret_token("tda_").map_err(|e| format!("cannot generate a token: {e}"))
+}
+
+async fn reset_token(args: DbArgs) -> Result<(), String> {
+    let store = open(&args.database_url).await?;
+    let token = generate_admin_token()?;
+    store
+        .set_setting(ADMIN_TOKEN_KEY, &hash_token(&token))
+        .await
+        .map_err(|e| format!("cannot store the new token: {e}"))?;
+    store.shutdown().await;
+    println!("New admin API token (shown once; the old one no longer works after a restart):\n{token}");
+    Ok(())
+}
+
+/// The admin token's hash: from TRIGGERD_API_TOKEN, else the stored one, else a new one that is
+/// printed once.
+async fn admin_token_hash(store: &Store, configured: Option<&str>) -> Result<String, String> {
+    if let Some(token) = configured.filter(|t| !t.is_empty()) {
+        return Ok(hash_token(token));
+    }
+    let stored = store.get_setting(ADMIN_TOKEN_KEY).await.map_err(|e| format!("cannot read settings: {e}"))?;
+    if let Some(hash) = stored {
+        return Ok(hash);
+    }
+    let token = generate_admin_token()?;
+    let hash = hash_token(&token);
+    store.set_setting(ADMIN_TOKEN_KEY, &hash).await.map_err(|e| format!("cannot store the admin token: {e}"))?;
+    println!("Generated the admin API token. It is shown only this once; only its hash is stored:\n\n    {token}\n\nUse it as: Authorization: Bearer <token>. Lost it? Run `triggerd token reset`.\n");
+    Ok(hash)
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let store = open(&args.db.database_url).await?;
+    tracing::info!(database = %redact_url(&args.db.database_url), backend = ?store.backend(), "database ready");
+    let admin_hash = admin_token_hash(&store, args.api_token.as_deref()).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let local = listener.local_addr().map_err(|e| format!("cannot read the listening address: {e}"))?;
+    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
+    let mut config = IngressConfig::new(public_url.clone(), admin_hash);
+    config.hide_unknown_tokens = args.hide_unknown_tokens;
+    let state = Arc::new(AppState::new(store.clone(), config));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let owner = format!("node-{}-{}", std::process::id(), new_id(IdKind::Request).trim_start_matches("req_"));
+    let worker = tokio::spawn(triggerd_scheduler::RunWorker::new(store.clone(), owner).run(stop_rx));
+
+    println!("triggerd listening on http://{local} (public URL {public_url})");
+    tracing::info!(%local, %public_url, "listening");
+    triggerd_ingress::serve(listener, state, shutdown_signal()).await;
+
+    tracing::info!("shutting down: stopping the run worker and flushing the database");
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(Duration::from_secs(10), worker).await.is_err() {
+        tracing::warn!("the run worker did not stop in time; its runs are taken over after their lease");
+    }
+    store.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
 }

@@ -1,0 +1,244 @@
+//! The management API under `/api/v1` (SPEC 3): routing, admin-token authentication, body and
+//! query parsing. One module per group of routes; JSON views of stored rows in [`views`].
+
+mod runs;
+mod triggers;
+pub mod views;
+mod workflows;
+
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::Value;
+use triggerd_domain::ids::verify_token_hash;
+
+use crate::{ApiError, AppState, Body, error_response};
+
+/// Default page size of lists.
+pub const DEFAULT_LIMIT: usize = 50;
+/// Largest page size of lists.
+pub const MAX_LIMIT: usize = 200;
+
+/// Every route of the API, with the methods each allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Workflow,
+    WorkflowDeployments,
+    Deployment,
+    DeploymentTriggers,
+    Trigger,
+    TriggerRotate,
+    TriggerRequests,
+    Runs,
+    Run,
+}
+
+impl Route {
+    fn methods(self) -> &'static [Method] {
+        match self {
+            Route::Workflow => &[Method::GET, Method::PUT],
+            Route::WorkflowDeployments | Route::TriggerRotate => &[Method::POST],
+            Route::Deployment | Route::TriggerRequests | Route::Run => &[Method::GET],
+            Route::DeploymentTriggers | Route::Runs => &[Method::GET, Method::POST],
+            Route::Trigger => &[Method::GET, Method::PATCH, Method::DELETE],
+        }
+    }
+}
+
+fn router() -> &'static matchit::Router<Route> {
+    static ROUTER: std::sync::OnceLock<matchit::Router<Route>> = std::sync::OnceLock::new();
+    ROUTER.get_or_init(|| {
+        let mut r = matchit::Router::new();
+        let routes = [
+            ("/api/v1/workflows/{name}", Route::Workflow),
+            ("/api/v1/workflows/{name}/deployments", Route::WorkflowDeployments),
+            ("/api/v1/deployments/{id}", Route::Deployment),
+            ("/api/v1/deployments/{id}/triggers", Route::DeploymentTriggers),
+            ("/api/v1/triggers/{id}", Route::Trigger),
+            ("/api/v1/triggers/{id}/rotate", Route::TriggerRotate),
+            ("/api/v1/triggers/{id}/requests", Route::TriggerRequests),
+            ("/api/v1/runs", Route::Runs),
+            ("/api/v1/runs/{id}", Route::Run),
+        ];
+        for (path, route) in routes {
+            // The table above is static; a conflict is a programming error caught by the tests.
+            if let Err(e) = r.insert(path, route) {
+                tracing::error!(%path, error = %e, "route conflict");
+            }
+        }
+        r
+    })
+}
+
+/// A parsed API request: the route's path parameter, the query, the body.
+pub(crate) struct Call {
+    pub param: String,
+    pub query: serde_json::Map<String, Value>,
+    pub body: Option<Value>,
+}
+
+/// Handles one request under `/api/v1`.
+pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Body> {
+    match dispatch(state, req).await {
+        Ok(response) => response,
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    authenticate(state, req.headers())?;
+    let path = req.uri().path().trim_end_matches('/');
+    let matched = router()
+        .at(path)
+        .map_err(|_| ApiError::not_found(format!("no route for {}", req.uri().path())))?;
+    let route = *matched.value;
+    let param = matched.params.iter().next().map(|(_, v)| v.to_owned()).unwrap_or_default();
+    let method = req.method().clone();
+    if !route.methods().contains(&method) {
+        let allow: Vec<&str> = route.methods().iter().map(Method::as_str).collect();
+        return Err(ApiError::method_not_allowed(allow.join(", ")));
+    }
+    let query = triggerd_domain::mapping::parse_urlencoded(req.uri().query().unwrap_or("").as_bytes());
+    let body = if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
+        read_json(state, req).await?
+    } else {
+        None
+    };
+    let call = Call { param, query, body };
+    match (route, method) {
+        (Route::Workflow, Method::PUT) => workflows::put(state, call).await,
+        (Route::Workflow, _) => workflows::get(state, call).await,
+        (Route::WorkflowDeployments, _) => workflows::deploy(state, call).await,
+        (Route::Deployment, _) => workflows::get_deployment(state, call).await,
+        (Route::DeploymentTriggers, Method::POST) => triggers::create(state, call).await,
+        (Route::DeploymentTriggers, _) => triggers::list(state, call).await,
+        (Route::Trigger, Method::PATCH) => triggers::patch(state, call).await,
+        (Route::Trigger, Method::DELETE) => triggers::delete(state, call).await,
+        (Route::Trigger, _) => triggers::get(state, call).await,
+        (Route::TriggerRotate, _) => triggers::rotate(state, call).await,
+        (Route::TriggerRequests, _) => triggers::requests(state, call).await,
+        (Route::Runs, Method::POST) => runs::create(state, call).await,
+        (Route::Runs, _) => runs::list(state, call).await,
+        (Route::Run, _) => runs::get(state, call).await,
+    }
+}
+
+/// Checks `Authorization: Bearer <admin token>` against the stored hash (constant time).
+fn authenticate(state: &AppState, headers: &http::HeaderMap) -> Result<(), ApiError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(token) if verify_token_hash(token, &state.config.admin_token_hash) => Ok(()),
+        Some(_) => Err(ApiError::unauthorized("wrong API token")),
+        None => Err(ApiError::unauthorized("missing API token: send Authorization: Bearer <token>")),
+    }
+}
+
+/// Reads a JSON body: 415 unless it is JSON, 413 past the limit, 400 `malformed_json`.
+async fn read_json(state: &AppState, req: Request<Incoming>) -> Result<Option<Value>, ApiError> {
+    let limit = state.config.max_api_body_bytes;
+    let length = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if length.is_some_and(|n| n > limit) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    let bytes = Limited::new(req.into_body(), limit as usize)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                ApiError::payload_too_large(limit)
+            } else {
+                ApiError::bad_request(format!("could not read the request body: {e}"))
+            }
+        })?
+        .to_bytes();
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    match content_type.as_deref() {
+        Some("application/json") => {}
+        Some(ct) if ct.ends_with("+json") => {}
+        _ => return Err(ApiError::unsupported_media_type()),
+    }
+    serde_json::from_slice(&bytes).map(Some).map_err(|_| ApiError::malformed_json())
+}
+
+impl Call {
+    /// The body, required to be a JSON object.
+    pub fn object(&self) -> Result<&serde_json::Map<String, Value>, ApiError> {
+        match &self.body {
+            Some(Value::Object(map)) => Ok(map),
+            Some(_) => Err(ApiError::bad_request("the body must be a JSON object")),
+            None => Err(ApiError::bad_request("a JSON object body is required")),
+        }
+    }
+
+    /// The body as an object, or an empty one when there is no body.
+    pub fn object_or_empty(&self) -> Result<serde_json::Map<String, Value>, ApiError> {
+        match &self.body {
+            None => Ok(serde_json::Map::new()),
+            Some(_) => self.object().cloned(),
+        }
+    }
+
+    /// A query parameter as text.
+    pub fn query_str(&self, key: &str) -> Option<&str> {
+        match self.query.get(key) {
+            Some(Value::String(s)) => Some(s.as_str()),
+            Some(Value::Array(items)) => items.last().and_then(Value::as_str),
+            _ => None,
+        }
+    }
+
+    /// `limit` (default 50, at most 200) and `cursor`, validated with `valid_cursor`.
+    pub fn page(&self, valid_cursor: impl Fn(&str) -> bool) -> Result<(usize, Option<String>), ApiError> {
+        let limit = match self.query_str("limit") {
+            None => DEFAULT_LIMIT,
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                _ => return Err(ApiError::bad_request(format!("limit must be a whole number from 1 to {MAX_LIMIT}"))),
+            },
+        };
+        let cursor = match self.query_str("cursor") {
+            None | Some("") => None,
+            Some(c) if valid_cursor(c) => Some(c.to_owned()),
+            Some(_) => {
+                return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_cursor", "unknown cursor: pass the next_cursor of a previous page"));
+            }
+        };
+        Ok((limit, cursor))
+    }
+}
+
+/// `{data, next_cursor}`.
+pub(crate) fn list_response(data: Vec<Value>, next_cursor: Option<String>) -> Response<Body> {
+    crate::json_response(StatusCode::OK, &serde_json::json!({"data": data, "next_cursor": next_cursor}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_registered_and_matches() {
+        let r = router();
+        assert_eq!(*r.at("/api/v1/workflows/orders").unwrap().value, Route::Workflow);
+        assert_eq!(*r.at("/api/v1/workflows/orders/deployments").unwrap().value, Route::WorkflowDeployments);
+        assert_eq!(*r.at("/api/v1/triggers/trg_1/rotate").unwrap().value, Route::TriggerRotate);
+        assert_eq!(*r.at("/api/v1/runs").unwrap().value, Route::Runs);
+        assert_eq!(*r.at("/api/v1/runs/run_1").unwrap().value, Route::Run);
+        assert!(r.at("/api/v1/nothing").is_err());
+    }
+}

@@ -1,0 +1,222 @@
+//! Triggers: create, list, read, change, remove, rotate, and the activity log.
+
+use http::{Response, StatusCode};
+use serde_json::{Value, json};
+use triggerd_domain::Problem;
+use triggerd_domain::ids::{IdKind, is_valid_id, new_id, new_webhook_token};
+use triggerd_domain::inputs::is_valid_name;
+use triggerd_domain::trigger::{ResponseMode, TriggerConfig, TriggerType, merge_config};
+use triggerd_storage::{NewTrigger, TriggerPatch, TriggerRow};
+
+use super::workflows::{deployment_definition, find_deployment};
+use super::{Call, list_response, views};
+use crate::respond::no_content;
+use crate::{ApiError, AppState, Body, json_response, now_micros};
+
+/// Longest `grace_seconds` of a rotation: 7 days.
+const MAX_GRACE_SECONDS: u64 = 7 * 86_400;
+
+/// Activity outcomes a `?outcome=` filter may name (SPEC 4.6).
+const OUTCOMES: [&str; 9] = [
+    "accepted",
+    "method_not_allowed",
+    "too_large",
+    "rate_limited",
+    "bad_signature",
+    "unauthorized",
+    "malformed",
+    "invalid_input",
+    "failed",
+];
+
+fn invalid_config(problems: Vec<Problem>) -> ApiError {
+    ApiError::problems("invalid_config", "the trigger configuration", problems)
+}
+
+/// Validates a trigger configuration for the deployment's workflow, refusing what this build
+/// cannot honour yet.
+fn validate(trigger_type: TriggerType, config: &Value, inputs: &triggerd_domain::inputs::InputSpecs) -> Result<TriggerConfig, ApiError> {
+    let parsed = TriggerConfig::parse(trigger_type, config, inputs).map_err(invalid_config)?;
+    if let TriggerConfig::Webhook(w) = &parsed
+        && matches!(w.response, ResponseMode::Sync { .. })
+    {
+        return Err(invalid_config(vec![Problem::new(
+            "config.response.mode",
+            "the sync response mode is not available in this version: use async or custom",
+        )]));
+    }
+    Ok(parsed)
+}
+
+fn next_fire_at(config: &TriggerConfig) -> Option<i64> {
+    match config {
+        TriggerConfig::Cron(c) => c.next_after(chrono::Utc::now()).map(|t| t.timestamp_micros()),
+        TriggerConfig::Webhook(_) => None,
+    }
+}
+
+fn view(state: &AppState, row: &TriggerRow) -> Value {
+    views::trigger(row, &state.config.public_url)
+}
+
+/// `POST /deployments/{id}/triggers` `{trigger_type, name?, enabled?, config}`.
+pub(super) async fn create(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+    let deployment = find_deployment(state, &call.param).await?;
+    let body = call.object()?;
+    let trigger_type = match body.get("trigger_type").and_then(Value::as_str) {
+        Some(t) => t.parse::<TriggerType>().map_err(|p| invalid_config(vec![p]))?,
+        None => return Err(invalid_config(vec![Problem::new("trigger_type", "is required: \"webhook\" or \"cron\"")])),
+    };
+    let name = match body.get("name") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(n)) if is_valid_name(n) => Some(n.clone()),
+        Some(_) => {
+            return Err(invalid_config(vec![Problem::new("name", "trigger names use letters, digits, `_` and `-` (1 to 64 characters)")]));
+        }
+    };
+    let enabled = match body.get("enabled") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::bad_request("enabled must be true or false")),
+    };
+    let (_, definition) = deployment_definition(state, &deployment).await?;
+    let config = validate(trigger_type, body.get("config").unwrap_or(&Value::Null), &definition.inputs)?;
+    let token = match trigger_type {
+        TriggerType::Webhook => Some(new_webhook_token().map_err(|e| {
+            tracing::error!(error = %e, "no randomness for a webhook token");
+            ApiError::internal()
+        })?),
+        TriggerType::Cron => None,
+    };
+    let row = state
+        .store
+        .create_trigger(NewTrigger {
+            id: new_id(IdKind::Trigger),
+            deployment_id: deployment.id.clone(),
+            name,
+            trigger_type: trigger_type.as_str().to_owned(),
+            enabled,
+            config: config.stored_json().to_string(),
+            declared: false,
+            next_fire_at: next_fire_at(&config),
+            token,
+            now: now_micros(),
+        })
+        .await?;
+    tracing::info!(trigger_id = %row.id, deployment_id = %row.deployment_id, trigger_type = %row.trigger_type, "trigger created");
+    Ok(json_response(StatusCode::CREATED, &view(state, &row)))
+}
+
+/// `GET /deployments/{id}/triggers`.
+pub(super) async fn list(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+    let deployment = find_deployment(state, &call.param).await?;
+    let (limit, cursor) = call.page(|c| is_valid_id(IdKind::Trigger, c))?;
+    let page = state.store.list_triggers(&deployment.id, cursor.as_deref(), limit).await?;
+    let data = page.items.iter().map(|row| view(state, row)).collect();
+    Ok(list_response(data, page.next_cursor))
+}
+
+async fn find(state: &AppState, id: &str) -> Result<TriggerRow, ApiError> {
+    if !is_valid_id(IdKind::Trigger, id) {
+        return Err(ApiError::not_found(format!("trigger {id} not found")));
+    }
+    state
+        .store
+        .get_trigger(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("trigger {id} not found")))
+}
+
+/// `GET /triggers/{id}`.
+pub(super) async fn get(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+    let row = find(state, &call.param).await?;
+    Ok(json_response(StatusCode::OK, &view(state, &row)))
+}
+
+/// `PATCH /triggers/{id}` `{enabled?, config?}`: config keys merge at the top level; `null`
+/// removes a key.
+pub(super) async fn patch(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+    let row = find(state, &call.param).await?;
+    let body = call.object()?;
+    if let Some(key) = body.keys().find(|k| !["enabled", "config"].contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!("unknown field \"{key}\": a trigger changes enabled and config")));
+    }
+    let enabled = match body.get("enabled") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => return Err(ApiError::bad_request("enabled must be true or false")),
+    };
+    let mut patch = TriggerPatch { enabled, ..TriggerPatch::default() };
+    if let Some(changes) = body.get("config").filter(|v| !v.is_null()) {
+        if !changes.is_object() {
+            return Err(invalid_config(vec![Problem::new("config", "must be an object of the keys to change")]));
+        }
+        let deployment = find_deployment(state, &row.deployment_id).await?;
+        let (_, definition) = deployment_definition(state, &deployment).await?;
+        let trigger_type = row.trigger_type.parse::<TriggerType>().map_err(|_| ApiError::internal())?;
+        let stored: Value = serde_json::from_str(&row.config).unwrap_or(Value::Null);
+        let config = validate(trigger_type, &merge_config(&stored, changes), &definition.inputs)?;
+        patch.next_fire_at = Some(next_fire_at(&config));
+        patch.config = Some(config.stored_json().to_string());
+    }
+    let row = state.store.update_trigger(&row.id, patch, now_micros()).await?;
+    state.cache.invalidate_all();
+    Ok(json_response(StatusCode::OK, &view(state, &row)))
+}
+
+/// `DELETE /triggers/{id}`: its URL stops at once.
+pub(super) async fn delete(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+    if !is_valid_id(IdKind::Trigger, &call.param) {
+        return Err(ApiError::not_found(format!("trigger {} not found", call.param)));
+    }
+    state.store.delete_trigger(&call.param).await?;
+    state.cache.invalidate_all();
+    tracing::info!(trigger_id = %call.param, "trigger removed");
+    Ok(no_content())
+}
+
+/// `POST /triggers/{id}/rotate` `{grace_seconds?}`.
+pub(super) async fn rotate(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+    let row = find(state, &call.param).await?;
+    if row.trigger_type != TriggerType::Webhook.as_str() {
+        return Err(ApiError::conflict("only webhook triggers have a token to rotate"));
+    }
+    let body = call.object_or_empty()?;
+    let grace = match body.get("grace_seconds") {
+        None | Some(Value::Null) => 0,
+        Some(v) => match v.as_u64() {
+            Some(n) if n <= MAX_GRACE_SECONDS => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "grace_seconds must be a whole number from 0 to {MAX_GRACE_SECONDS} (7 days)"
+                )));
+            }
+        },
+    };
+    let now = now_micros();
+    let old_valid_until = (grace > 0).then(|| now + (grace as i64) * 1_000_000);
+    let token = new_webhook_token().map_err(|e| {
+        tracing::error!(error = %e, "no randomness for a webhook token");
+        ApiError::internal()
+    })?;
+    let row = state.store.rotate_trigger(&row.id, &token, old_valid_until, now).await?;
+    state.cache.invalidate_all();
+    tracing::info!(trigger_id = %row.id, grace_seconds = grace, "webhook token rotated");
+    let mut view = view(state, &row);
+    view["previous_token_valid_until"] = json!(old_valid_until.map(views::rfc3339));
+    Ok(json_response(StatusCode::OK, &view))
+}
+
+/// `GET /triggers/{id}/requests?outcome=&limit=&cursor=`: the activity log, newest first.
+pub(super) async fn requests(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+    let row = find(state, &call.param).await?;
+    let (limit, cursor) = call.page(|c| is_valid_id(IdKind::Request, c))?;
+    let outcome = call.query_str("outcome");
+    if let Some(o) = outcome
+        && !OUTCOMES.contains(&o)
+    {
+        return Err(ApiError::bad_request(format!("unknown outcome \"{o}\": expected one of {}", OUTCOMES.join(", "))));
+    }
+    let page = state.store.list_activity(&row.id, outcome, cursor.as_deref(), limit).await?;
+    Ok(list_response(page.items.iter().map(views::activity).collect(), page.next_cursor))
+}

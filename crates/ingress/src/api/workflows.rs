@@ -1,0 +1,139 @@
+//! Workflows and deployments.
+
+use http::{Response, StatusCode};
+use serde_json::{Value, json};
+use triggerd_domain::Problem;
+use triggerd_domain::definition::{Definition, is_workflow_name};
+use triggerd_domain::ids::{IdKind, is_valid_id, new_id};
+use triggerd_domain::inputs::is_valid_name;
+use triggerd_storage::{DeploymentRow, NewDeployment, WorkflowVersionRow};
+
+use super::{Call, views};
+use crate::{ApiError, AppState, Body, json_response, now_micros};
+
+/// `PUT /workflows/{name}`: a new version unless identical to the latest.
+pub(super) async fn put(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+    let name = call.param.clone();
+    if !is_workflow_name(&name) {
+        return Err(ApiError::bad_request(
+            "workflow names use letters, digits, `.`, `_` and `-`, starting with a letter or digit",
+        ));
+    }
+    let mut document = call.object()?.clone();
+    match document.get("name") {
+        None | Some(Value::Null) => {
+            document.insert("name".into(), json!(name));
+        }
+        Some(Value::String(n)) if *n == name => {}
+        Some(_) => {
+            let problem = Problem::new("name", format!("must match the name in the URL (\"{name}\")"));
+            return Err(ApiError::problems("invalid_definition", "the definition", vec![problem]));
+        }
+    }
+    let definition = Definition::from_value(Value::Object(document))
+        .map_err(|problems| ApiError::problems("invalid_definition", "the definition", problems))?;
+    let text = definition.source().to_string();
+    let (version, created) = state.store.put_workflow(&name, &text, now_micros()).await?;
+    if created {
+        // Deployments that track the latest version run the new one from now on.
+        state.cache.invalidate_all();
+        tracing::info!(workflow = %name, version = version.version, "workflow version stored");
+    }
+    let (row, latest) = state
+        .store
+        .get_workflow(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("workflow {name} not found")))?;
+    let mut view = views::workflow(&row, &latest);
+    view["created"] = json!(created);
+    Ok(json_response(StatusCode::OK, &view))
+}
+
+/// `GET /workflows/{name}`: the latest version.
+pub(super) async fn get(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+    let (row, latest) = state
+        .store
+        .get_workflow(&call.param)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("workflow {} not found", call.param)))?;
+    Ok(json_response(StatusCode::OK, &views::workflow(&row, &latest)))
+}
+
+/// `POST /workflows/{name}/deployments` `{name, version?}`.
+pub(super) async fn deploy(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+    let body = call.object()?;
+    let mut problems = Vec::new();
+    let name = match body.get("name").and_then(Value::as_str) {
+        Some(n) if is_valid_name(n) => n.to_owned(),
+        _ => {
+            problems.push(Problem::new(
+                "name",
+                "is required: letters, digits, `_` and `-` (1 to 64 characters), e.g. \"production\"",
+            ));
+            String::new()
+        }
+    };
+    let pinned_version = match body.get("version") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_i64() {
+            Some(n) if n >= 1 => Some(n),
+            _ => {
+                problems.push(Problem::new("version", "must be a version number (1 or more), or left out to track the latest"));
+                None
+            }
+        },
+    };
+    if let Some(key) = body.keys().find(|k| !["name", "version"].contains(&k.as_str())) {
+        problems.push(Problem::new(key.as_str(), "unknown field: a deployment has name and version"));
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::problems("bad_request", "the deployment", problems).with_status(StatusCode::BAD_REQUEST));
+    }
+    let row = state
+        .store
+        .create_deployment(NewDeployment {
+            id: new_id(IdKind::Deployment),
+            workflow: call.param.clone(),
+            name,
+            pinned_version,
+            now: now_micros(),
+        })
+        .await?;
+    tracing::info!(deployment_id = %row.id, workflow = %row.workflow, name = %row.name, "deployment created");
+    Ok(json_response(StatusCode::CREATED, &views::deployment(&row)))
+}
+
+/// `GET /deployments/{id}`.
+pub(super) async fn get_deployment(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+    let row = find_deployment(state, &call.param).await?;
+    Ok(json_response(StatusCode::OK, &views::deployment(&row)))
+}
+
+/// The deployment `id`, or 404.
+pub(super) async fn find_deployment(state: &AppState, id: &str) -> Result<DeploymentRow, ApiError> {
+    if !is_valid_id(IdKind::Deployment, id) {
+        return Err(ApiError::not_found(format!("deployment {id} not found")));
+    }
+    state
+        .store
+        .get_deployment(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("deployment {id} not found")))
+}
+
+/// The definition a deployment runs now: its pinned version, or the workflow's latest.
+pub(super) async fn deployment_definition(
+    state: &AppState,
+    deployment: &DeploymentRow,
+) -> Result<(WorkflowVersionRow, Definition), ApiError> {
+    let version = match deployment.pinned_version {
+        Some(v) => state.store.get_workflow_version(&deployment.workflow, v).await?,
+        None => state.store.get_workflow(&deployment.workflow).await?.map(|(_, latest)| latest),
+    }
+    .ok_or_else(|| ApiError::not_found(format!("workflow {} of deployment {} not found", deployment.workflow, deployment.id)))?;
+    let definition = Definition::from_json_str(&version.definition).map_err(|e| {
+        tracing::error!(error = %e, workflow = %deployment.workflow, "stored definition does not parse");
+        ApiError::internal()
+    })?;
+    Ok((version, definition))
+}

@@ -1,0 +1,190 @@
+//! The webhook trigger cache and the rate-limit buckets.
+//!
+//! The hot path looks a token up here first: a hit costs one read lock and no database round
+//! trip. Entries hold everything the request needs already parsed — the trigger's configuration,
+//! the compiled workflow definition, the deployment — and expire after a short TTL so changes made
+//! on other nodes show up quickly. Management writes on this node invalidate the whole cache at
+//! once (they are rare). Correctness never rests on the cache: the write re-checks the token.
+//!
+//! Rate-limit buckets live beside the cache, keyed by trigger id, so an invalidation does not
+//! refill them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use triggerd_domain::definition::Definition;
+use triggerd_domain::trigger::WebhookConfig;
+
+/// Entries beyond this are dropped wholesale (a bound, not an LRU: a cache miss is cheap).
+const MAX_ENTRIES: usize = 100_000;
+
+/// What the hot path needs to know about a webhook token.
+#[derive(Debug)]
+pub struct CachedTrigger {
+    /// `trg_...`
+    pub trigger_id: String,
+    /// `dep_...`
+    pub deployment_id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// The version the deployment runs.
+    pub workflow_version: i64,
+    /// Disabled triggers answer 404 (and the request is logged against them).
+    pub enabled: bool,
+    /// Set when the token was rotated with a grace period: valid until then (µs).
+    pub token_expires_at: Option<i64>,
+    /// The compiled definition.
+    pub definition: Arc<Definition>,
+    /// The parsed webhook configuration.
+    pub config: WebhookConfig,
+    /// The trigger's rate-limit bucket.
+    pub bucket: Arc<Mutex<TokenBucket>>,
+    /// When the entry was read from the database.
+    pub loaded_at: Instant,
+}
+
+/// Token → trigger cache with a generation counter so a fill that raced an invalidation is not
+/// inserted.
+#[derive(Debug)]
+pub struct TriggerCache {
+    entries: RwLock<HashMap<String, Arc<CachedTrigger>>>,
+    buckets: Mutex<HashMap<String, Arc<Mutex<TokenBucket>>>>,
+    generation: AtomicU64,
+    ttl: Duration,
+}
+
+impl TriggerCache {
+    /// An empty cache whose entries live `ttl`.
+    pub fn new(ttl: Duration) -> Self {
+        TriggerCache {
+            entries: RwLock::new(HashMap::new()),
+            buckets: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            ttl,
+        }
+    }
+
+    /// The current generation; pass it to [`TriggerCache::insert`] after a fill.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// A fresh entry for `token`.
+    pub fn get(&self, token: &str) -> Option<Arc<CachedTrigger>> {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(token)
+            .filter(|e| e.loaded_at.elapsed() < self.ttl)
+            .cloned()
+    }
+
+    /// Stores a filled entry unless the cache was invalidated since `generation`.
+    pub fn insert(&self, token: &str, entry: Arc<CachedTrigger>, generation: u64) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        if entries.len() >= MAX_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(token.to_owned(), entry);
+    }
+
+    /// Drops every entry (after any management write that could change a trigger).
+    pub fn invalidate_all(&self) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.clear();
+    }
+
+    /// The rate-limit bucket of a trigger (created full on first use).
+    pub fn bucket(&self, trigger_id: &str) -> Arc<Mutex<TokenBucket>> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= MAX_ENTRIES {
+            buckets.clear();
+        }
+        buckets
+            .entry(trigger_id.to_owned())
+            .or_insert_with(|| Arc::new(Mutex::new(TokenBucket::default())))
+            .clone()
+    }
+}
+
+/// A token bucket of `capacity` tokens refilled continuously at `capacity` per minute.
+#[derive(Debug, Default)]
+pub struct TokenBucket {
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl TokenBucket {
+    /// Takes one token at `now` from a bucket of `per_minute` capacity (0 = unlimited). On
+    /// refusal returns the whole seconds until a token is free (at least 1).
+    pub fn take(&mut self, per_minute: u32, now: Instant) -> Result<(), u64> {
+        if per_minute == 0 {
+            return Ok(());
+        }
+        let capacity = f64::from(per_minute);
+        let rate = capacity / 60.0;
+        self.tokens = match self.last {
+            None => capacity,
+            Some(last) => {
+                (self.tokens + now.saturating_duration_since(last).as_secs_f64() * rate).min(capacity)
+            }
+        };
+        self.last = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = (1.0 - self.tokens) / rate;
+            Err((wait.ceil() as u64).max(1))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_capacity_then_refuses_with_retry_after() {
+        let mut bucket = TokenBucket::default();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(bucket.take(3, t0), Ok(()));
+        }
+        // 3 per minute = one token every 20 s.
+        assert_eq!(bucket.take(3, t0), Err(20));
+        assert_eq!(bucket.take(3, t0 + Duration::from_secs(10)), Err(10));
+        assert_eq!(bucket.take(3, t0 + Duration::from_secs(20)), Ok(()));
+    }
+
+    #[test]
+    fn refill_is_capped_at_capacity() {
+        let mut bucket = TokenBucket::default();
+        let t0 = Instant::now();
+        assert_eq!(bucket.take(2, t0), Ok(()));
+        let later = t0 + Duration::from_secs(3600);
+        assert_eq!(bucket.take(2, later), Ok(()));
+        assert_eq!(bucket.take(2, later), Ok(()));
+        assert!(bucket.take(2, later).is_err());
+    }
+
+    #[test]
+    fn zero_means_unlimited() {
+        let mut bucket = TokenBucket::default();
+        let t0 = Instant::now();
+        assert!((0..10_000).all(|_| bucket.take(0, t0).is_ok()));
+    }
+
+    #[test]
+    fn retry_after_is_at_least_one_second() {
+        let mut bucket = TokenBucket::default();
+        let t0 = Instant::now();
+        assert!((0..6000).all(|_| bucket.take(6000, t0).is_ok()));
+        assert_eq!(bucket.take(6000, t0), Err(1));
+    }
+}

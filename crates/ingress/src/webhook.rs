@@ -1,0 +1,365 @@
+//! The webhook hot path: `/api/webhooks/{token}[/{rest}]` (SPEC 4).
+//!
+//! Checks run in the SPEC's order — token → method → size → rate limit → signature/API key →
+//! parse → mapping/validation → run — and each answer to a known token is recorded in the
+//! trigger's activity log. The 201 is sent only after the store's group commit returns: from that
+//! instant the run survives a crash.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+use triggerd_domain::definition::Definition;
+use triggerd_domain::ids::{IdKind, constant_time_eq, is_plausible_webhook_token, new_id};
+use triggerd_domain::mapping::{headers_to_map, parse_urlencoded, trigger_input};
+use triggerd_domain::trigger::{ResponseMode, TriggerConfig, TriggerType};
+use triggerd_storage::{IngestWrite, NewActivity, NewRun, StoreError};
+
+use crate::cache::CachedTrigger;
+use crate::{ApiError, AppState, Body, error_response, json_response, now_micros};
+
+/// A request refused after the token was known: the error to answer and the activity outcome.
+struct Refusal {
+    error: ApiError,
+    outcome: &'static str,
+}
+
+impl Refusal {
+    fn new(error: ApiError, outcome: &'static str) -> Self {
+        Refusal { error, outcome }
+    }
+}
+
+/// What the checks produce for an accepted request.
+struct Accepted {
+    input: serde_json::Map<String, Value>,
+    trigger_input: Value,
+}
+
+/// Handles one webhook request.
+pub async fn handle(state: &AppState, remote: SocketAddr, req: Request<Incoming>, request_id: &str) -> Response<Body> {
+    let started = Instant::now();
+    let received_at = now_micros();
+    let tail = req.uri().path().strip_prefix("/api/webhooks/").unwrap_or("");
+    let (token, rest) = match tail.split_once('/') {
+        Some((token, rest)) => (token, rest),
+        None => (tail, ""),
+    };
+    if !is_plausible_webhook_token(token) {
+        return unknown_token(state);
+    }
+    let entry = match lookup(state, token).await {
+        Ok(Some(entry)) => entry,
+        Ok(None) => return unknown_token(state),
+        Err(e) => return error_response(&e),
+    };
+    if entry.token_expires_at.is_some_and(|t| t <= received_at) {
+        return unknown_token(state);
+    }
+    let token = token.to_owned();
+    let rest = rest.to_owned();
+    let method = req.method().as_str().to_owned();
+
+    let (result, body_bytes) = check(&entry, req, &rest).await;
+    let duration_ms = started.elapsed().as_millis() as i64;
+    let mut activity = NewActivity {
+        id: request_id.to_owned(),
+        received_at,
+        method,
+        status_code: 0,
+        outcome: String::new(),
+        run_id: None,
+        error: None,
+        body_bytes: body_bytes as i64,
+        duration_ms,
+        remote_addr: Some(remote.ip().to_string()),
+    };
+    let accepted = match result {
+        Ok(accepted) => accepted,
+        Err(refusal) => {
+            activity.status_code = i32::from(refusal.error.status.as_u16());
+            activity.outcome = refusal.outcome.to_owned();
+            activity.error = Some(refusal.error.message.clone());
+            // Refusals are logged before answering so the log and the answer agree; a failed log
+            // write does not change the answer.
+            if !entry.enabled && state.config.hide_unknown_tokens {
+                activity.status_code = 200;
+            }
+            let write = IngestWrite { token, trigger_id: entry.trigger_id.clone(), now: received_at, run: None, activity };
+            if let Err(e) = state.store.ingest(write).await {
+                tracing::warn!(error = %e, trigger_id = %entry.trigger_id, "could not log a refused webhook request");
+            }
+            if !entry.enabled {
+                return unknown_token(state);
+            }
+            return error_response(&refusal.error);
+        }
+    };
+
+    let run_id = new_id(IdKind::Run);
+    let custom = match &entry.config.response {
+        ResponseMode::Custom { status, content_type, body } => Some((status, content_type, body.render(&json!({"trigger": &accepted.trigger_input})))),
+        _ => None,
+    };
+    let run = NewRun {
+        id: run_id.clone(),
+        deployment_id: entry.deployment_id.clone(),
+        workflow: entry.workflow.clone(),
+        workflow_version: entry.workflow_version,
+        trigger_id: Some(entry.trigger_id.clone()),
+        source: "webhook".to_owned(),
+        status: "pending".to_owned(),
+        input: Value::Object(accepted.input).to_string(),
+        trigger_input: accepted.trigger_input.to_string(),
+        context: "{}".to_owned(),
+        step_executions: "[]".to_owned(),
+        final_output: None,
+        created_at: received_at,
+        started_at: None,
+        finished_at: None,
+    };
+    let status = match &custom {
+        Some((status, _, _)) => **status,
+        None => 201,
+    };
+    activity.status_code = i32::from(status);
+    activity.outcome = "accepted".to_owned();
+    activity.run_id = Some(run_id.clone());
+    let trigger_id = entry.trigger_id.clone();
+    let write = IngestWrite { token, trigger_id, now: received_at, run: Some(run), activity };
+    // SAFETY (durability): the answer below is sent only after this commit returned.
+    match state.store.ingest(write).await {
+        Ok(()) => {}
+        Err(StoreError::TokenGone) => return unknown_token(state),
+        Err(e) => return error_response(&ApiError::from(e)),
+    }
+    match custom {
+        Some((status, content_type, body)) => custom_response(*status, content_type, body),
+        None => json_response(
+            StatusCode::CREATED,
+            &json!({"run_id": run_id, "status": "pending", "request_id": request_id}),
+        ),
+    }
+}
+
+/// 404, or 200 `{"received": true}` when unknown tokens are hidden. Not logged (no trigger).
+fn unknown_token(state: &AppState) -> Response<Body> {
+    if state.config.hide_unknown_tokens {
+        json_response(StatusCode::OK, &json!({"received": true}))
+    } else {
+        error_response(&ApiError::not_found("unknown webhook token"))
+    }
+}
+
+/// The cached trigger of `token`, read from the database on a miss.
+async fn lookup(state: &AppState, token: &str) -> Result<Option<Arc<CachedTrigger>>, ApiError> {
+    if let Some(entry) = state.cache.get(token) {
+        return Ok(Some(entry));
+    }
+    let generation = state.cache.generation();
+    let Some(target) = state.store.resolve_token(token, now_micros()).await? else {
+        return Ok(None);
+    };
+    if target.trigger.trigger_type != TriggerType::Webhook.as_str() {
+        return Ok(None);
+    }
+    let definition = Definition::from_json_str(&target.definition).map_err(|e| {
+        tracing::error!(error = %e, workflow = %target.deployment.workflow, "stored definition does not parse");
+        ApiError::internal()
+    })?;
+    let config_value: Value = serde_json::from_str(&target.trigger.config).unwrap_or(Value::Null);
+    let config = match TriggerConfig::from_stored(TriggerType::Webhook, &config_value) {
+        Ok(TriggerConfig::Webhook(config)) => *config,
+        _ => {
+            tracing::error!(trigger_id = %target.trigger.id, "stored webhook config does not parse");
+            return Err(ApiError::internal());
+        }
+    };
+    let entry = Arc::new(CachedTrigger {
+        bucket: state.cache.bucket(&target.trigger.id),
+        trigger_id: target.trigger.id,
+        deployment_id: target.deployment.id,
+        workflow: target.deployment.workflow,
+        workflow_version: target.workflow_version,
+        enabled: target.trigger.enabled,
+        token_expires_at: target.token_expires_at,
+        definition: Arc::new(definition),
+        config,
+        loaded_at: Instant::now(),
+    });
+    state.cache.insert(token, entry.clone(), generation);
+    Ok(Some(entry))
+}
+
+/// Every check after the token; returns the mapped input or the refusal, and the body size read.
+async fn check(entry: &CachedTrigger, req: Request<Incoming>, rest: &str) -> (Result<Accepted, Refusal>, u64) {
+    let config = &entry.config;
+    if !entry.enabled {
+        // Answered like an unknown token, but logged against the trigger (SPEC 4.6).
+        return (Err(Refusal::new(ApiError::not_found("trigger is disabled"), "failed")), 0);
+    }
+    if !config.allows(req.method().as_str()) {
+        return (Err(Refusal::new(ApiError::method_not_allowed(config.allow_header()), "method_not_allowed")), 0);
+    }
+    let limit = config.max_body_bytes;
+    let declared_length = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_length.is_some_and(|n| n > limit) {
+        return (Err(Refusal::new(ApiError::payload_too_large(limit), "too_large")), declared_length.unwrap_or(0));
+    }
+    let (parts, body) = req.into_parts();
+    let body: Bytes = if parts.method == Method::GET {
+        Bytes::new()
+    } else {
+        match Limited::new(body, limit as usize).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                return (Err(Refusal::new(ApiError::payload_too_large(limit), "too_large")), limit);
+            }
+            Err(e) => {
+                let error = ApiError::bad_request(format!("could not read the request body: {e}"));
+                return (Err(Refusal::new(error, "failed")), 0);
+            }
+        }
+    };
+    let size = body.len() as u64;
+    let refuse = |error, outcome| (Err(Refusal::new(error, outcome)), size);
+
+    let allowed = entry.bucket.lock().unwrap_or_else(|e| e.into_inner()).take(config.rate_limit_per_minute, Instant::now());
+    if let Err(retry_after) = allowed {
+        return refuse(ApiError::rate_limited(retry_after), "rate_limited");
+    }
+    if let Some(secret) = &config.secret {
+        let now_secs = now_micros() / 1_000_000;
+        if let Err(e) = config.scheme.verify(secret, &parts.headers, &body, now_secs) {
+            return refuse(ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", format!("signature check failed: {e}")), "bad_signature");
+        }
+    }
+    if !config.api_keys.is_empty() && !api_key_matches(&parts.headers, &config.api_keys) {
+        let error = ApiError::unauthorized("missing or wrong API key: send Authorization: Bearer <key> or X-API-Key: <key>");
+        return refuse(error, "unauthorized");
+    }
+    let parsed = match parse_body(&parts.headers, &body) {
+        Ok(v) => v,
+        Err(()) => return refuse(ApiError::malformed_json(), "malformed"),
+    };
+    let redact: &[&str] = if config.secret.is_some() { config.scheme.header_names() } else { &[] };
+    let headers = headers_to_map(parts.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())), redact);
+    let query = parse_urlencoded(parts.uri.query().unwrap_or("").as_bytes());
+    let trigger_input = trigger_input(parts.method.as_str(), rest, Value::Object(query), Value::Object(headers), parsed);
+    match config.input_mapping.apply(&entry.definition.inputs, &trigger_input) {
+        Ok(input) => (Ok(Accepted { input, trigger_input }), size),
+        Err(problems) => refuse(ApiError::invalid_input(problems), "invalid_input"),
+    }
+}
+
+/// Whether the request presents one of `keys` as `Authorization: Bearer <key>` or `X-API-Key`.
+fn api_key_matches(headers: &http::HeaderMap, keys: &[String]) -> bool {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let x_api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim);
+    [bearer, x_api_key]
+        .into_iter()
+        .flatten()
+        // Every key is compared, so the time taken does not reveal which one matched.
+        .any(|presented| keys.iter().fold(false, |found, key| constant_time_eq(presented.as_bytes(), key.as_bytes()) | found))
+}
+
+/// `trigger.body` from the raw body (SPEC 4.1). `Err` means malformed JSON.
+fn parse_body(headers: &http::HeaderMap, body: &[u8]) -> Result<Value, ()> {
+    if body.is_empty() {
+        return Ok(Value::Null);
+    }
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let essence = content_type
+        .map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let is_json = essence == "application/json" || essence.ends_with("+json");
+    if is_json {
+        return serde_json::from_slice(body).map_err(|_| ());
+    }
+    if essence == "application/x-www-form-urlencoded" {
+        return Ok(Value::Object(parse_urlencoded(body)));
+    }
+    if content_type.is_none()
+        && let Ok(v) = serde_json::from_slice(body)
+    {
+        return Ok(v);
+    }
+    Ok(json!({
+        "content_type": content_type.unwrap_or("application/octet-stream"),
+        "size": body.len(),
+        "data_base64": base64::engine::general_purpose::STANDARD.encode(body),
+    }))
+}
+
+fn custom_response(status: u16, content_type: &str, body: Result<Value, triggerd_domain::template::RenderError>) -> Response<Body> {
+    let bytes = match body {
+        Ok(Value::String(s)) => s.into_bytes(),
+        Ok(Value::Null) => Vec::new(),
+        Ok(other) => other.to_string().into_bytes(),
+        Err(e) => {
+            // The run is stored; the custom body could not be rendered from this request.
+            tracing::debug!(error = %e, "custom webhook response template failed");
+            Vec::new()
+        }
+    };
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    if let Ok(value) = header::HeaderValue::from_str(content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
+        pairs
+            .iter()
+            .map(|(n, v)| (http::HeaderName::from_static(n), http::HeaderValue::from_static(v)))
+            .collect()
+    }
+
+    #[test]
+    fn json_form_and_binary_bodies_parse() {
+        let json_ct = headers(&[("content-type", "application/json; charset=utf-8")]);
+        assert_eq!(parse_body(&json_ct, br#"{"a":1}"#), Ok(json!({"a": 1})));
+        assert_eq!(parse_body(&json_ct, b"{nope"), Err(()));
+        assert_eq!(parse_body(&json_ct, b""), Ok(Value::Null));
+        let form = headers(&[("content-type", "application/x-www-form-urlencoded")]);
+        assert_eq!(parse_body(&form, b"a=1&a=2&b=x"), Ok(json!({"a": ["1", "2"], "b": "x"})));
+        assert_eq!(parse_body(&headers(&[]), b"[1,2]"), Ok(json!([1, 2])));
+        let xml = headers(&[("content-type", "application/xml")]);
+        assert_eq!(
+            parse_body(&xml, b"<a/>"),
+            Ok(json!({"content_type": "application/xml", "size": 4, "data_base64": "PGEvPg=="}))
+        );
+        assert_eq!(parse_body(&headers(&[]), b"plain")
+            .map(|v| v["content_type"].clone()), Ok(json!("application/octet-stream")));
+    }
+
+    #[test]
+    fn api_keys_are_read_from_bearer_or_x_api_key() {
+        let keys = vec!["k-0123456789abcdef".to_owned(), "k-second-key-000000".to_owned()];
+        assert!(api_key_matches(&headers(&[("authorization", "Bearer k-second-key-000000")]), &keys));
+        assert!(api_key_matches(&headers(&[("x-api-key", "k-0123456789abcdef")]), &keys));
+        assert!(!api_key_matches(&headers(&[("x-api-key", "k-0123456789abcdeF")]), &keys));
+        assert!(!api_key_matches(&headers(&[("authorization", "k-0123456789abcdef")]), &keys));
+        assert!(!api_key_matches(&headers(&[]), &keys));
+    }
+}
