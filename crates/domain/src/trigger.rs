@@ -297,8 +297,15 @@ impl TriggerConfig {
                 if let Value::Object(map) = &mut value {
                     map.shift_remove("secret_configured");
                     map.shift_remove("api_keys_configured");
-                    if let Some(secret) = &w.secret {
-                        map.insert("secret".into(), json!(secret));
+                    match &w.secret {
+                        Some(secret) => {
+                            map.insert("secret".into(), json!(secret));
+                        }
+                        // A scheme without a secret is refused on input; without a secret the
+                        // scheme is only shown, never stored.
+                        None => {
+                            map.shift_remove("signature");
+                        }
                     }
                     if !w.api_keys.is_empty() {
                         map.insert("api_keys".into(), json!(w.api_keys));

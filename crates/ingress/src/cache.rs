@@ -130,9 +130,8 @@ impl TokenBucket {
         let rate = capacity / 60.0;
         self.tokens = match self.last {
             None => capacity,
-            Some(last) => {
-                (self.tokens + now.saturating_duration_since(last).as_secs_f64() * rate).min(capacity)
-            }
+            Some(last) => (self.tokens + now.saturating_duration_since(last).as_secs_f64() * rate)
+                .min(capacity),
         };
         self.last = Some(now);
         if self.tokens >= 1.0 {

@@ -42,7 +42,11 @@ impl ApiError {
 
     /// 400 `malformed_json` with the SPEC's exact message.
     pub fn malformed_json() -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "malformed_json", "Received malformed JSON payload.")
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "Received malformed JSON payload.",
+        )
     }
 
     /// 401 `unauthorized`.
@@ -113,8 +117,13 @@ impl ApiError {
 
     /// 429 `rate_limited` with `Retry-After`.
     pub fn rate_limited(retry_after_secs: u64) -> Self {
-        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "rate limit exceeded");
-        e.headers.push((http::header::RETRY_AFTER, retry_after_secs.to_string()));
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "rate limit exceeded",
+        );
+        e.headers
+            .push((http::header::RETRY_AFTER, retry_after_secs.to_string()));
         e
     }
 

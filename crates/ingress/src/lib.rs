@@ -104,7 +104,11 @@ impl AppState {
     /// Builds the state.
     pub fn new(store: Store, config: IngressConfig) -> Self {
         let cache = cache::TriggerCache::new(config.cache_ttl);
-        AppState { store, config, cache }
+        AppState {
+            store,
+            config,
+            cache,
+        }
     }
 
     /// The public URL of a webhook token.
@@ -123,7 +127,11 @@ pub fn now_micros() -> i64 {
 
 /// Accepts connections on `listener` until `shutdown` resolves, then stops accepting and waits
 /// (up to 30 s) for in-flight requests to finish.
-pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);
@@ -164,7 +172,11 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl F
 }
 
 /// Handles one request: routes it and stamps `X-Request-Id` on the response.
-pub async fn handle(state: &AppState, remote: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    state: &AppState,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let request_id = new_id(IdKind::Request);
     let path = req.uri().path();
     let mut response = if path.starts_with("/api/webhooks/") {

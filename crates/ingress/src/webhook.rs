@@ -43,10 +43,19 @@ struct Accepted {
 }
 
 /// Handles one webhook request.
-pub async fn handle(state: &AppState, remote: SocketAddr, req: Request<Incoming>, request_id: &str) -> Response<Body> {
+pub async fn handle(
+    state: &AppState,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+    request_id: &str,
+) -> Response<Body> {
     let started = Instant::now();
     let received_at = now_micros();
-    let tail = req.uri().path().strip_prefix("/api/webhooks/").unwrap_or("");
+    let tail = req
+        .uri()
+        .path()
+        .strip_prefix("/api/webhooks/")
+        .unwrap_or("");
     let (token, rest) = match tail.split_once('/') {
         Some((token, rest)) => (token, rest),
         None => (tail, ""),
@@ -91,7 +100,13 @@ pub async fn handle(state: &AppState, remote: SocketAddr, req: Request<Incoming>
             if !entry.enabled && state.config.hide_unknown_tokens {
                 activity.status_code = 200;
             }
-            let write = IngestWrite { token, trigger_id: entry.trigger_id.clone(), now: received_at, run: None, activity };
+            let write = IngestWrite {
+                token,
+                trigger_id: entry.trigger_id.clone(),
+                now: received_at,
+                run: None,
+                activity,
+            };
             if let Err(e) = state.store.ingest(write).await {
                 tracing::warn!(error = %e, trigger_id = %entry.trigger_id, "could not log a refused webhook request");
             }
@@ -104,7 +119,15 @@ pub async fn handle(state: &AppState, remote: SocketAddr, req: Request<Incoming>
 
     let run_id = new_id(IdKind::Run);
     let custom = match &entry.config.response {
-        ResponseMode::Custom { status, content_type, body } => Some((status, content_type, body.render(&json!({"trigger": &accepted.trigger_input})))),
+        ResponseMode::Custom {
+            status,
+            content_type,
+            body,
+        } => Some((
+            status,
+            content_type,
+            body.render(&json!({"trigger": &accepted.trigger_input})),
+        )),
         _ => None,
     };
     let run = NewRun {
@@ -132,7 +155,13 @@ pub async fn handle(state: &AppState, remote: SocketAddr, req: Request<Incoming>
     activity.outcome = "accepted".to_owned();
     activity.run_id = Some(run_id.clone());
     let trigger_id = entry.trigger_id.clone();
-    let write = IngestWrite { token, trigger_id, now: received_at, run: Some(run), activity };
+    let write = IngestWrite {
+        token,
+        trigger_id,
+        now: received_at,
+        run: Some(run),
+        activity,
+    };
     // SAFETY (durability): the answer below is sent only after this commit returned.
     match state.store.ingest(write).await {
         Ok(()) => {}
@@ -198,14 +227,30 @@ async fn lookup(state: &AppState, token: &str) -> Result<Option<Arc<CachedTrigge
 }
 
 /// Every check after the token; returns the mapped input or the refusal, and the body size read.
-async fn check(entry: &CachedTrigger, req: Request<Incoming>, rest: &str) -> (Result<Accepted, Refusal>, u64) {
+async fn check(
+    entry: &CachedTrigger,
+    req: Request<Incoming>,
+    rest: &str,
+) -> (Result<Accepted, Refusal>, u64) {
     let config = &entry.config;
     if !entry.enabled {
         // Answered like an unknown token, but logged against the trigger (SPEC 4.6).
-        return (Err(Refusal::new(ApiError::not_found("trigger is disabled"), "failed")), 0);
+        return (
+            Err(Refusal::new(
+                ApiError::not_found("trigger is disabled"),
+                "failed",
+            )),
+            0,
+        );
     }
     if !config.allows(req.method().as_str()) {
-        return (Err(Refusal::new(ApiError::method_not_allowed(config.allow_header()), "method_not_allowed")), 0);
+        return (
+            Err(Refusal::new(
+                ApiError::method_not_allowed(config.allow_header()),
+                "method_not_allowed",
+            )),
+            0,
+        );
     }
     let limit = config.max_body_bytes;
     let declared_length = req
@@ -214,7 +259,13 @@ async fn check(entry: &CachedTrigger, req: Request<Incoming>, rest: &str) -> (Re
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared_length.is_some_and(|n| n > limit) {
-        return (Err(Refusal::new(ApiError::payload_too_large(limit), "too_large")), declared_length.unwrap_or(0));
+        return (
+            Err(Refusal::new(
+                ApiError::payload_too_large(limit),
+                "too_large",
+            )),
+            declared_length.unwrap_or(0),
+        );
     }
     let (parts, body) = req.into_parts();
     let body: Bytes = if parts.method == Method::GET {
@@ -222,8 +273,17 @@ async fn check(entry: &CachedTrigger, req: Request<Incoming>, rest: &str) -> (Re
     } else {
         match Limited::new(body, limit as usize).collect().await {
             Ok(collected) => collected.to_bytes(),
-            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-                return (Err(Refusal::new(ApiError::payload_too_large(limit), "too_large")), limit);
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return (
+                    Err(Refusal::new(
+                        ApiError::payload_too_large(limit),
+                        "too_large",
+                    )),
+                    limit,
+                );
             }
             Err(e) => {
                 let error = ApiError::bad_request(format!("could not read the request body: {e}"));
@@ -234,30 +294,71 @@ async fn check(entry: &CachedTrigger, req: Request<Incoming>, rest: &str) -> (Re
     let size = body.len() as u64;
     let refuse = |error, outcome| (Err(Refusal::new(error, outcome)), size);
 
-    let allowed = entry.bucket.lock().unwrap_or_else(|e| e.into_inner()).take(config.rate_limit_per_minute, Instant::now());
+    let allowed = entry
+        .bucket
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take(config.rate_limit_per_minute, Instant::now());
     if let Err(retry_after) = allowed {
         return refuse(ApiError::rate_limited(retry_after), "rate_limited");
     }
     if let Some(secret) = &config.secret {
         let now_secs = now_micros() / 1_000_000;
-        if let Err(e) = config.scheme.verify(secret, &parts.headers, &body, now_secs) {
-            return refuse(ApiError::new(StatusCode::UNAUTHORIZED, "bad_signature", format!("signature check failed: {e}")), "bad_signature");
+        if let Err(e) = config
+            .scheme
+            .verify(secret, &parts.headers, &body, now_secs)
+        {
+            return refuse(
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "bad_signature",
+                    format!("signature check failed: {e}"),
+                ),
+                "bad_signature",
+            );
         }
     }
     if !config.api_keys.is_empty() && !api_key_matches(&parts.headers, &config.api_keys) {
-        let error = ApiError::unauthorized("missing or wrong API key: send Authorization: Bearer <key> or X-API-Key: <key>");
+        let error = ApiError::unauthorized(
+            "missing or wrong API key: send Authorization: Bearer <key> or X-API-Key: <key>",
+        );
         return refuse(error, "unauthorized");
     }
     let parsed = match parse_body(&parts.headers, &body) {
         Ok(v) => v,
         Err(()) => return refuse(ApiError::malformed_json(), "malformed"),
     };
-    let redact: &[&str] = if config.secret.is_some() { config.scheme.header_names() } else { &[] };
-    let headers = headers_to_map(parts.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())), redact);
+    let redact: &[&str] = if config.secret.is_some() {
+        config.scheme.header_names()
+    } else {
+        &[]
+    };
+    let headers = headers_to_map(
+        parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes())),
+        redact,
+    );
     let query = parse_urlencoded(parts.uri.query().unwrap_or("").as_bytes());
-    let trigger_input = trigger_input(parts.method.as_str(), rest, Value::Object(query), Value::Object(headers), parsed);
-    match config.input_mapping.apply(&entry.definition.inputs, &trigger_input) {
-        Ok(input) => (Ok(Accepted { input, trigger_input }), size),
+    let trigger_input = trigger_input(
+        parts.method.as_str(),
+        rest,
+        Value::Object(query),
+        Value::Object(headers),
+        parsed,
+    );
+    match config
+        .input_mapping
+        .apply(&entry.definition.inputs, &trigger_input)
+    {
+        Ok(input) => (
+            Ok(Accepted {
+                input,
+                trigger_input,
+            }),
+            size,
+        ),
         Err(problems) => refuse(ApiError::invalid_input(problems), "invalid_input"),
     }
 }
@@ -269,12 +370,19 @@ fn api_key_matches(headers: &http::HeaderMap, keys: &[String]) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let x_api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim);
+    let x_api_key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
     [bearer, x_api_key]
         .into_iter()
         .flatten()
         // Every key is compared, so the time taken does not reveal which one matched.
-        .any(|presented| keys.iter().fold(false, |found, key| constant_time_eq(presented.as_bytes(), key.as_bytes()) | found))
+        .any(|presented| {
+            keys.iter().fold(false, |found, key| {
+                constant_time_eq(presented.as_bytes(), key.as_bytes()) | found
+            })
+        })
 }
 
 /// `trigger.body` from the raw body (SPEC 4.1). `Err` means malformed JSON.
@@ -282,9 +390,17 @@ fn parse_body(headers: &http::HeaderMap, body: &[u8]) -> Result<Value, ()> {
     if body.is_empty() {
         return Ok(Value::Null);
     }
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     let essence = content_type
-        .map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default();
     let is_json = essence == "application/json" || essence.ends_with("+json");
     if is_json {
@@ -305,7 +421,11 @@ fn parse_body(headers: &http::HeaderMap, body: &[u8]) -> Result<Value, ()> {
     }))
 }
 
-fn custom_response(status: u16, content_type: &str, body: Result<Value, triggerd_domain::template::RenderError>) -> Response<Body> {
+fn custom_response(
+    status: u16,
+    content_type: &str,
+    body: Result<Value, triggerd_domain::template::RenderError>,
+) -> Response<Body> {
     let bytes = match body {
         Ok(Value::String(s)) => s.into_bytes(),
         Ok(Value::Null) => Vec::new(),
@@ -331,7 +451,12 @@ mod tests {
     fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
         pairs
             .iter()
-            .map(|(n, v)| (http::HeaderName::from_static(n), http::HeaderValue::from_static(v)))
+            .map(|(n, v)| {
+                (
+                    http::HeaderName::from_static(n),
+                    http::HeaderValue::from_static(v),
+                )
+            })
             .collect()
     }
 
@@ -342,24 +467,44 @@ mod tests {
         assert_eq!(parse_body(&json_ct, b"{nope"), Err(()));
         assert_eq!(parse_body(&json_ct, b""), Ok(Value::Null));
         let form = headers(&[("content-type", "application/x-www-form-urlencoded")]);
-        assert_eq!(parse_body(&form, b"a=1&a=2&b=x"), Ok(json!({"a": ["1", "2"], "b": "x"})));
+        assert_eq!(
+            parse_body(&form, b"a=1&a=2&b=x"),
+            Ok(json!({"a": ["1", "2"], "b": "x"}))
+        );
         assert_eq!(parse_body(&headers(&[]), b"[1,2]"), Ok(json!([1, 2])));
         let xml = headers(&[("content-type", "application/xml")]);
         assert_eq!(
             parse_body(&xml, b"<a/>"),
             Ok(json!({"content_type": "application/xml", "size": 4, "data_base64": "PGEvPg=="}))
         );
-        assert_eq!(parse_body(&headers(&[]), b"plain")
-            .map(|v| v["content_type"].clone()), Ok(json!("application/octet-stream")));
+        assert_eq!(
+            parse_body(&headers(&[]), b"plain").map(|v| v["content_type"].clone()),
+            Ok(json!("application/octet-stream"))
+        );
     }
 
     #[test]
     fn api_keys_are_read_from_bearer_or_x_api_key() {
-        let keys = vec!["k-0123456789abcdef".to_owned(), "k-second-key-000000".to_owned()];
-        assert!(api_key_matches(&headers(&[("authorization", "Bearer k-second-key-000000")]), &keys));
-        assert!(api_key_matches(&headers(&[("x-api-key", "k-0123456789abcdef")]), &keys));
-        assert!(!api_key_matches(&headers(&[("x-api-key", "k-0123456789abcdeF")]), &keys));
-        assert!(!api_key_matches(&headers(&[("authorization", "k-0123456789abcdef")]), &keys));
+        let keys = vec![
+            "k-0123456789abcdef".to_owned(),
+            "k-second-key-000000".to_owned(),
+        ];
+        assert!(api_key_matches(
+            &headers(&[("authorization", "Bearer k-second-key-000000")]),
+            &keys
+        ));
+        assert!(api_key_matches(
+            &headers(&[("x-api-key", "k-0123456789abcdef")]),
+            &keys
+        ));
+        assert!(!api_key_matches(
+            &headers(&[("x-api-key", "k-0123456789abcdeF")]),
+            &keys
+        ));
+        assert!(!api_key_matches(
+            &headers(&[("authorization", "k-0123456789abcdef")]),
+            &keys
+        ));
         assert!(!api_key_matches(&headers(&[]), &keys));
     }
 }

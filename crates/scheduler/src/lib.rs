@@ -120,8 +120,12 @@ impl RunWorker {
         while let Some(joined) = updates.join_next().await {
             match joined {
                 Ok((_, Ok(true))) => {}
-                Ok((id, Ok(false))) => tracing::warn!(run_id = %id, "lost the lease of a run before finishing it"),
-                Ok((id, Err(e))) => tracing::warn!(run_id = %id, error = %e, "could not store a run's state; it will be retried after its lease"),
+                Ok((id, Ok(false))) => {
+                    tracing::warn!(run_id = %id, "lost the lease of a run before finishing it")
+                }
+                Ok((id, Err(e))) => {
+                    tracing::warn!(run_id = %id, error = %e, "could not store a run's state; it will be retried after its lease")
+                }
                 Err(e) => tracing::error!(error = %e, "run update task panicked"),
             }
         }
@@ -133,7 +137,11 @@ impl RunWorker {
         if let Some(d) = self.definitions.get(&key) {
             return Ok(Some(d.clone()));
         }
-        let Some(version) = self.store.get_workflow_version(&run.workflow, run.workflow_version).await? else {
+        let Some(version) = self
+            .store
+            .get_workflow_version(&run.workflow, run.workflow_version)
+            .await?
+        else {
             return Ok(None);
         };
         match Definition::from_json_str(&version.definition) {
@@ -157,7 +165,13 @@ impl RunWorker {
             ..RunUpdate::default()
         };
         let Some(definition) = definition else {
-            let error = RunError::new("workflow_missing", format!("workflow {} version {} is not stored", run.workflow, run.workflow_version));
+            let error = RunError::new(
+                "workflow_missing",
+                format!(
+                    "workflow {} version {} is not stored",
+                    run.workflow, run.workflow_version
+                ),
+            );
             return fail(update, run, now, &error);
         };
         if !definition.steps.is_empty() {
@@ -182,7 +196,12 @@ impl RunWorker {
                 update.release_lease = true;
                 update
             }
-            Err(e) => fail(update, run, now, &RunError::new("template_error", format!("output: {e}"))),
+            Err(e) => fail(
+                update,
+                run,
+                now,
+                &RunError::new("template_error", format!("output: {e}")),
+            ),
         }
     }
 }

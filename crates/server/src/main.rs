@@ -54,7 +54,11 @@ enum TokenCommand {
 #[derive(Debug, Args)]
 struct DbArgs {
     /// Database: sqlite://PATH (created if missing) or postgres://USER@HOST/DB.
-    #[arg(long, env = "TRIGGERD_DATABASE_URL", default_value = "sqlite://triggerd.db")]
+    #[arg(
+        long,
+        env = "TRIGGERD_DATABASE_URL",
+        default_value = "sqlite://triggerd.db"
+    )]
     database_url: String,
 }
 
@@ -79,7 +83,10 @@ struct ServeArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("triggerd: cannot start the async runtime: {e}");
@@ -90,7 +97,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Migrate(args) => migrate(args).await,
-            Command::Token { command: TokenCommand::Reset(args) } => reset_token(args).await,
+            Command::Token {
+                command: TokenCommand::Reset(args),
+            } => reset_token(args).await,
         }
     });
     match result {
@@ -105,7 +114,10 @@ fn main() -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn open(url: &str) -> Result<Store, String> {
@@ -133,7 +145,9 @@ async fn reset_token(args: DbArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot store the new token: {e}"))?;
     store.shutdown().await;
-    println!("New admin API token (shown once; the old one no longer works after a restart):\n{token}");
+    println!(
+        "New admin API token (shown once; the old one no longer works after a restart):\n{token}"
+    );
     Ok(())
 }
 
@@ -143,14 +157,22 @@ async fn admin_token_hash(store: &Store, configured: Option<&str>) -> Result<Str
     if let Some(token) = configured.filter(|t| !t.is_empty()) {
         return Ok(hash_token(token));
     }
-    let stored = store.get_setting(ADMIN_TOKEN_KEY).await.map_err(|e| format!("cannot read settings: {e}"))?;
+    let stored = store
+        .get_setting(ADMIN_TOKEN_KEY)
+        .await
+        .map_err(|e| format!("cannot read settings: {e}"))?;
     if let Some(hash) = stored {
         return Ok(hash);
     }
     let token = generate_admin_token()?;
     let hash = hash_token(&token);
-    store.set_setting(ADMIN_TOKEN_KEY, &hash).await.map_err(|e| format!("cannot store the admin token: {e}"))?;
-    println!("Generated the admin API token. It is shown only this once; only its hash is stored:\n\n    {token}\n\nUse it as: Authorization: Bearer <token>. Lost it? Run `triggerd token reset`.\n");
+    store
+        .set_setting(ADMIN_TOKEN_KEY, &hash)
+        .await
+        .map_err(|e| format!("cannot store the admin token: {e}"))?;
+    println!(
+        "Generated the admin API token. It is shown only this once; only its hash is stored:\n\n    {token}\n\nUse it as: Authorization: Bearer <token>. Lost it? Run `triggerd token reset`.\n"
+    );
     Ok(hash)
 }
 
@@ -161,15 +183,25 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    let local = listener.local_addr().map_err(|e| format!("cannot read the listening address: {e}"))?;
-    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{local}"));
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listening address: {e}"))?;
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{local}"));
     let mut config = IngressConfig::new(public_url.clone(), admin_hash);
     config.hide_unknown_tokens = args.hide_unknown_tokens;
     let state = Arc::new(AppState::new(store.clone(), config));
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let owner = format!("node-{}-{}", std::process::id(), new_id(IdKind::Request).trim_start_matches("req_"));
-    let worker = tokio::spawn(triggerd_scheduler::RunWorker::new(store.clone(), owner).run(stop_rx));
+    let owner = format!(
+        "node-{}-{}",
+        std::process::id(),
+        new_id(IdKind::Request).trim_start_matches("req_")
+    );
+    let worker =
+        tokio::spawn(triggerd_scheduler::RunWorker::new(store.clone(), owner).run(stop_rx));
 
     println!("triggerd listening on http://{local} (public URL {public_url})");
     tracing::info!(%local, %public_url, "listening");
@@ -177,8 +209,13 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
 
     tracing::info!("shutting down: stopping the run worker and flushing the database");
     let _ = stop_tx.send(true);
-    if tokio::time::timeout(Duration::from_secs(10), worker).await.is_err() {
-        tracing::warn!("the run worker did not stop in time; its runs are taken over after their lease");
+    if tokio::time::timeout(Duration::from_secs(10), worker)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the run worker did not stop in time; its runs are taken over after their lease"
+        );
     }
     store.shutdown().await;
     tracing::info!("stopped");

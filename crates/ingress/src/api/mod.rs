@@ -22,6 +22,8 @@ pub const MAX_LIMIT: usize = 200;
 /// Every route of the API, with the methods each allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
+    Workflows,
+    Deployments,
     Workflow,
     WorkflowDeployments,
     Deployment,
@@ -36,9 +38,12 @@ enum Route {
 impl Route {
     fn methods(self) -> &'static [Method] {
         match self {
-            Route::Workflow => &[Method::GET, Method::PUT],
+            Route::Workflows => &[Method::GET],
+            Route::Deployments => &[Method::GET],
+            Route::Workflow => &[Method::GET, Method::PUT, Method::DELETE],
             Route::WorkflowDeployments | Route::TriggerRotate => &[Method::POST],
-            Route::Deployment | Route::TriggerRequests | Route::Run => &[Method::GET],
+            Route::Deployment => &[Method::GET, Method::DELETE],
+            Route::TriggerRequests | Route::Run => &[Method::GET],
             Route::DeploymentTriggers | Route::Runs => &[Method::GET, Method::POST],
             Route::Trigger => &[Method::GET, Method::PATCH, Method::DELETE],
         }
@@ -50,10 +55,18 @@ fn router() -> &'static matchit::Router<Route> {
     ROUTER.get_or_init(|| {
         let mut r = matchit::Router::new();
         let routes = [
+            ("/api/v1/workflows", Route::Workflows),
+            ("/api/v1/deployments", Route::Deployments),
             ("/api/v1/workflows/{name}", Route::Workflow),
-            ("/api/v1/workflows/{name}/deployments", Route::WorkflowDeployments),
+            (
+                "/api/v1/workflows/{name}/deployments",
+                Route::WorkflowDeployments,
+            ),
             ("/api/v1/deployments/{id}", Route::Deployment),
-            ("/api/v1/deployments/{id}/triggers", Route::DeploymentTriggers),
+            (
+                "/api/v1/deployments/{id}/triggers",
+                Route::DeploymentTriggers,
+            ),
             ("/api/v1/triggers/{id}", Route::Trigger),
             ("/api/v1/triggers/{id}/rotate", Route::TriggerRotate),
             ("/api/v1/triggers/{id}/requests", Route::TriggerRequests),
@@ -92,13 +105,19 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<Response<B
         .at(path)
         .map_err(|_| ApiError::not_found(format!("no route for {}", req.uri().path())))?;
     let route = *matched.value;
-    let param = matched.params.iter().next().map(|(_, v)| v.to_owned()).unwrap_or_default();
+    let param = matched
+        .params
+        .iter()
+        .next()
+        .map(|(_, v)| v.to_owned())
+        .unwrap_or_default();
     let method = req.method().clone();
     if !route.methods().contains(&method) {
         let allow: Vec<&str> = route.methods().iter().map(Method::as_str).collect();
         return Err(ApiError::method_not_allowed(allow.join(", ")));
     }
-    let query = triggerd_domain::mapping::parse_urlencoded(req.uri().query().unwrap_or("").as_bytes());
+    let query =
+        triggerd_domain::mapping::parse_urlencoded(req.uri().query().unwrap_or("").as_bytes());
     let body = if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
         read_json(state, req).await?
     } else {
@@ -106,7 +125,11 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<Response<B
     };
     let call = Call { param, query, body };
     match (route, method) {
+        (Route::Workflows, _) => workflows::list(state, call).await,
+        (Route::Deployments, _) => workflows::list_deployments(state, call).await,
         (Route::Workflow, Method::PUT) => workflows::put(state, call).await,
+        (Route::Workflow, Method::DELETE) => workflows::delete(state, call).await,
+        (Route::Deployment, Method::DELETE) => workflows::delete_deployment(state, call).await,
         (Route::Workflow, _) => workflows::get(state, call).await,
         (Route::WorkflowDeployments, _) => workflows::deploy(state, call).await,
         (Route::Deployment, _) => workflows::get_deployment(state, call).await,
@@ -133,7 +156,9 @@ fn authenticate(state: &AppState, headers: &http::HeaderMap) -> Result<(), ApiEr
     match presented {
         Some(token) if verify_token_hash(token, &state.config.admin_token_hash) => Ok(()),
         Some(_) => Err(ApiError::unauthorized("wrong API token")),
-        None => Err(ApiError::unauthorized("missing API token: send Authorization: Bearer <token>")),
+        None => Err(ApiError::unauthorized(
+            "missing API token: send Authorization: Bearer <token>",
+        )),
     }
 }
 
@@ -152,12 +177,20 @@ async fn read_json(state: &AppState, req: Request<Incoming>) -> Result<Option<Va
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|ct| ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        .map(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
     let bytes = Limited::new(req.into_body(), limit as usize)
         .collect()
         .await
         .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 ApiError::payload_too_large(limit)
             } else {
                 ApiError::bad_request(format!("could not read the request body: {e}"))
@@ -172,7 +205,9 @@ async fn read_json(state: &AppState, req: Request<Incoming>) -> Result<Option<Va
         Some(ct) if ct.ends_with("+json") => {}
         _ => return Err(ApiError::unsupported_media_type()),
     }
-    serde_json::from_slice(&bytes).map(Some).map_err(|_| ApiError::malformed_json())
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|_| ApiError::malformed_json())
 }
 
 impl Call {
@@ -203,19 +238,30 @@ impl Call {
     }
 
     /// `limit` (default 50, at most 200) and `cursor`, validated with `valid_cursor`.
-    pub fn page(&self, valid_cursor: impl Fn(&str) -> bool) -> Result<(usize, Option<String>), ApiError> {
+    pub fn page(
+        &self,
+        valid_cursor: impl Fn(&str) -> bool,
+    ) -> Result<(usize, Option<String>), ApiError> {
         let limit = match self.query_str("limit") {
             None => DEFAULT_LIMIT,
             Some(text) => match text.parse::<usize>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-                _ => return Err(ApiError::bad_request(format!("limit must be a whole number from 1 to {MAX_LIMIT}"))),
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "limit must be a whole number from 1 to {MAX_LIMIT}"
+                    )));
+                }
             },
         };
         let cursor = match self.query_str("cursor") {
             None | Some("") => None,
             Some(c) if valid_cursor(c) => Some(c.to_owned()),
             Some(_) => {
-                return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_cursor", "unknown cursor: pass the next_cursor of a previous page"));
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_cursor",
+                    "unknown cursor: pass the next_cursor of a previous page",
+                ));
             }
         };
         Ok((limit, cursor))
@@ -224,7 +270,10 @@ impl Call {
 
 /// `{data, next_cursor}`.
 pub(crate) fn list_response(data: Vec<Value>, next_cursor: Option<String>) -> Response<Body> {
-    crate::json_response(StatusCode::OK, &serde_json::json!({"data": data, "next_cursor": next_cursor}))
+    crate::json_response(
+        StatusCode::OK,
+        &serde_json::json!({"data": data, "next_cursor": next_cursor}),
+    )
 }
 
 #[cfg(test)]
@@ -234,9 +283,18 @@ mod tests {
     #[test]
     fn every_route_is_registered_and_matches() {
         let r = router();
-        assert_eq!(*r.at("/api/v1/workflows/orders").unwrap().value, Route::Workflow);
-        assert_eq!(*r.at("/api/v1/workflows/orders/deployments").unwrap().value, Route::WorkflowDeployments);
-        assert_eq!(*r.at("/api/v1/triggers/trg_1/rotate").unwrap().value, Route::TriggerRotate);
+        assert_eq!(
+            *r.at("/api/v1/workflows/orders").unwrap().value,
+            Route::Workflow
+        );
+        assert_eq!(
+            *r.at("/api/v1/workflows/orders/deployments").unwrap().value,
+            Route::WorkflowDeployments
+        );
+        assert_eq!(
+            *r.at("/api/v1/triggers/trg_1/rotate").unwrap().value,
+            Route::TriggerRotate
+        );
         assert_eq!(*r.at("/api/v1/runs").unwrap().value, Route::Runs);
         assert_eq!(*r.at("/api/v1/runs/run_1").unwrap().value, Route::Run);
         assert!(r.at("/api/v1/nothing").is_err());

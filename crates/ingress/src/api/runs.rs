@@ -13,11 +13,18 @@ use crate::{ApiError, AppState, Body, json_response, now_micros};
 /// `POST /runs` `{deployment_id, input}`: validated like a webhook's input.
 pub(super) async fn create(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let body = call.object()?;
-    if let Some(key) = body.keys().find(|k| !["deployment_id", "input", "hooks"].contains(&k.as_str())) {
-        return Err(ApiError::bad_request(format!("unknown field \"{key}\": a run takes deployment_id and input")));
+    if let Some(key) = body
+        .keys()
+        .find(|k| !["deployment_id", "input", "hooks"].contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "unknown field \"{key}\": a run takes deployment_id and input"
+        )));
     }
     if body.get("hooks").is_some_and(|h| !h.is_null()) {
-        return Err(ApiError::bad_request("run-scoped hooks are not available in this version"));
+        return Err(ApiError::bad_request(
+            "run-scoped hooks are not available in this version",
+        ));
     }
     let Some(deployment_id) = body.get("deployment_id").and_then(Value::as_str) else {
         return Err(ApiError::bad_request("deployment_id is required"));
@@ -29,7 +36,10 @@ pub(super) async fn create(state: &AppState, call: Call) -> Result<Response<Body
     };
     let deployment = find_deployment(state, deployment_id).await?;
     let (version, definition) = deployment_definition(state, &deployment).await?;
-    let input = definition.inputs.validate(input).map_err(ApiError::invalid_input)?;
+    let input = definition
+        .inputs
+        .validate(input)
+        .map_err(ApiError::invalid_input)?;
     let run_id = new_id(IdKind::Run);
     let now = now_micros();
     state
@@ -52,7 +62,10 @@ pub(super) async fn create(state: &AppState, call: Call) -> Result<Response<Body
             finished_at: None,
         })
         .await?;
-    Ok(json_response(StatusCode::CREATED, &json!({"run_id": run_id, "status": "pending"})))
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({"run_id": run_id, "status": "pending"}),
+    ))
 }
 
 /// `GET /runs/{id}`.
@@ -61,7 +74,11 @@ pub(super) async fn get(state: &AppState, call: Call) -> Result<Response<Body>, 
     if !is_valid_id(IdKind::Run, &call.param) {
         return Err(not_found());
     }
-    let row = state.store.get_run(&call.param).await?.ok_or_else(not_found)?;
+    let row = state
+        .store
+        .get_run(&call.param)
+        .await?
+        .ok_or_else(not_found)?;
     Ok(json_response(StatusCode::OK, &views::run(&row)))
 }
 
@@ -80,10 +97,22 @@ pub(super) async fn list(state: &AppState, call: Call) -> Result<Response<Body>,
         },
     };
     let filter = RunFilter {
-        deployment_id: call.query_str("deployment_id").filter(|s| !s.is_empty()).map(str::to_owned),
-        trigger_id: call.query_str("trigger_id").filter(|s| !s.is_empty()).map(str::to_owned),
+        deployment_id: call
+            .query_str("deployment_id")
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
+        trigger_id: call
+            .query_str("trigger_id")
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
         status,
     };
-    let page = state.store.list_runs(filter, cursor.as_deref(), limit).await?;
-    Ok(list_response(page.items.iter().map(views::run).collect(), page.next_cursor))
+    let page = state
+        .store
+        .list_runs(filter, cursor.as_deref(), limit)
+        .await?;
+    Ok(list_response(
+        page.items.iter().map(views::run).collect(),
+        page.next_cursor,
+    ))
 }

@@ -35,7 +35,11 @@ fn invalid_config(problems: Vec<Problem>) -> ApiError {
 
 /// Validates a trigger configuration for the deployment's workflow, refusing what this build
 /// cannot honour yet.
-fn validate(trigger_type: TriggerType, config: &Value, inputs: &triggerd_domain::inputs::InputSpecs) -> Result<TriggerConfig, ApiError> {
+fn validate(
+    trigger_type: TriggerType,
+    config: &Value,
+    inputs: &triggerd_domain::inputs::InputSpecs,
+) -> Result<TriggerConfig, ApiError> {
     let parsed = TriggerConfig::parse(trigger_type, config, inputs).map_err(invalid_config)?;
     if let TriggerConfig::Webhook(w) = &parsed
         && matches!(w.response, ResponseMode::Sync { .. })
@@ -50,7 +54,9 @@ fn validate(trigger_type: TriggerType, config: &Value, inputs: &triggerd_domain:
 
 fn next_fire_at(config: &TriggerConfig) -> Option<i64> {
     match config {
-        TriggerConfig::Cron(c) => c.next_after(chrono::Utc::now()).map(|t| t.timestamp_micros()),
+        TriggerConfig::Cron(c) => c
+            .next_after(chrono::Utc::now())
+            .map(|t| t.timestamp_micros()),
         TriggerConfig::Webhook(_) => None,
     }
 }
@@ -64,14 +70,24 @@ pub(super) async fn create(state: &AppState, call: Call) -> Result<Response<Body
     let deployment = find_deployment(state, &call.param).await?;
     let body = call.object()?;
     let trigger_type = match body.get("trigger_type").and_then(Value::as_str) {
-        Some(t) => t.parse::<TriggerType>().map_err(|p| invalid_config(vec![p]))?,
-        None => return Err(invalid_config(vec![Problem::new("trigger_type", "is required: \"webhook\" or \"cron\"")])),
+        Some(t) => t
+            .parse::<TriggerType>()
+            .map_err(|p| invalid_config(vec![p]))?,
+        None => {
+            return Err(invalid_config(vec![Problem::new(
+                "trigger_type",
+                "is required: \"webhook\" or \"cron\"",
+            )]));
+        }
     };
     let name = match body.get("name") {
         None | Some(Value::Null) => None,
         Some(Value::String(n)) if is_valid_name(n) => Some(n.clone()),
         Some(_) => {
-            return Err(invalid_config(vec![Problem::new("name", "trigger names use letters, digits, `_` and `-` (1 to 64 characters)")]));
+            return Err(invalid_config(vec![Problem::new(
+                "name",
+                "trigger names use letters, digits, `_` and `-` (1 to 64 characters)",
+            )]));
         }
     };
     let enabled = match body.get("enabled") {
@@ -80,7 +96,11 @@ pub(super) async fn create(state: &AppState, call: Call) -> Result<Response<Body
         Some(_) => return Err(ApiError::bad_request("enabled must be true or false")),
     };
     let (_, definition) = deployment_definition(state, &deployment).await?;
-    let config = validate(trigger_type, body.get("config").unwrap_or(&Value::Null), &definition.inputs)?;
+    let config = validate(
+        trigger_type,
+        body.get("config").unwrap_or(&Value::Null),
+        &definition.inputs,
+    )?;
     let token = match trigger_type {
         TriggerType::Webhook => Some(new_webhook_token().map_err(|e| {
             tracing::error!(error = %e, "no randomness for a webhook token");
@@ -111,7 +131,10 @@ pub(super) async fn create(state: &AppState, call: Call) -> Result<Response<Body
 pub(super) async fn list(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let deployment = find_deployment(state, &call.param).await?;
     let (limit, cursor) = call.page(|c| is_valid_id(IdKind::Trigger, c))?;
-    let page = state.store.list_triggers(&deployment.id, cursor.as_deref(), limit).await?;
+    let page = state
+        .store
+        .list_triggers(&deployment.id, cursor.as_deref(), limit)
+        .await?;
     let data = page.items.iter().map(|row| view(state, row)).collect();
     Ok(list_response(data, page.next_cursor))
 }
@@ -138,28 +161,53 @@ pub(super) async fn get(state: &AppState, call: Call) -> Result<Response<Body>, 
 pub(super) async fn patch(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let row = find(state, &call.param).await?;
     let body = call.object()?;
-    if let Some(key) = body.keys().find(|k| !["enabled", "config"].contains(&k.as_str())) {
-        return Err(ApiError::bad_request(format!("unknown field \"{key}\": a trigger changes enabled and config")));
+    if let Some(key) = body
+        .keys()
+        .find(|k| !["enabled", "config"].contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "unknown field \"{key}\": a trigger changes enabled and config"
+        )));
     }
     let enabled = match body.get("enabled") {
         None | Some(Value::Null) => None,
         Some(Value::Bool(b)) => Some(*b),
         Some(_) => return Err(ApiError::bad_request("enabled must be true or false")),
     };
-    let mut patch = TriggerPatch { enabled, ..TriggerPatch::default() };
+    let mut patch = TriggerPatch {
+        enabled,
+        ..TriggerPatch::default()
+    };
     if let Some(changes) = body.get("config").filter(|v| !v.is_null()) {
         if !changes.is_object() {
-            return Err(invalid_config(vec![Problem::new("config", "must be an object of the keys to change")]));
+            return Err(invalid_config(vec![Problem::new(
+                "config",
+                "must be an object of the keys to change",
+            )]));
         }
         let deployment = find_deployment(state, &row.deployment_id).await?;
         let (_, definition) = deployment_definition(state, &deployment).await?;
-        let trigger_type = row.trigger_type.parse::<TriggerType>().map_err(|_| ApiError::internal())?;
+        let trigger_type = row
+            .trigger_type
+            .parse::<TriggerType>()
+            .map_err(|_| ApiError::internal())?;
         let stored: Value = serde_json::from_str(&row.config).unwrap_or(Value::Null);
-        let config = validate(trigger_type, &merge_config(&stored, changes), &definition.inputs)?;
+        let mut merged = merge_config(&stored, changes);
+        if changes.get("secret").is_some_and(Value::is_null)
+            && changes.get("signature").is_none()
+            && let Some(map) = merged.as_object_mut()
+        {
+            // Removing the secret turns signature checking off; its scheme goes with it.
+            map.shift_remove("signature");
+        }
+        let config = validate(trigger_type, &merged, &definition.inputs)?;
         patch.next_fire_at = Some(next_fire_at(&config));
         patch.config = Some(config.stored_json().to_string());
     }
-    let row = state.store.update_trigger(&row.id, patch, now_micros()).await?;
+    let row = state
+        .store
+        .update_trigger(&row.id, patch, now_micros())
+        .await?;
     state.cache.invalidate_all();
     Ok(json_response(StatusCode::OK, &view(state, &row)))
 }
@@ -167,7 +215,10 @@ pub(super) async fn patch(state: &AppState, call: Call) -> Result<Response<Body>
 /// `DELETE /triggers/{id}`: its URL stops at once.
 pub(super) async fn delete(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     if !is_valid_id(IdKind::Trigger, &call.param) {
-        return Err(ApiError::not_found(format!("trigger {} not found", call.param)));
+        return Err(ApiError::not_found(format!(
+            "trigger {} not found",
+            call.param
+        )));
     }
     state.store.delete_trigger(&call.param).await?;
     state.cache.invalidate_all();
@@ -179,7 +230,9 @@ pub(super) async fn delete(state: &AppState, call: Call) -> Result<Response<Body
 pub(super) async fn rotate(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let row = find(state, &call.param).await?;
     if row.trigger_type != TriggerType::Webhook.as_str() {
-        return Err(ApiError::conflict("only webhook triggers have a token to rotate"));
+        return Err(ApiError::conflict(
+            "only webhook triggers have a token to rotate",
+        ));
     }
     let body = call.object_or_empty()?;
     let grace = match body.get("grace_seconds") {
@@ -199,7 +252,10 @@ pub(super) async fn rotate(state: &AppState, call: Call) -> Result<Response<Body
         tracing::error!(error = %e, "no randomness for a webhook token");
         ApiError::internal()
     })?;
-    let row = state.store.rotate_trigger(&row.id, &token, old_valid_until, now).await?;
+    let row = state
+        .store
+        .rotate_trigger(&row.id, &token, old_valid_until, now)
+        .await?;
     state.cache.invalidate_all();
     tracing::info!(trigger_id = %row.id, grace_seconds = grace, "webhook token rotated");
     let mut view = view(state, &row);
@@ -215,8 +271,17 @@ pub(super) async fn requests(state: &AppState, call: Call) -> Result<Response<Bo
     if let Some(o) = outcome
         && !OUTCOMES.contains(&o)
     {
-        return Err(ApiError::bad_request(format!("unknown outcome \"{o}\": expected one of {}", OUTCOMES.join(", "))));
+        return Err(ApiError::bad_request(format!(
+            "unknown outcome \"{o}\": expected one of {}",
+            OUTCOMES.join(", ")
+        )));
     }
-    let page = state.store.list_activity(&row.id, outcome, cursor.as_deref(), limit).await?;
-    Ok(list_response(page.items.iter().map(views::activity).collect(), page.next_cursor))
+    let page = state
+        .store
+        .list_activity(&row.id, outcome, cursor.as_deref(), limit)
+        .await?;
+    Ok(list_response(
+        page.items.iter().map(views::activity).collect(),
+        page.next_cursor,
+    ))
 }

@@ -3,7 +3,9 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use triggerd_domain::trigger::{TriggerConfig, TriggerType};
-use triggerd_storage::{ActivityRow, DeploymentRow, RunRow, TriggerRow, WorkflowRow, WorkflowVersionRow};
+use triggerd_storage::{
+    ActivityRow, DeploymentRow, RunRow, TriggerRow, WorkflowRow, WorkflowVersionRow,
+};
 
 /// RFC 3339 UTC text of an instant in microseconds since the epoch.
 pub fn rfc3339(micros: i64) -> String {
@@ -40,6 +42,16 @@ pub fn workflow(row: &WorkflowRow, version: &WorkflowVersionRow) -> Value {
     })
 }
 
+/// A workflow in a list (no definition).
+pub fn workflow_summary(row: &WorkflowRow) -> Value {
+    json!({
+        "name": row.name,
+        "latest_version": row.latest_version,
+        "created_at": rfc3339(row.created_at),
+        "updated_at": rfc3339(row.updated_at),
+    })
+}
+
 /// A deployment.
 pub fn deployment(row: &DeploymentRow) -> Value {
     json!({
@@ -55,7 +67,11 @@ pub fn deployment(row: &DeploymentRow) -> Value {
 /// A trigger; `public_url` builds a webhook's `url`.
 pub fn trigger(row: &TriggerRow, public_url: &str) -> Value {
     let stored = parsed(&row.config);
-    let trigger_type = if row.trigger_type == "cron" { TriggerType::Cron } else { TriggerType::Webhook };
+    let trigger_type = if row.trigger_type == "cron" {
+        TriggerType::Cron
+    } else {
+        TriggerType::Webhook
+    };
     let config = match TriggerConfig::from_stored(trigger_type, &stored) {
         Ok(config) => config.public_json(),
         Err(_) => {
@@ -82,7 +98,9 @@ pub fn trigger(row: &TriggerRow, public_url: &str) -> Value {
     });
     if trigger_type == TriggerType::Webhook {
         view["token"] = json!(row.token);
-        view["url"] = row.token.as_ref().map_or(Value::Null, |t| json!(format!("{public_url}/api/webhooks/{t}")));
+        view["url"] = row.token.as_ref().map_or(Value::Null, |t| {
+            json!(format!("{public_url}/api/webhooks/{t}"))
+        });
     } else {
         view["next_fire_at"] = opt_time(row.next_fire_at);
     }
@@ -137,7 +155,10 @@ mod tests {
     #[test]
     fn instants_are_rfc3339_utc() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(rfc3339(1_795_000_000_123_456), "2026-11-18T08:26:40.123456Z");
+        assert_eq!(
+            rfc3339(1_795_000_000_123_456),
+            "2026-11-18T08:26:40.123456Z"
+        );
     }
 
     #[test]

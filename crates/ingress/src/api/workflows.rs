@@ -8,7 +8,8 @@ use triggerd_domain::ids::{IdKind, is_valid_id, new_id};
 use triggerd_domain::inputs::is_valid_name;
 use triggerd_storage::{DeploymentRow, NewDeployment, WorkflowVersionRow};
 
-use super::{Call, views};
+use super::{Call, list_response, views};
+use crate::respond::no_content;
 use crate::{ApiError, AppState, Body, json_response, now_micros};
 
 /// `PUT /workflows/{name}`: a new version unless identical to the latest.
@@ -26,8 +27,15 @@ pub(super) async fn put(state: &AppState, call: Call) -> Result<Response<Body>, 
         }
         Some(Value::String(n)) if *n == name => {}
         Some(_) => {
-            let problem = Problem::new("name", format!("must match the name in the URL (\"{name}\")"));
-            return Err(ApiError::problems("invalid_definition", "the definition", vec![problem]));
+            let problem = Problem::new(
+                "name",
+                format!("must match the name in the URL (\"{name}\")"),
+            );
+            return Err(ApiError::problems(
+                "invalid_definition",
+                "the definition",
+                vec![problem],
+            ));
         }
     }
     let definition = Definition::from_value(Value::Object(document))
@@ -56,7 +64,55 @@ pub(super) async fn get(state: &AppState, call: Call) -> Result<Response<Body>, 
         .get_workflow(&call.param)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("workflow {} not found", call.param)))?;
-    Ok(json_response(StatusCode::OK, &views::workflow(&row, &latest)))
+    Ok(json_response(
+        StatusCode::OK,
+        &views::workflow(&row, &latest),
+    ))
+}
+
+/// `GET /workflows`: by name.
+pub(super) async fn list(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+    let (limit, cursor) = call.page(is_workflow_name)?;
+    let page = state.store.list_workflows(cursor.as_deref(), limit).await?;
+    Ok(list_response(
+        page.items.iter().map(views::workflow_summary).collect(),
+        page.next_cursor,
+    ))
+}
+
+/// `DELETE /workflows/{name}`: 409 while deployments exist.
+pub(super) async fn delete(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+    state.store.delete_workflow(&call.param).await?;
+    tracing::info!(workflow = %call.param, "workflow deleted");
+    Ok(no_content())
+}
+
+/// `GET /deployments`: newest first.
+pub(super) async fn list_deployments(
+    state: &AppState,
+    call: Call,
+) -> Result<Response<Body>, ApiError> {
+    let (limit, cursor) = call.page(|c| is_valid_id(IdKind::Deployment, c))?;
+    let page = state
+        .store
+        .list_deployments(cursor.as_deref(), limit)
+        .await?;
+    Ok(list_response(
+        page.items.iter().map(views::deployment).collect(),
+        page.next_cursor,
+    ))
+}
+
+/// `DELETE /deployments/{id}`: its triggers stop at once.
+pub(super) async fn delete_deployment(
+    state: &AppState,
+    call: Call,
+) -> Result<Response<Body>, ApiError> {
+    let row = find_deployment(state, &call.param).await?;
+    state.store.delete_deployment(&row.id).await?;
+    state.cache.invalidate_all();
+    tracing::info!(deployment_id = %row.id, "deployment deleted");
+    Ok(no_content())
 }
 
 /// `POST /workflows/{name}/deployments` `{name, version?}`.
@@ -78,16 +134,28 @@ pub(super) async fn deploy(state: &AppState, call: Call) -> Result<Response<Body
         Some(v) => match v.as_i64() {
             Some(n) if n >= 1 => Some(n),
             _ => {
-                problems.push(Problem::new("version", "must be a version number (1 or more), or left out to track the latest"));
+                problems.push(Problem::new(
+                    "version",
+                    "must be a version number (1 or more), or left out to track the latest",
+                ));
                 None
             }
         },
     };
-    if let Some(key) = body.keys().find(|k| !["name", "version"].contains(&k.as_str())) {
-        problems.push(Problem::new(key.as_str(), "unknown field: a deployment has name and version"));
+    if let Some(key) = body
+        .keys()
+        .find(|k| !["name", "version"].contains(&k.as_str()))
+    {
+        problems.push(Problem::new(
+            key.as_str(),
+            "unknown field: a deployment has name and version",
+        ));
     }
     if !problems.is_empty() {
-        return Err(ApiError::problems("bad_request", "the deployment", problems).with_status(StatusCode::BAD_REQUEST));
+        return Err(
+            ApiError::problems("bad_request", "the deployment", problems)
+                .with_status(StatusCode::BAD_REQUEST),
+        );
     }
     let row = state
         .store
@@ -104,7 +172,10 @@ pub(super) async fn deploy(state: &AppState, call: Call) -> Result<Response<Body
 }
 
 /// `GET /deployments/{id}`.
-pub(super) async fn get_deployment(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+pub(super) async fn get_deployment(
+    state: &AppState,
+    call: Call,
+) -> Result<Response<Body>, ApiError> {
     let row = find_deployment(state, &call.param).await?;
     Ok(json_response(StatusCode::OK, &views::deployment(&row)))
 }
@@ -127,10 +198,24 @@ pub(super) async fn deployment_definition(
     deployment: &DeploymentRow,
 ) -> Result<(WorkflowVersionRow, Definition), ApiError> {
     let version = match deployment.pinned_version {
-        Some(v) => state.store.get_workflow_version(&deployment.workflow, v).await?,
-        None => state.store.get_workflow(&deployment.workflow).await?.map(|(_, latest)| latest),
+        Some(v) => {
+            state
+                .store
+                .get_workflow_version(&deployment.workflow, v)
+                .await?
+        }
+        None => state
+            .store
+            .get_workflow(&deployment.workflow)
+            .await?
+            .map(|(_, latest)| latest),
     }
-    .ok_or_else(|| ApiError::not_found(format!("workflow {} of deployment {} not found", deployment.workflow, deployment.id)))?;
+    .ok_or_else(|| {
+        ApiError::not_found(format!(
+            "workflow {} of deployment {} not found",
+            deployment.workflow, deployment.id
+        ))
+    })?;
     let definition = Definition::from_json_str(&version.definition).map_err(|e| {
         tracing::error!(error = %e, workflow = %deployment.workflow, "stored definition does not parse");
         ApiError::internal()
