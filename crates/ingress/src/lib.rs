@@ -21,6 +21,10 @@
 //! # Ok(()) }
 //! ```
 
+// `ApiError` carries its message, details and headers inline: it is built only on refusals,
+// where one extra copy does not matter, and boxing it would cost an allocation per refusal.
+#![allow(clippy::result_large_err)]
+
 pub mod api;
 pub mod cache;
 pub mod error;
