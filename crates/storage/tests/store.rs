@@ -1320,8 +1320,8 @@ async fn postgres_writer_recovers_after_losing_its_connection() {
 
 // --- Measurement (not part of the suite) -------------------------------------------------------
 
-/// Latency of `ingest` on SQLite under concurrent load, with background checkpoints and with
-/// SQLite's automatic checkpoints, for comparison:
+/// Latency of `ingest` under concurrent load: SQLite with background checkpoints, SQLite with its
+/// automatic checkpoints (for comparison), and PostgreSQL when configured:
 /// `cargo test -p triggerd-storage --release --test store -- --ignored ingest_latency --nocapture`
 /// (`TRIGGERD_BENCH_SECS`, default 10, per mode; `TRIGGERD_BENCH_CLIENTS`, default 64).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1335,8 +1335,14 @@ async fn ingest_latency() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(64);
-    for background in [true, false] {
-        let db = TestDb::sqlite();
+    let mut setups = vec![(Backend::Sqlite, true), (Backend::Sqlite, false)];
+    if std::env::var(triggerd_storage::testing::POSTGRES_URL_VAR).is_ok() {
+        setups.push((Backend::Postgres, true));
+    }
+    for (backend, background) in setups {
+        let Some(db) = TestDb::new(backend) else {
+            continue;
+        };
         let store = db
             .open_with(triggerd_storage::StoreOptions {
                 sqlite_background_checkpoints: background,
@@ -1380,7 +1386,7 @@ async fn ingest_latency() {
             |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
         let stats = store.stats();
         println!(
-            "checkpoints={} clients={clients} requests={} rate={:.0}/s p50={:.2}ms p99={:.2}ms \
+            "{backend:?} checkpoints={} clients={clients} requests={} rate={:.0}/s p50={:.2}ms p99={:.2}ms \
              p99.9={:.2}ms max={:.2}ms commits={} max_batch={}",
             if background {
                 "background"
