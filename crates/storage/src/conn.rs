@@ -108,6 +108,8 @@ pub(crate) fn establish(
 ///   `wal_checkpoint(PASSIVE)` (never blocks the writer) about once a second or every N commits,
 ///   and `wal_checkpoint(TRUNCATE)` only when the writer has been idle (see `checkpoint.rs`).
 ///   `journal_size_limit` truncates a WAL that grew during a burst once it has been reset.
+/// * `temp_store = MEMORY` on the writer: every job runs in a savepoint, and SQLite copies each
+///   page a savepoint first modifies into a statement sub-journal — a temporary file by default.
 /// * Readers are `query_only`: a read path that tries to write is a bug.
 fn sqlite_pragmas(role: Role, busy_timeout: Duration) -> String {
     let busy_ms = match role {
@@ -122,9 +124,11 @@ fn sqlite_pragmas(role: Role, busy_timeout: Duration) -> String {
     match role {
         Role::Writer => sql.push_str(
             " PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; \
-             PRAGMA journal_size_limit = 67108864;",
+             PRAGMA journal_size_limit = 67108864; PRAGMA temp_store = MEMORY;",
         ),
-        Role::WriterAutoCheckpoint => sql.push_str(" PRAGMA journal_mode = WAL;"),
+        Role::WriterAutoCheckpoint => {
+            sql.push_str(" PRAGMA journal_mode = WAL; PRAGMA temp_store = MEMORY;")
+        }
         Role::Reader => sql.push_str(" PRAGMA query_only = ON;"),
         Role::Checkpointer => sql.push_str(" PRAGMA wal_autocheckpoint = 0;"),
     }

@@ -59,7 +59,9 @@ pub struct RunRow {
 
 /// A run to store.
 #[derive(Debug, Clone, PartialEq, Eq, Insertable)]
-#[diesel(table_name = runs)]
+// `None` binds NULL instead of DEFAULT: the INSERT text no longer depends on the values, so
+// diesel can cache its prepared statement (it re-prepares every INSERT that uses DEFAULT).
+#[diesel(table_name = runs, treat_none_as_default_value = false)]
 pub struct NewRun {
     /// `run_...`, chosen by the caller.
     pub id: String,
@@ -124,7 +126,9 @@ pub struct ActivityRow {
 
 /// An activity row to store (its trigger is [`IngestWrite::trigger_id`]).
 #[derive(Debug, Clone, PartialEq, Eq, Insertable)]
-#[diesel(table_name = activity)]
+// `None` binds NULL instead of DEFAULT: the INSERT text no longer depends on the values, so
+// diesel can cache its prepared statement (it re-prepares every INSERT that uses DEFAULT).
+#[diesel(table_name = activity, treat_none_as_default_value = false)]
 pub struct NewActivity {
     /// `req_...`, the `X-Request-Id`.
     pub id: String,

@@ -43,7 +43,9 @@ pub struct TriggerRow {
 
 /// The stored columns of a trigger.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = triggers)]
+// `None` binds NULL instead of DEFAULT: the INSERT text no longer depends on the values, so
+// diesel can cache its prepared statement (it re-prepares every INSERT that uses DEFAULT).
+#[diesel(table_name = triggers, treat_none_as_default_value = false)]
 struct TriggerRecord {
     id: String,
     deployment_id: String,
