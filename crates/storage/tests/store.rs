@@ -684,7 +684,7 @@ async fn one_failing_job_fails_only_itself(store: Store, _db: TestDb) {
     // Hold the writer so that everything below lands in one batch.
     let hold = tokio::spawn({
         let store = store.clone();
-        async move { hold_writer(&store, Duration::from_millis(300)).await }
+        async move { hold_writer(&store, Duration::from_millis(500)).await }
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     let mut tasks = Vec::new();
