@@ -110,6 +110,8 @@ pub(crate) fn establish(
 ///   `journal_size_limit` truncates a WAL that grew during a burst once it has been reset.
 /// * `temp_store = MEMORY` on the writer: every job runs in a savepoint, and SQLite copies each
 ///   page a savepoint first modifies into a statement sub-journal — a temporary file by default.
+/// * `cache_size` = 64 MiB on the writer: a batch's dirty pages stay in memory until the commit
+///   instead of spilling into the WAL midway.
 /// * Readers are `query_only`: a read path that tries to write is a bug.
 fn sqlite_pragmas(role: Role, busy_timeout: Duration) -> String {
     let busy_ms = match role {
@@ -124,7 +126,8 @@ fn sqlite_pragmas(role: Role, busy_timeout: Duration) -> String {
     match role {
         Role::Writer => sql.push_str(
             " PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; \
-             PRAGMA journal_size_limit = 67108864; PRAGMA temp_store = MEMORY;",
+             PRAGMA journal_size_limit = 67108864; PRAGMA temp_store = MEMORY; \
+             PRAGMA cache_size = -65536;",
         ),
         Role::WriterAutoCheckpoint => {
             sql.push_str(" PRAGMA journal_mode = WAL; PRAGMA temp_store = MEMORY;")

@@ -27,9 +27,9 @@ pub struct TriggerRow {
     pub config: String,
     /// Declared in the workflow definition (managed by `PUT /workflows`), not created by the API.
     pub declared: bool,
-    /// Runs started so far.
+    /// Runs started so far: the database counts every stored run that names this trigger.
     pub fire_count: i64,
-    /// When it last started a run, microseconds since the epoch.
+    /// `created_at` of the last run it started, microseconds since the epoch.
     pub last_fired_at: Option<i64>,
     /// Cron: the next slot, microseconds since the epoch.
     pub next_fire_at: Option<i64>,

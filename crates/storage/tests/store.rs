@@ -61,11 +61,13 @@ fn new_activity(id: &str, outcome: &str, run_id: Option<&str>) -> NewActivity {
 /// An accepted request on `token` starting run `n`.
 fn accepted(token: &str, trigger_id: &str, deployment_id: &str, n: usize, now: i64) -> IngestWrite {
     let id = run_id(n);
+    let mut run = new_run(&id, deployment_id, Some(trigger_id));
+    run.created_at = now;
     IngestWrite {
         token: token.to_owned(),
         trigger_id: trigger_id.to_owned(),
         now,
-        run: Some(new_run(&id, deployment_id, Some(trigger_id))),
+        run: Some(run),
         activity: new_activity(&format!("req_{n:08}"), "accepted", Some(&id)),
     }
 }
@@ -873,6 +875,15 @@ async fn create_run_and_conflict_on_duplicate_id(store: Store, _db: TestDb) {
     let run = store.get_run("run_a").await.unwrap().unwrap();
     assert_eq!(run.source, "api");
     assert_eq!(store.get_run("run_b").await.unwrap(), None);
+    // A run naming a trigger (a cron slot) counts as a fire of it; the duplicate did not.
+    let mut cron_run = new_run("run_c", "dep_1", Some("trg_1"));
+    cron_run.source = "cron".into();
+    cron_run.created_at = T0 + 5 * SEC;
+    store.create_run(cron_run.clone()).await.unwrap();
+    assert!(store.create_run(cron_run).await.is_err());
+    let trg = store.get_trigger("trg_1").await.unwrap().unwrap();
+    assert_eq!(trg.fire_count, 1);
+    assert_eq!(trg.last_fired_at, Some(T0 + 5 * SEC));
 }
 
 async fn claims_are_exclusive(store: Store, db: TestDb) {
