@@ -124,13 +124,14 @@ fn sqlite_pragmas(role: Role, busy_timeout: Duration) -> String {
         "PRAGMA busy_timeout = {busy_ms}; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;"
     );
     match role {
-        Role::Writer => sql.push_str(
-            " PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0; \
-             PRAGMA journal_size_limit = 67108864; PRAGMA temp_store = MEMORY; \
-             PRAGMA cache_size = -65536;",
-        ),
-        Role::WriterAutoCheckpoint => {
-            sql.push_str(" PRAGMA journal_mode = WAL; PRAGMA temp_store = MEMORY;")
+        Role::Writer | Role::WriterAutoCheckpoint => {
+            sql.push_str(
+                " PRAGMA journal_mode = WAL; PRAGMA journal_size_limit = 67108864; \
+                 PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536;",
+            );
+            if role == Role::Writer {
+                sql.push_str(" PRAGMA wal_autocheckpoint = 0;");
+            }
         }
         Role::Reader => sql.push_str(" PRAGMA query_only = ON;"),
         Role::Checkpointer => sql.push_str(" PRAGMA wal_autocheckpoint = 0;"),

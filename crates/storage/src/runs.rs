@@ -343,22 +343,28 @@ impl Store {
                 // commits: a rotation or disable committed meanwhile by another node is seen
                 // (the lock re-reads the newest row), one still running waits for this batch.
                 // On SQLite the single writer serialises everything already.
-                let valid = webhook_tokens::table
+                //
+                // The lookup is by the token alone (its primary key), checked in Rust: with
+                // SQLite's STAT4 statistics a bound value on a non-unique index column makes
+                // SQLite re-plan the cached statement on every execution.
+                let lookup = webhook_tokens::table
                     .inner_join(triggers::table)
                     .filter(webhook_tokens::token.eq(&token))
-                    .filter(webhook_tokens::trigger_id.eq(&trigger_id))
-                    .filter(
-                        webhook_tokens::expires_at
-                            .is_null()
-                            .or(webhook_tokens::expires_at.gt(now)),
-                    )
-                    .filter(triggers::enabled.eq(true))
-                    .select(triggers::id);
-                let still_valid: Option<String> = match c {
-                    DbConn::Postgres(pg) => valid.for_no_key_update().first(pg).optional()?,
-                    DbConn::Sqlite(lite) => valid.first(lite).optional()?,
+                    .select((
+                        webhook_tokens::trigger_id,
+                        webhook_tokens::expires_at,
+                        triggers::enabled,
+                    ));
+                // `load`, not `first`: SQLite re-plans a statement whenever a bound LIMIT changes
+                // value, and diesel re-binds `first`'s LIMIT 1 on every execution.
+                let found: Vec<(String, Option<i64>, bool)> = match c {
+                    DbConn::Postgres(pg) => lookup.for_no_key_update().load(pg)?,
+                    DbConn::Sqlite(lite) => lookup.load(lite)?,
                 };
-                if still_valid.is_none() {
+                let valid = found.into_iter().any(|(owner, expires_at, enabled)| {
+                    owner == trigger_id && enabled && expires_at.is_none_or(|t| t > now)
+                });
+                if !valid {
                     return Err(StoreError::TokenGone);
                 }
                 // The database bumps the trigger's `fire_count` and `last_fired_at` on this
