@@ -107,6 +107,9 @@ pub(crate) fn establish(
 ///   stall). Instead a separate checkpointer thread with its own connection runs
 ///   `wal_checkpoint(PASSIVE)` (never blocks the writer) about once a second or every N commits,
 ///   and `wal_checkpoint(TRUNCATE)` only when the writer has been idle (see `checkpoint.rs`).
+///   Measured with the `ingest_latency` test (64 concurrent ingests, 10 s, release, this 2-core
+///   VM): background checkpoints 4.4–4.6k ingests/s, p99 23–29 ms; automatic ones 3.0–3.5k/s,
+///   p99 36–47 ms. Both show rare p99.9 outliers of 60–200 ms (fsync jitter of the disk).
 ///   `journal_size_limit` truncates a WAL that grew during a burst once it has been reset.
 /// * `temp_store = MEMORY` on the writer: every job runs in a savepoint, and SQLite copies each
 ///   page a savepoint first modifies into a statement sub-journal — a temporary file by default.
