@@ -9,7 +9,9 @@ use crate::store::{Page, fetch_limit, page};
 
 /// A deployment.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
-#[diesel(table_name = deployments)]
+// `None` binds NULL instead of DEFAULT: the INSERT text no longer depends on the values, so
+// diesel can cache its prepared statement (it re-prepares every INSERT that uses DEFAULT).
+#[diesel(table_name = deployments, treat_none_as_default_value = false)]
 pub struct DeploymentRow {
     /// `dep_...`, chosen by the caller.
     pub id: String,

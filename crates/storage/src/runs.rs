@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Text};
 
 use crate::Store;
-use crate::conn::DbConn;
+use crate::conn::{DbConn, per_backend};
 use crate::error::{Result, StoreError};
 use crate::schema::{activity, runs, triggers, webhook_tokens};
 use crate::store::{Page, fetch_limit, page};
@@ -59,7 +59,9 @@ pub struct RunRow {
 
 /// A run to store.
 #[derive(Debug, Clone, PartialEq, Eq, Insertable)]
-#[diesel(table_name = runs)]
+// `None` binds NULL instead of DEFAULT: the INSERT text no longer depends on the values, so
+// diesel can cache its prepared statement (it re-prepares every INSERT that uses DEFAULT).
+#[diesel(table_name = runs, treat_none_as_default_value = false)]
 pub struct NewRun {
     /// `run_...`, chosen by the caller.
     pub id: String,
@@ -124,7 +126,9 @@ pub struct ActivityRow {
 
 /// An activity row to store (its trigger is [`IngestWrite::trigger_id`]).
 #[derive(Debug, Clone, PartialEq, Eq, Insertable)]
-#[diesel(table_name = activity)]
+// `None` binds NULL instead of DEFAULT: the INSERT text no longer depends on the values, so
+// diesel can cache its prepared statement (it re-prepares every INSERT that uses DEFAULT).
+#[diesel(table_name = activity, treat_none_as_default_value = false)]
 pub struct NewActivity {
     /// `req_...`, the `X-Request-Id`.
     pub id: String,
@@ -270,8 +274,8 @@ impl Store {
     ///
     /// With a run, the write first re-checks, in the same transaction, that `token` still maps to
     /// `trigger_id`, is current or within its grace at `now`, and that the trigger is enabled;
-    /// otherwise it fails with `TokenGone` and nothing is stored. It also bumps the trigger's
-    /// `fire_count` and `last_fired_at`. Without a run (a rejected request) only the activity row
+    /// otherwise it fails with `TokenGone` and nothing is stored. Storing the run bumps the
+    /// trigger's `fire_count` and sets `last_fired_at` to the run's `created_at`. Without a run (a rejected request) only the activity row
     /// is written, and silently not at all when the trigger is gone.
     ///
     /// `Unavailable` when the batch could not be committed; `Conflict` when the run or request id
@@ -333,44 +337,61 @@ impl Store {
                         })?;
                     return Ok(false);
                 };
-                // The re-check and the counter bump in one statement: the trigger row is updated
-                // only if it is enabled and the token still belongs to it and is not past its
-                // grace. A stale ingress cache can therefore never start a run.
-                let token_valid = diesel::dsl::exists(
-                    webhook_tokens::table
-                        .filter(webhook_tokens::token.eq(&token))
-                        .filter(webhook_tokens::trigger_id.eq(&trigger_id))
-                        .filter(
-                            webhook_tokens::expires_at
-                                .is_null()
-                                .or(webhook_tokens::expires_at.gt(now)),
-                        ),
-                );
-                let bumped = diesel::update(
-                    triggers::table
-                        .filter(triggers::id.eq(&trigger_id))
-                        .filter(triggers::enabled.eq(true))
-                        .filter(token_valid),
-                )
-                .set((
-                    triggers::fire_count.eq(triggers::fire_count + 1),
-                    triggers::last_fired_at.eq(now),
-                ))
-                .execute(c)?;
-                if bumped == 0 {
+                // The re-check: the token still belongs to the trigger, is current or within
+                // its grace, and the trigger is enabled — so a stale ingress cache can never start
+                // a run. On PostgreSQL the rows are locked (FOR NO KEY UPDATE) until the batch
+                // commits: a rotation or disable committed meanwhile by another node is seen
+                // (the lock re-reads the newest row), one still running waits for this batch.
+                // On SQLite the single writer serialises everything already.
+                //
+                // The lookup is by the token alone (its primary key), checked in Rust: with
+                // SQLite's STAT4 statistics a bound value on a non-unique index column makes
+                // SQLite re-plan the cached statement on every execution.
+                let lookup = webhook_tokens::table
+                    .inner_join(triggers::table)
+                    .filter(webhook_tokens::token.eq(&token))
+                    .select((
+                        webhook_tokens::trigger_id,
+                        webhook_tokens::expires_at,
+                        triggers::enabled,
+                    ));
+                // `load`, not `first`: SQLite re-plans a statement whenever a bound LIMIT changes
+                // value, and diesel re-binds `first`'s LIMIT 1 on every execution.
+                let found: Vec<(String, Option<i64>, bool)> = match c {
+                    DbConn::Postgres(pg) => lookup.for_no_key_update().load(pg)?,
+                    DbConn::Sqlite(lite) => lookup.load(lite)?,
+                };
+                let valid = found.into_iter().any(|(owner, expires_at, enabled)| {
+                    owner == trigger_id && enabled && expires_at.is_none_or(|t| t > now)
+                });
+                if !valid {
                     return Err(StoreError::TokenGone);
                 }
-                insert_run(c, &run)?;
-                diesel::insert_into(activity::table)
-                    .values((&act, activity::trigger_id.eq(&trigger_id)))
-                    .execute(c)
-                    .map_err(|e| {
-                        StoreError::on_constraint(
-                            e,
-                            &format!("request id {} is taken", act.id),
-                            "trigger",
-                        )
-                    })?;
+                // The database bumps the trigger's `fire_count` and `last_fired_at` on this
+                // insert (the `runs_count_fire` trigger of the schema). On the inner connection:
+                // the hot path skips MultiConnection's extra pass over every query and bind.
+                per_backend!(c, c => {
+                    diesel::insert_into(runs::table)
+                        .values(&run)
+                        .execute(c)
+                        .map_err(|e| {
+                            StoreError::on_constraint(
+                                e,
+                                &format!("run id {} is taken", run.id),
+                                "deployment",
+                            )
+                        })?;
+                    diesel::insert_into(activity::table)
+                        .values((&act, activity::trigger_id.eq(&trigger_id)))
+                        .execute(c)
+                        .map_err(|e| {
+                            StoreError::on_constraint(
+                                e,
+                                &format!("request id {} is taken", act.id),
+                                "trigger",
+                            )
+                        })?;
+                });
                 Ok(true)
             },
             |created_run| *created_run,

@@ -359,7 +359,7 @@ mod tests {
         };
         let hold = {
             let s = store.clone();
-            tokio::spawn(async move { hold_writer(&s, Duration::from_millis(300)).await })
+            tokio::spawn(async move { hold_writer(&s, Duration::from_millis(500)).await })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
         let before = spawn_set("before");

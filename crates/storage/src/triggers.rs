@@ -27,9 +27,9 @@ pub struct TriggerRow {
     pub config: String,
     /// Declared in the workflow definition (managed by `PUT /workflows`), not created by the API.
     pub declared: bool,
-    /// Runs started so far.
+    /// Runs started so far: the database counts every stored run that names this trigger.
     pub fire_count: i64,
-    /// When it last started a run, microseconds since the epoch.
+    /// `created_at` of the last run it started, microseconds since the epoch.
     pub last_fired_at: Option<i64>,
     /// Cron: the next slot, microseconds since the epoch.
     pub next_fire_at: Option<i64>,
@@ -43,7 +43,9 @@ pub struct TriggerRow {
 
 /// The stored columns of a trigger.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = triggers)]
+// `None` binds NULL instead of DEFAULT: the INSERT text no longer depends on the values, so
+// diesel can cache its prepared statement (it re-prepares every INSERT that uses DEFAULT).
+#[diesel(table_name = triggers, treat_none_as_default_value = false)]
 struct TriggerRecord {
     id: String,
     deployment_id: String,

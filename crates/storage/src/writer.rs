@@ -102,6 +102,10 @@ pub(crate) struct Counters {
     pub(crate) batch_sizes: [AtomicU64; BATCH_BUCKETS],
 }
 
+/// A committed batch that took longer than this is logged: the disk (fsync) or the database
+/// server is struggling, and every request of the batch waited that long.
+const SLOW_BATCH: Duration = Duration::from_millis(500);
+
 /// Number of batch-size buckets: 1, 2–3, 4–7, …, 512 and more.
 pub(crate) const BATCH_BUCKETS: usize = 10;
 
@@ -164,6 +168,7 @@ impl Writer {
     /// Runs one batch in one transaction and answers every job.
     fn run_batch(&mut self, batch: &mut Vec<Job>) {
         let size = batch.len();
+        let started = std::time::Instant::now();
         self.counters.record_batch(size);
         let conn = match self.connection() {
             Ok(c) => c,
@@ -203,6 +208,14 @@ impl Writer {
         match outcome {
             Ok(()) => {
                 self.counters.commits.fetch_add(1, Ordering::Relaxed);
+                let took = started.elapsed();
+                if took > SLOW_BATCH {
+                    tracing::warn!(
+                        jobs = size,
+                        ms = took.as_millis() as u64,
+                        "slow write batch"
+                    );
+                }
                 // SAFETY(durability): answers go out only now, after the commit returned.
                 let wake = staged.iter().any(|s| s.wakes_workers);
                 for s in staged {

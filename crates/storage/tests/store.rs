@@ -61,11 +61,13 @@ fn new_activity(id: &str, outcome: &str, run_id: Option<&str>) -> NewActivity {
 /// An accepted request on `token` starting run `n`.
 fn accepted(token: &str, trigger_id: &str, deployment_id: &str, n: usize, now: i64) -> IngestWrite {
     let id = run_id(n);
+    let mut run = new_run(&id, deployment_id, Some(trigger_id));
+    run.created_at = now;
     IngestWrite {
         token: token.to_owned(),
         trigger_id: trigger_id.to_owned(),
         now,
-        run: Some(new_run(&id, deployment_id, Some(trigger_id))),
+        run: Some(run),
         activity: new_activity(&format!("req_{n:08}"), "accepted", Some(&id)),
     }
 }
@@ -684,7 +686,7 @@ async fn one_failing_job_fails_only_itself(store: Store, _db: TestDb) {
     // Hold the writer so that everything below lands in one batch.
     let hold = tokio::spawn({
         let store = store.clone();
-        async move { hold_writer(&store, Duration::from_millis(300)).await }
+        async move { hold_writer(&store, Duration::from_millis(500)).await }
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     let mut tasks = Vec::new();
@@ -873,6 +875,15 @@ async fn create_run_and_conflict_on_duplicate_id(store: Store, _db: TestDb) {
     let run = store.get_run("run_a").await.unwrap().unwrap();
     assert_eq!(run.source, "api");
     assert_eq!(store.get_run("run_b").await.unwrap(), None);
+    // A run naming a trigger (a cron slot) counts as a fire of it; the duplicate did not.
+    let mut cron_run = new_run("run_c", "dep_1", Some("trg_1"));
+    cron_run.source = "cron".into();
+    cron_run.created_at = T0 + 5 * SEC;
+    store.create_run(cron_run.clone()).await.unwrap();
+    assert!(store.create_run(cron_run).await.is_err());
+    let trg = store.get_trigger("trg_1").await.unwrap().unwrap();
+    assert_eq!(trg.fire_count, 1);
+    assert_eq!(trg.last_fired_at, Some(T0 + 5 * SEC));
 }
 
 async fn claims_are_exclusive(store: Store, db: TestDb) {
@@ -1320,8 +1331,8 @@ async fn postgres_writer_recovers_after_losing_its_connection() {
 
 // --- Measurement (not part of the suite) -------------------------------------------------------
 
-/// Latency of `ingest` on SQLite under concurrent load, with background checkpoints and with
-/// SQLite's automatic checkpoints, for comparison:
+/// Latency of `ingest` under concurrent load: SQLite with background checkpoints, SQLite with its
+/// automatic checkpoints (for comparison), and PostgreSQL when configured:
 /// `cargo test -p triggerd-storage --release --test store -- --ignored ingest_latency --nocapture`
 /// (`TRIGGERD_BENCH_SECS`, default 10, per mode; `TRIGGERD_BENCH_CLIENTS`, default 64).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1335,8 +1346,14 @@ async fn ingest_latency() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(64);
-    for background in [true, false] {
-        let db = TestDb::sqlite();
+    let mut setups = vec![(Backend::Sqlite, true), (Backend::Sqlite, false)];
+    if std::env::var(triggerd_storage::testing::POSTGRES_URL_VAR).is_ok() {
+        setups.push((Backend::Postgres, true));
+    }
+    for (backend, background) in setups {
+        let Some(db) = TestDb::new(backend) else {
+            continue;
+        };
         let store = db
             .open_with(triggerd_storage::StoreOptions {
                 sqlite_background_checkpoints: background,
@@ -1380,7 +1397,7 @@ async fn ingest_latency() {
             |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)] as f64 / 1000.0;
         let stats = store.stats();
         println!(
-            "checkpoints={} clients={clients} requests={} rate={:.0}/s p50={:.2}ms p99={:.2}ms \
+            "{backend:?} checkpoints={} clients={clients} requests={} rate={:.0}/s p50={:.2}ms p99={:.2}ms \
              p99.9={:.2}ms max={:.2}ms commits={} max_batch={}",
             if background {
                 "background"

@@ -1,3 +1,5 @@
+DROP TRIGGER runs_count_fire ON runs;
+DROP FUNCTION runs_count_fire();
 DROP TABLE activity;
 DROP TABLE runs;
 DROP TABLE webhook_tokens;

@@ -1,3 +1,4 @@
+DROP TRIGGER runs_count_fire;
 DROP TABLE activity;
 DROP TABLE runs;
 DROP TABLE webhook_tokens;
