@@ -7,6 +7,9 @@
 //! — one fsync for the whole batch — and only then answers each job. If the commit fails, every job
 //! of the batch is answered `Unavailable` and nothing of the batch is stored.
 //!
+//! Webhook requests come as data (`IngestJob`), not closures: the accepted ones of a batch are
+//! first written together in one savepoint (see `ingest.rs`), and one by one only if that fails.
+//!
 //! Ordering matters for durability: a job's result (and so the webhook's 201) is sent only after
 //! the commit has returned.
 
