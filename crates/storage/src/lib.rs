@@ -30,6 +30,7 @@ mod checkpoint;
 mod conn;
 mod deployments;
 mod error;
+mod ingest;
 mod runs;
 mod schema;
 mod settings;

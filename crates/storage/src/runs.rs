@@ -4,9 +4,9 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Text};
 
 use crate::Store;
-use crate::conn::{DbConn, per_backend};
+use crate::conn::DbConn;
 use crate::error::{Result, StoreError};
-use crate::schema::{activity, runs, triggers, webhook_tokens};
+use crate::schema::{activity, runs};
 use crate::store::{Page, fetch_limit, page};
 
 /// A run.
@@ -268,138 +268,6 @@ fn insert_run(c: &mut DbConn, run: &NewRun) -> Result<()> {
 }
 
 impl Store {
-    /// The webhook hot path: stores a request's run (if any) and its activity row, batched with
-    /// concurrent requests (group commit). Returns once the batch is durably committed: the
-    /// caller may answer 201 from then on.
-    ///
-    /// With a run, the write first re-checks, in the same transaction, that `token` still maps to
-    /// `trigger_id`, is current or within its grace at `now`, and that the trigger is enabled;
-    /// otherwise it fails with `TokenGone` and nothing is stored. Storing the run bumps the
-    /// trigger's `fire_count` and sets `last_fired_at` to the run's `created_at`. Without a run (a rejected request) only the activity row
-    /// is written, and silently not at all when the trigger is gone.
-    ///
-    /// `Unavailable` when the batch could not be committed; `Conflict` when the run or request id
-    /// is taken (only this request fails).
-    pub async fn ingest(&self, write: IngestWrite) -> Result<()> {
-        self.write(
-            move |c| {
-                let IngestWrite {
-                    token,
-                    trigger_id,
-                    now,
-                    run,
-                    activity: act,
-                } = write;
-                let Some(run) = run else {
-                    // One statement: INSERT ... SELECT ... WHERE the trigger exists.
-                    diesel::insert_into(activity::table)
-                        .values(
-                            triggers::table.filter(triggers::id.eq(&trigger_id)).select((
-                                act.id.as_str().into_sql::<diesel::sql_types::Text>(),
-                                triggers::id,
-                                act.received_at.into_sql::<diesel::sql_types::BigInt>(),
-                                act.method.as_str().into_sql::<diesel::sql_types::Text>(),
-                                act.status_code.into_sql::<diesel::sql_types::Integer>(),
-                                act.outcome.as_str().into_sql::<diesel::sql_types::Text>(),
-                                act.run_id
-                                    .as_deref()
-                                    .into_sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(),
-                                act.error
-                                    .as_deref()
-                                    .into_sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(),
-                                act.body_bytes.into_sql::<diesel::sql_types::BigInt>(),
-                                act.duration_ms.into_sql::<diesel::sql_types::BigInt>(),
-                                act.remote_addr
-                                    .as_deref()
-                                    .into_sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(),
-                            )),
-                        )
-                        .into_columns((
-                            activity::id,
-                            activity::trigger_id,
-                            activity::received_at,
-                            activity::method,
-                            activity::status_code,
-                            activity::outcome,
-                            activity::run_id,
-                            activity::error,
-                            activity::body_bytes,
-                            activity::duration_ms,
-                            activity::remote_addr,
-                        ))
-                        .execute(c)
-                        .map_err(|e| {
-                            StoreError::on_constraint(
-                                e,
-                                &format!("request id {} is taken", act.id),
-                                "trigger",
-                            )
-                        })?;
-                    return Ok(false);
-                };
-                // The re-check: the token still belongs to the trigger, is current or within
-                // its grace, and the trigger is enabled — so a stale ingress cache can never start
-                // a run. On PostgreSQL the rows are locked (FOR NO KEY UPDATE) until the batch
-                // commits: a rotation or disable committed meanwhile by another node is seen
-                // (the lock re-reads the newest row), one still running waits for this batch.
-                // On SQLite the single writer serialises everything already.
-                //
-                // The lookup is by the token alone (its primary key), checked in Rust: with
-                // SQLite's STAT4 statistics a bound value on a non-unique index column makes
-                // SQLite re-plan the cached statement on every execution.
-                let lookup = webhook_tokens::table
-                    .inner_join(triggers::table)
-                    .filter(webhook_tokens::token.eq(&token))
-                    .select((
-                        webhook_tokens::trigger_id,
-                        webhook_tokens::expires_at,
-                        triggers::enabled,
-                    ));
-                // `load`, not `first`: SQLite re-plans a statement whenever a bound LIMIT changes
-                // value, and diesel re-binds `first`'s LIMIT 1 on every execution.
-                let found: Vec<(String, Option<i64>, bool)> = match c {
-                    DbConn::Postgres(pg) => lookup.for_no_key_update().load(pg)?,
-                    DbConn::Sqlite(lite) => lookup.load(lite)?,
-                };
-                let valid = found.into_iter().any(|(owner, expires_at, enabled)| {
-                    owner == trigger_id && enabled && expires_at.is_none_or(|t| t > now)
-                });
-                if !valid {
-                    return Err(StoreError::TokenGone);
-                }
-                // The database bumps the trigger's `fire_count` and `last_fired_at` on this
-                // insert (the `runs_count_fire` trigger of the schema). On the inner connection:
-                // the hot path skips MultiConnection's extra pass over every query and bind.
-                per_backend!(c, c => {
-                    diesel::insert_into(runs::table)
-                        .values(&run)
-                        .execute(c)
-                        .map_err(|e| {
-                            StoreError::on_constraint(
-                                e,
-                                &format!("run id {} is taken", run.id),
-                                "deployment",
-                            )
-                        })?;
-                    diesel::insert_into(activity::table)
-                        .values((&act, activity::trigger_id.eq(&trigger_id)))
-                        .execute(c)
-                        .map_err(|e| {
-                            StoreError::on_constraint(
-                                e,
-                                &format!("request id {} is taken", act.id),
-                                "trigger",
-                            )
-                        })?;
-                });
-                Ok(true)
-            },
-            |created_run| *created_run,
-        )
-        .await
-        .map(drop)
-    }
-
     /// Stores a run started through the API (`POST /runs`), through the group-commit writer.
     /// `Conflict` when the id is taken. The caller checks that the deployment exists.
     pub async fn create_run(&self, run: NewRun) -> Result<()> {

@@ -15,7 +15,7 @@ use crate::checkpoint::{self, CheckpointPolicy};
 use crate::conn::{DbConn, ReadManager, Role, establish, run_migrations};
 use crate::error::{Result, StoreError};
 use crate::url::{Backend, DbUrl};
-use crate::writer::{BATCH_BUCKETS, Counters, Job, Msg, Writer};
+use crate::writer::{BATCH_BUCKETS, Counters, Job, JobResult, Msg, Writer};
 
 /// Tuning of a [`Store`]. `StoreOptions::default()` suits a single node.
 #[derive(Debug, Clone)]
@@ -68,6 +68,12 @@ pub struct StoreStats {
     pub jobs: u64,
     /// The largest batch so far.
     pub max_batch: u64,
+    /// Webhook requests written by the combined path (several accepted requests of a batch in
+    /// one lookup and one multi-row INSERT per table).
+    pub combined_ingests: u64,
+    /// Times the combined path failed (e.g. a duplicate id) and the requests were written one by
+    /// one instead.
+    pub combined_fallbacks: u64,
     /// Batches by size: entry `i` counts batches of `2^i` to `2^(i+1) - 1` jobs (1, 2–3, 4–7, …);
     /// the last entry also counts every larger batch.
     pub batch_sizes: [u64; BATCH_BUCKETS],
@@ -246,6 +252,8 @@ impl Store {
             failed_batches: c.failed_batches.load(Ordering::Relaxed),
             jobs: c.jobs.load(Ordering::Relaxed),
             max_batch: c.max_batch.load(Ordering::Relaxed),
+            combined_ingests: c.combined_ingests.load(Ordering::Relaxed),
+            combined_fallbacks: c.combined_fallbacks.load(Ordering::Relaxed),
             batch_sizes: std::array::from_fn(|i| c.batch_sizes[i].load(Ordering::Relaxed)),
         }
     }
@@ -273,11 +281,21 @@ impl Store {
         F: FnOnce(&mut DbConn) -> Result<T> + Send + 'static,
     {
         let (job, rx) = Job::new(f, wakes);
+        self.send(Msg::Job(job)).await?;
+        self.receive(rx).await
+    }
+
+    /// Queues a message for the writer.
+    pub(crate) async fn send(&self, msg: Msg) -> Result<()> {
         self.inner
             .tx
-            .send(Msg::Job(job))
+            .send(msg)
             .await
-            .map_err(|_| StoreError::unavailable("the store is shut down"))?;
+            .map_err(|_| StoreError::unavailable("the store is shut down"))
+    }
+
+    /// Waits for a job's result, re-raising its panic.
+    pub(crate) async fn receive<T>(&self, rx: oneshot::Receiver<JobResult<T>>) -> Result<T> {
         match rx.await {
             Ok(Ok(result)) => result,
             Ok(Err(panic)) => std::panic::resume_unwind(panic),

@@ -7,6 +7,9 @@
 //! — one fsync for the whole batch — and only then answers each job. If the commit fails, every job
 //! of the batch is answered `Unavailable` and nothing of the batch is stored.
 //!
+//! Webhook requests come as data (`IngestJob`), not closures: the accepted ones of a batch are
+//! first written together in one savepoint (see `ingest.rs`), and one by one only if that fails.
+//!
 //! Ordering matters for durability: a job's result (and so the webhook's 201) is sent only after
 //! the commit has returned.
 
@@ -22,6 +25,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::conn::{DbConn, Role, establish};
 use crate::error::{Result, StoreError};
+use crate::ingest::{ingest_many, ingest_one};
+use crate::runs::IngestWrite;
 use crate::url::DbUrl;
 
 /// A panic caught on the writer thread, re-raised in the caller's task.
@@ -53,20 +58,22 @@ impl Job {
         F: FnOnce(&mut DbConn) -> Result<T> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job = Job(Box::new(move |conn: &mut DbConn| {
+        (Self::with_reply(f, wakes, tx), rx)
+    }
+
+    /// Wraps a typed job whose result goes to `tx`.
+    fn with_reply<T, F>(f: F, wakes: fn(&T) -> bool, tx: oneshot::Sender<JobResult<T>>) -> Self
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T> + Send + 'static,
+    {
+        Job(Box::new(move |conn: &mut DbConn| {
             // The savepoint: a nested `transaction` inside the batch's transaction.
             match catch_unwind(AssertUnwindSafe(|| conn.transaction(f))) {
-                Ok(result) => Staged {
-                    wakes_workers: matches!(&result, Ok(t) if wakes(t)),
-                    panicked: false,
-                    answer: Box::new(move |lost: Option<&str>| {
-                        let result = match lost {
-                            None => result,
-                            Some(reason) => Err(StoreError::unavailable(reason)),
-                        };
-                        let _ = tx.send(Ok(result));
-                    }),
-                },
+                Ok(result) => {
+                    let wakes_workers = matches!(&result, Ok(t) if wakes(t));
+                    stage(result, wakes_workers, tx)
+                }
                 Err(panic) => Staged {
                     wakes_workers: false,
                     panicked: true,
@@ -75,8 +82,50 @@ impl Job {
                     }),
                 },
             }
-        }));
-        (job, rx)
+        }))
+    }
+}
+
+/// A job's result, held until the batch's fate is known.
+fn stage<T: Send + 'static>(
+    result: Result<T>,
+    wakes_workers: bool,
+    tx: oneshot::Sender<JobResult<T>>,
+) -> Staged {
+    Staged {
+        wakes_workers,
+        panicked: false,
+        answer: Box::new(move |lost: Option<&str>| {
+            let result = match lost {
+                None => result,
+                Some(reason) => Err(StoreError::unavailable(reason)),
+            };
+            let _ = tx.send(Ok(result));
+        }),
+    }
+}
+
+/// A webhook request for the writer (see `ingest.rs`): plain data, so that the accepted requests
+/// of a batch can be written together and, if that fails, one by one.
+pub(crate) struct IngestJob {
+    pub(crate) write: IngestWrite,
+    pub(crate) reply: oneshot::Sender<JobResult<()>>,
+}
+
+impl IngestJob {
+    /// As an ordinary job, in its own savepoint.
+    fn into_job(self) -> Job {
+        let wakes: fn(&()) -> bool = if self.starts_run() {
+            |_| true
+        } else {
+            |_| false
+        };
+        let write = self.write;
+        Job::with_reply(move |c| ingest_one(c, &write).map(drop), wakes, self.reply)
+    }
+
+    fn starts_run(&self) -> bool {
+        self.write.run.is_some()
     }
 }
 
@@ -86,6 +135,7 @@ pub(crate) type JobResult<T> = std::result::Result<Result<T>, Panic>;
 /// Messages to the writer thread.
 pub(crate) enum Msg {
     Job(Job),
+    Ingest(Box<IngestJob>),
     /// Run everything queued before this message, then stop.
     Shutdown(oneshot::Sender<()>),
 }
@@ -97,6 +147,8 @@ pub(crate) struct Counters {
     pub(crate) failed_batches: AtomicU64,
     pub(crate) jobs: AtomicU64,
     pub(crate) max_batch: AtomicU64,
+    pub(crate) combined_ingests: AtomicU64,
+    pub(crate) combined_fallbacks: AtomicU64,
     /// Batches by size: bucket `i` counts batches of `2^i ..= 2^(i+1)-1` jobs; the last bucket
     /// takes everything larger.
     pub(crate) batch_sizes: [AtomicU64; BATCH_BUCKETS],
@@ -117,6 +169,12 @@ impl Counters {
         let bucket = (63 - size.max(1).leading_zeros() as usize).min(BATCH_BUCKETS - 1);
         self.batch_sizes[bucket].fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// One piece of a batch.
+enum Work {
+    Job(Job),
+    Ingest(Box<IngestJob>),
 }
 
 /// Everything the writer thread needs.
@@ -144,7 +202,8 @@ impl Writer {
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {
-                    Msg::Job(job) => batch.push(job),
+                    Msg::Job(job) => batch.push(Work::Job(job)),
+                    Msg::Ingest(job) => batch.push(Work::Ingest(job)),
                     Msg::Shutdown(ack) => {
                         shutdown_acks.push(ack);
                         rx.close();
@@ -166,9 +225,10 @@ impl Writer {
     }
 
     /// Runs one batch in one transaction and answers every job.
-    fn run_batch(&mut self, batch: &mut Vec<Job>) {
+    fn run_batch(&mut self, batch: &mut Vec<Work>) {
         let size = batch.len();
         let started = std::time::Instant::now();
+        let counters = self.counters.clone();
         self.counters.record_batch(size);
         let conn = match self.connection() {
             Ok(c) => c,
@@ -189,8 +249,50 @@ impl Writer {
             return;
         }
         let mut staged = Vec::with_capacity(size);
-        let mut panicked = false;
-        for job in batch.drain(..) {
+        let mut jobs = Vec::with_capacity(size);
+        let mut accepted = Vec::new();
+        for work in batch.drain(..) {
+            match work {
+                Work::Ingest(i) if i.starts_run() => accepted.push(i),
+                Work::Ingest(i) => jobs.push(i.into_job()),
+                Work::Job(j) => jobs.push(j),
+            }
+        }
+        if accepted.len() > 1 {
+            // The accepted webhook requests together, in one savepoint; one by one if that
+            // fails.
+            let writes: Vec<&IngestWrite> = accepted.iter().map(|i| &i.write).collect();
+            match catch_unwind(AssertUnwindSafe(|| {
+                conn.transaction(|c| ingest_many(c, &writes))
+            })) {
+                Ok(Ok(results)) => {
+                    counters
+                        .combined_ingests
+                        .fetch_add(results.len() as u64, Ordering::Relaxed);
+                    for (job, result) in accepted.drain(..).zip(results) {
+                        let wakes = result.is_ok();
+                        staged.push(stage(result, wakes, job.reply));
+                    }
+                }
+                Ok(Err(e)) => {
+                    counters.combined_fallbacks.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(error = %e, "combined webhook write failed; one by one");
+                }
+                Err(panic) => {
+                    // The first request gets the panic; the others, dropped below, `Unavailable`.
+                    let first = accepted.remove(0);
+                    staged.push(Staged {
+                        wakes_workers: false,
+                        panicked: true,
+                        answer: Box::new(move |_| {
+                            let _ = first.reply.send(Err(panic));
+                        }),
+                    });
+                }
+            }
+        }
+        let mut panicked = staged.iter().any(|s| s.panicked);
+        for job in accepted.into_iter().map(|i| i.into_job()).chain(jobs) {
             if panicked {
                 // The batch is lost already; dropping the job answers `Unavailable`.
                 continue;

@@ -716,6 +716,8 @@ async fn one_failing_job_fails_only_itself(store: Store, _db: TestDb) {
         "{before:?} → {after:?}"
     );
     assert!(after.max_batch >= 10, "{after:?}");
+    // The combined write hit the duplicate and fell back to one savepoint per request.
+    assert_eq!(after.combined_fallbacks, 1, "{after:?}");
     // Nothing of the failed job is stored: no activity row, no extra fire.
     let log = store.list_activity("trg_1", None, None, 100).await.unwrap();
     assert!(log.items.iter().all(|a| a.id != "req_b010"));
@@ -729,6 +731,90 @@ async fn one_failing_job_fails_only_itself(store: Store, _db: TestDb) {
             .fire_count,
         20
     );
+}
+
+async fn a_batch_of_ingests_checks_each_token(store: Store, _db: TestDb) {
+    seed(&store).await;
+    // trg_2 is disabled; trg_3's first token was rotated away.
+    for (id, token) in [("trg_2", "wht_2"), ("trg_3", "wht_3")] {
+        store
+            .create_trigger(webhook_trigger(id, "dep_1", None, token))
+            .await
+            .unwrap();
+    }
+    store
+        .update_trigger(
+            "trg_2",
+            TriggerPatch {
+                enabled: Some(false),
+                ..TriggerPatch::default()
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    store
+        .rotate_trigger("trg_3", "wht_3b", None, T0)
+        .await
+        .unwrap();
+    let hold = tokio::spawn({
+        let store = store.clone();
+        async move { hold_writer(&store, Duration::from_millis(500)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let cases = [
+        ("wht_1", "trg_1", true),
+        ("wht_2", "trg_2", false),
+        ("wht_3", "trg_3", false),
+        ("wht_3b", "trg_3", true),
+        ("wht_1", "trg_3", false),
+        ("wht_none", "trg_1", false),
+    ];
+    let mut tasks = Vec::new();
+    for (n, (token, trigger, _)) in cases.iter().enumerate() {
+        for k in 0..3 {
+            let store = store.clone();
+            let write = accepted(token, trigger, "dep_1", n * 10 + k, T0);
+            tasks.push(tokio::spawn(async move { store.ingest(write).await }));
+        }
+    }
+    let results: Vec<_> = futures_join(tasks).await;
+    hold.await.unwrap();
+    for (i, result) in results.iter().enumerate() {
+        let (_, _, ok) = cases[i / 3];
+        if ok {
+            assert!(result.is_ok(), "case {i}: {result:?}");
+        } else {
+            assert!(
+                matches!(result, Err(StoreError::TokenGone)),
+                "case {i}: {result:?}"
+            );
+        }
+    }
+    let stats = store.stats();
+    assert!(stats.max_batch >= 18, "{stats:?}");
+    assert_eq!(stats.combined_ingests, 18, "{stats:?}");
+    assert_eq!(stats.combined_fallbacks, 0, "{stats:?}");
+    let count = |id: &'static str| {
+        let store = store.clone();
+        async move { store.get_trigger(id).await.unwrap().unwrap().fire_count }
+    };
+    assert_eq!(count("trg_1").await, 3);
+    assert_eq!(count("trg_2").await, 0);
+    assert_eq!(count("trg_3").await, 3);
+    let runs = store
+        .list_runs(RunFilter::default(), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(runs.items.len(), 6);
+}
+
+async fn futures_join<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
 }
 
 async fn concurrent_ingests_are_group_committed(store: Store, _db: TestDb) {
@@ -1148,6 +1234,7 @@ triggerd_storage::store_tests!(
     token_gone_after_trigger_deleted_or_disabled,
     rotation_with_grace_keeps_the_old_token_until_expiry,
     one_failing_job_fails_only_itself,
+    a_batch_of_ingests_checks_each_token,
     concurrent_ingests_are_group_committed,
     lists_are_newest_first_with_cursors_and_no_duplicates,
     create_run_and_conflict_on_duplicate_id,
