@@ -39,8 +39,8 @@ pub struct CachedTrigger {
     pub definition: Arc<Definition>,
     /// The parsed webhook configuration.
     pub config: WebhookConfig,
-    /// The trigger's rate-limit bucket.
-    pub bucket: Arc<Mutex<TokenBucket>>,
+    /// The trigger's rate-limit bucket and activity counter (they outlive cache entries).
+    pub runtime: Arc<TriggerRuntime>,
     /// When the entry was read from the database.
     pub loaded_at: Instant,
 }
@@ -50,7 +50,7 @@ pub struct CachedTrigger {
 #[derive(Debug)]
 pub struct TriggerCache {
     entries: RwLock<HashMap<String, Arc<CachedTrigger>>>,
-    buckets: Mutex<HashMap<String, Arc<Mutex<TokenBucket>>>>,
+    runtimes: Mutex<HashMap<String, Arc<TriggerRuntime>>>,
     generation: AtomicU64,
     ttl: Duration,
 }
@@ -60,7 +60,7 @@ impl TriggerCache {
     pub fn new(ttl: Duration) -> Self {
         TriggerCache {
             entries: RwLock::new(HashMap::new()),
-            buckets: Mutex::new(HashMap::new()),
+            runtimes: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             ttl,
         }
@@ -99,16 +99,29 @@ impl TriggerCache {
         entries.clear();
     }
 
-    /// The rate-limit bucket of a trigger (created full on first use).
-    pub fn bucket(&self, trigger_id: &str) -> Arc<Mutex<TokenBucket>> {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() >= MAX_ENTRIES {
-            buckets.clear();
+    /// The per-trigger state that outlives cache entries (created on first use).
+    pub fn runtime(&self, trigger_id: &str) -> Arc<TriggerRuntime> {
+        let mut runtimes = self.runtimes.lock().unwrap_or_else(|e| e.into_inner());
+        if runtimes.len() >= MAX_ENTRIES {
+            runtimes.clear();
         }
-        buckets
-            .entry(trigger_id.to_owned())
-            .or_insert_with(|| Arc::new(Mutex::new(TokenBucket::default())))
-            .clone()
+        runtimes.entry(trigger_id.to_owned()).or_default().clone()
+    }
+}
+
+/// Per-trigger state kept across cache refills: the rate-limit bucket and the number of
+/// activity rows written since the log was last trimmed.
+#[derive(Debug, Default)]
+pub struct TriggerRuntime {
+    /// The token bucket of `rate_limit_per_minute`.
+    pub bucket: Mutex<TokenBucket>,
+    logged: AtomicU64,
+}
+
+impl TriggerRuntime {
+    /// Counts one activity row; true every `every` rows, when the log should be trimmed.
+    pub fn note_logged(&self, every: u64) -> bool {
+        (self.logged.fetch_add(1, Ordering::Relaxed) + 1) % every.max(1) == 0
     }
 }
 

@@ -1,7 +1,7 @@
 //! # triggerd-ingress
 //!
 //! The HTTP surface of triggerd: the webhook endpoints (`/api/webhooks/{token}[/{rest}]`), the
-//! management API under `/api/v1`, and `/healthz`. It turns requests into stored runs and wakes the
+//! management API under `/api/v1`, `/healthz` and `/metrics`. It turns requests into stored runs and wakes the
 //! workers through the store; it never executes runs itself, and it holds no SQL — every read and
 //! write is one call into `triggerd-storage`.
 //!
@@ -28,6 +28,7 @@
 pub mod api;
 pub mod cache;
 pub mod error;
+pub mod metrics;
 mod respond;
 pub mod webhook;
 
@@ -64,6 +65,8 @@ pub struct IngressConfig {
     pub admin_token_hash: String,
     /// Largest management API body.
     pub max_api_body_bytes: u64,
+    /// Activity-log rows kept per trigger (the newest); 0 keeps all.
+    pub activity_retention: usize,
     /// How long a cached trigger is trusted before it is read again (other nodes' changes show
     /// up within this time; this node's own changes invalidate the cache at once).
     pub cache_ttl: Duration,
@@ -75,6 +78,7 @@ impl std::fmt::Debug for IngressConfig {
             .field("public_url", &self.public_url)
             .field("hide_unknown_tokens", &self.hide_unknown_tokens)
             .field("max_api_body_bytes", &self.max_api_body_bytes)
+            .field("activity_retention", &self.activity_retention)
             .field("cache_ttl", &self.cache_ttl)
             .finish_non_exhaustive()
     }
@@ -88,6 +92,7 @@ impl IngressConfig {
             hide_unknown_tokens: false,
             admin_token_hash,
             max_api_body_bytes: 1024 * 1024,
+            activity_retention: 1000,
             cache_ttl: Duration::from_secs(2),
         }
     }
@@ -102,6 +107,8 @@ pub struct AppState {
     pub config: IngressConfig,
     /// Webhook trigger cache and rate-limit buckets.
     pub cache: cache::TriggerCache,
+    /// The Prometheus recorder's handle, when the server installed one.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 impl AppState {
@@ -112,6 +119,7 @@ impl AppState {
             store,
             config,
             cache,
+            metrics: None,
         }
     }
 
@@ -189,6 +197,8 @@ pub async fn handle(
         api::handle(state, req).await
     } else if path == "/healthz" {
         health(state).await
+    } else if path == "/metrics" {
+        metrics::render(state).await
     } else {
         error_response(&ApiError::not_found(format!("no route for {path}")))
     };

@@ -92,6 +92,8 @@ pub async fn handle(
     let accepted = match result {
         Ok(accepted) => accepted,
         Err(refusal) => {
+            metrics::counter!("triggerd_webhook_requests_total", "outcome" => refusal.outcome)
+                .increment(1);
             activity.status_code = i32::from(refusal.error.status.as_u16());
             activity.outcome = refusal.outcome.to_owned();
             activity.error = Some(refusal.error.message.clone());
@@ -110,6 +112,7 @@ pub async fn handle(
             if let Err(e) = state.store.ingest(write).await {
                 tracing::warn!(error = %e, trigger_id = %entry.trigger_id, "could not log a refused webhook request");
             }
+            trim_activity(state, &entry);
             if !entry.enabled {
                 return unknown_token(state);
             }
@@ -168,6 +171,9 @@ pub async fn handle(
         Err(StoreError::TokenGone) => return unknown_token(state),
         Err(e) => return error_response(&ApiError::from(e)),
     }
+    trim_activity(state, &entry);
+    metrics::counter!("triggerd_webhook_requests_total", "outcome" => "accepted").increment(1);
+    metrics::histogram!("triggerd_webhook_ingest_seconds").record(started.elapsed().as_secs_f64());
     match custom {
         Some((status, content_type, body)) => custom_response(*status, content_type, body),
         None => json_response(
@@ -177,8 +183,28 @@ pub async fn handle(
     }
 }
 
+/// Keeps the trigger's activity log at `activity_retention` rows: every tenth of that many new
+/// rows, the oldest beyond it are deleted by a background task, so neither accepted requests nor
+/// a flood of refused ones wait for it.
+fn trim_activity(state: &AppState, entry: &CachedTrigger) {
+    let keep = state.config.activity_retention;
+    if keep == 0 || !entry.runtime.note_logged((keep as u64 / 10).max(10)) {
+        return;
+    }
+    let store = state.store.clone();
+    let trigger_id = entry.trigger_id.clone();
+    tokio::spawn(async move {
+        match store.prune_activity(&trigger_id, keep).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(%trigger_id, deleted = n, "activity log trimmed"),
+            Err(e) => tracing::warn!(%trigger_id, error = %e, "could not trim the activity log"),
+        }
+    });
+}
+
 /// 404, or 200 `{"received": true}` when unknown tokens are hidden. Not logged (no trigger).
 fn unknown_token(state: &AppState) -> Response<Body> {
+    metrics::counter!("triggerd_webhook_requests_total", "outcome" => "unknown_token").increment(1);
     if state.config.hide_unknown_tokens {
         json_response(StatusCode::OK, &json!({"received": true}))
     } else {
@@ -211,7 +237,7 @@ async fn lookup(state: &AppState, token: &str) -> Result<Option<Arc<CachedTrigge
         }
     };
     let entry = Arc::new(CachedTrigger {
-        bucket: state.cache.bucket(&target.trigger.id),
+        runtime: state.cache.runtime(&target.trigger.id),
         trigger_id: target.trigger.id,
         deployment_id: target.deployment.id,
         workflow: target.deployment.workflow,
@@ -295,6 +321,7 @@ async fn check(
     let refuse = |error, outcome| (Err(Refusal::new(error, outcome)), size);
 
     let allowed = entry
+        .runtime
         .bucket
         .lock()
         .unwrap_or_else(|e| e.into_inner())

@@ -115,7 +115,15 @@ impl RunWorker {
             let update = self.finish(&run, definition.as_deref(), now_micros());
             let store = self.store.clone();
             // Updates go out together so the store's writer commits them in one batch.
-            updates.spawn(async move { (update.id.clone(), store.update_run(update).await) });
+            let status = update.status.clone().unwrap_or_default();
+            updates.spawn(async move {
+                let result = store.update_run(update.clone()).await;
+                if matches!(result, Ok(true)) && !status.is_empty() {
+                    metrics::counter!("triggerd_runs_finished_total", "status" => status)
+                        .increment(1);
+                }
+                (update.id, result)
+            });
         }
         while let Some(joined) = updates.join_next().await {
             match joined {

@@ -78,6 +78,9 @@ struct ServeArgs {
     /// Answer 200 {"received": true} instead of 404 for unknown webhook tokens.
     #[arg(long, env = "TRIGGERD_HIDE_UNKNOWN_TOKENS", default_value_t = false, action = clap::ArgAction::Set)]
     hide_unknown_tokens: bool,
+    /// Activity-log rows kept per webhook trigger (the newest; 0 keeps all).
+    #[arg(long, env = "TRIGGERD_ACTIVITY_RETENTION", default_value_t = 1000)]
+    activity_retention: usize,
 }
 
 fn main() -> ExitCode {
@@ -192,7 +195,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .unwrap_or_else(|| format!("http://{local}"));
     let mut config = IngressConfig::new(public_url.clone(), admin_hash);
     config.hide_unknown_tokens = args.hide_unknown_tokens;
-    let state = Arc::new(AppState::new(store.clone(), config));
+    config.activity_retention = args.activity_retention;
+    let mut state = AppState::new(store.clone(), config);
+    state.metrics = triggerd_ingress::metrics::install_recorder();
+    let state = Arc::new(state);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let owner = format!(

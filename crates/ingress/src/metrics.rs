@@ -1,0 +1,111 @@
+//! `GET /metrics` in the Prometheus text format.
+//!
+//! Counters and histograms are recorded where things happen (`metrics` macros, cheap: an atomic
+//! add) and rendered by the Prometheus recorder the server installs. Figures that live in the
+//! store — runs by status (the pending count is the queue depth) and the group-commit writer's
+//! batch sizes — are read at scrape time, so the hot path pays nothing for them.
+//!
+//! | metric | type | meaning |
+//! |---|---|---|
+//! | `triggerd_webhook_requests_total{outcome}` | counter | webhook requests by activity outcome, plus `unknown_token` |
+//! | `triggerd_webhook_ingest_seconds` | histogram | time from request to answer of accepted webhooks (includes the commit) |
+//! | `triggerd_runs_finished_total{status}` | counter | runs this process finished |
+//! | `triggerd_runs{status}` | gauge | runs in the database by status |
+//! | `triggerd_store_commits_total`, `triggerd_store_jobs_total`, `triggerd_store_failed_batches_total` | counter | group-commit writer |
+//! | `triggerd_store_batch_size` | histogram | jobs per committed batch |
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use http::{Response, StatusCode, header};
+use http_body_util::Full;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::{AppState, Body};
+
+/// Buckets of `triggerd_webhook_ingest_seconds`: 0.5 ms to 10 s.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+];
+
+/// Installs the process-wide Prometheus recorder; call once at start. Returns `None` (and logs)
+/// if a recorder is already installed.
+pub fn install_recorder() -> Option<PrometheusHandle> {
+    let builder = PrometheusBuilder::new().set_buckets_for_metric(
+        Matcher::Full("triggerd_webhook_ingest_seconds".into()),
+        &LATENCY_BUCKETS,
+    );
+    match builder.and_then(PrometheusBuilder::install_recorder) {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics recorder not installed; /metrics will only show store figures");
+            None
+        }
+    }
+}
+
+/// Renders every metric.
+pub async fn render(state: &AppState) -> Response<Body> {
+    let mut text = match &state.metrics {
+        Some(handle) => {
+            handle.run_upkeep();
+            handle.render()
+        }
+        None => String::new(),
+    };
+    match state.store.count_runs_by_status().await {
+        Ok(counts) => {
+            text.push_str("# HELP triggerd_runs Runs in the database by status (pending = queue depth).\n# TYPE triggerd_runs gauge\n");
+            for status in [
+                "pending",
+                "running",
+                "waiting",
+                "completed",
+                "failed",
+                "cancelled",
+            ] {
+                let n = counts
+                    .iter()
+                    .find(|(s, _)| s == status)
+                    .map_or(0, |(_, n)| *n);
+                let _ = writeln!(text, "triggerd_runs{{status=\"{status}\"}} {n}");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot count runs"),
+    }
+    let stats = state.store.stats();
+    let _ = write!(
+        text,
+        "# HELP triggerd_store_commits_total Transactions committed by the group-commit writer.\n# TYPE triggerd_store_commits_total counter\ntriggerd_store_commits_total {}\n\
+         # HELP triggerd_store_jobs_total Writes committed by the group-commit writer.\n# TYPE triggerd_store_jobs_total counter\ntriggerd_store_jobs_total {}\n\
+         # HELP triggerd_store_failed_batches_total Batches whose commit failed (their requests got 503).\n# TYPE triggerd_store_failed_batches_total counter\ntriggerd_store_failed_batches_total {}\n",
+        stats.commits, stats.jobs, stats.failed_batches
+    );
+    text.push_str("# HELP triggerd_store_batch_size Writes per committed batch.\n# TYPE triggerd_store_batch_size histogram\n");
+    let mut cumulative = 0;
+    for (i, count) in stats.batch_sizes.iter().enumerate() {
+        cumulative += count;
+        // Bucket i holds batches of 2^i ..= 2^(i+1)-1 jobs; the last one is open-ended.
+        if i + 1 < stats.batch_sizes.len() {
+            let _ = writeln!(
+                text,
+                "triggerd_store_batch_size_bucket{{le=\"{}\"}} {cumulative}",
+                (1u64 << (i + 1)) - 1
+            );
+        }
+    }
+    let _ = writeln!(
+        text,
+        "triggerd_store_batch_size_bucket{{le=\"+Inf\"}} {cumulative}"
+    );
+    let _ = writeln!(text, "triggerd_store_batch_size_sum {}", stats.jobs);
+    let _ = writeln!(text, "triggerd_store_batch_size_count {cumulative}");
+
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    *response.status_mut() = StatusCode::OK;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
+}

@@ -1,0 +1,104 @@
+//! `/metrics` and the bounded activity log.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use triggerd_tests::{TestServer, order_workflow, send};
+
+#[tokio::test]
+async fn metrics_count_webhooks_by_outcome_and_runs_by_status() {
+    let server = TestServer::start().await;
+    let hook = server.setup_webhook(order_workflow(), json!({})).await;
+    let post = |body: &'static str| {
+        server
+            .plain()
+            .post(&hook.url)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let accepted = send(post(r#"{"email": "a@example.com", "value": 5}"#)).await;
+    server.expect(&accepted, 201, "accepted webhook");
+    server.expect(&send(post("{nope")).await, 400, "malformed webhook");
+    let unknown = format!("{}/api/webhooks/wht_{}", server.base_url(), "A".repeat(43));
+    server.expect(
+        &send(server.plain().post(&unknown).body("{}")).await,
+        404,
+        "unknown token",
+    );
+    let run_id = accepted.body["run_id"].as_str().unwrap().to_owned();
+    server
+        .wait_for_run_status(&run_id, "completed", Duration::from_secs(10))
+        .await;
+
+    // No auth: Prometheus scrapes it.
+    let metrics = send(server.plain().get(format!("{}/metrics", server.base_url()))).await;
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text;
+    for line in [
+        "triggerd_webhook_requests_total{outcome=\"accepted\"} 1",
+        "triggerd_webhook_requests_total{outcome=\"malformed\"} 1",
+        "triggerd_webhook_requests_total{outcome=\"unknown_token\"} 1",
+        "triggerd_runs{status=\"completed\"} 1",
+        "triggerd_runs{status=\"pending\"} 0",
+        "triggerd_runs_finished_total{status=\"completed\"} 1",
+        "triggerd_webhook_ingest_seconds_count 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("triggerd_store_batch_size_bucket{le=\"+Inf\"}"),
+        "{text}"
+    );
+    let commits: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("triggerd_store_commits_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        commits >= 3,
+        "the writer committed the setup, the requests and the run: {commits}\n{text}"
+    );
+}
+
+#[tokio::test]
+async fn activity_log_keeps_only_the_newest_rows() {
+    let server = TestServer::start_with(&[("TRIGGERD_ACTIVITY_RETENTION", "20")]).await;
+    let hook = server
+        .setup_webhook(order_workflow(), json!({"rate_limit_per_minute": 0}))
+        .await;
+    let mut last_request_id = String::new();
+    for _ in 0..60 {
+        let reply = send(
+            server
+                .plain()
+                .post(&hook.url)
+                .header("content-type", "application/json")
+                .body("{nope"),
+        )
+        .await;
+        server.expect(&reply, 400, "malformed webhook");
+        last_request_id = reply.request_id();
+    }
+    // Trimming runs in the background after every 10 rows; wait for the last one.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = server.trigger_requests(&hook.id).await;
+        if rows.len() == 20 {
+            assert_eq!(
+                rows[0]["id"],
+                json!(last_request_id),
+                "the newest row is kept"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "activity log still has {} rows",
+            rows.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
