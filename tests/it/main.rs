@@ -7,6 +7,7 @@ mod cli;
 mod concurrency;
 mod crash;
 mod hidden_tokens;
+mod management;
 mod observability;
 mod rate_limit;
 mod triggers;

@@ -287,6 +287,46 @@ impl Store {
         .await
     }
 
+    /// Cancels a run that has not finished (`pending`, `running` or `waiting`): status
+    /// `cancelled`, `finished_at = now`, lease and wait cleared. `NotFound` for an unknown id,
+    /// `Conflict` when the run already finished. A worker holding the run's lease loses it: its
+    /// next `update_run` for the run returns `false`.
+    pub async fn cancel_run(&self, id: &str, now: i64) -> Result<RunRow> {
+        let id = id.to_owned();
+        self.write(
+            move |c| {
+                let status: Option<String> = runs::table
+                    .find(&id)
+                    .select(runs::status)
+                    .first(c)
+                    .optional()?;
+                match status.as_deref() {
+                    None => return Err(StoreError::not_found(format!("run {id}"))),
+                    Some("pending" | "running" | "waiting") => {}
+                    Some(other) => {
+                        return Err(StoreError::Conflict {
+                            what: format!("run {id} already finished ({other})"),
+                        });
+                    }
+                }
+                diesel::update(runs::table.find(&id))
+                    .set((
+                        runs::status.eq("cancelled"),
+                        runs::finished_at.eq(Some(now)),
+                        runs::lease_owner.eq(None::<String>),
+                        runs::lease_expires_at.eq(None::<i64>),
+                        runs::waiting_reason.eq(None::<String>),
+                        runs::waiting_payload.eq(None::<String>),
+                        runs::waiting_expires_at.eq(None::<i64>),
+                    ))
+                    .execute(c)?;
+                Ok(runs::table.find(&id).select(RunRow::as_select()).first(c)?)
+            },
+            |_| false,
+        )
+        .await
+    }
+
     /// Runs newest first (by id), filtered, starting after `cursor` (an id).
     pub async fn list_runs(
         &self,

@@ -972,6 +972,57 @@ async fn create_run_and_conflict_on_duplicate_id(store: Store, _db: TestDb) {
     assert_eq!(trg.last_fired_at, Some(T0 + 5 * SEC));
 }
 
+async fn unfinished_runs_cancel_and_finished_ones_conflict(store: Store, _db: TestDb) {
+    seed(&store).await;
+    store
+        .create_run(new_run("run_1", "dep_1", None))
+        .await
+        .unwrap();
+    // A worker holds the run; cancelling takes it away from the worker.
+    assert_eq!(
+        store
+            .claim_runs("a", T0, T0 + 10 * SEC, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let cancelled = store.cancel_run("run_1", T0 + SEC).await.unwrap();
+    assert_eq!(cancelled.status, "cancelled");
+    assert_eq!(cancelled.finished_at, Some(T0 + SEC));
+    assert_eq!(cancelled.lease_owner, None);
+    let late = RunUpdate {
+        id: "run_1".into(),
+        owner: "a".into(),
+        status: Some("completed".into()),
+        release_lease: true,
+        ..RunUpdate::default()
+    };
+    assert!(
+        !store.update_run(late).await.unwrap(),
+        "the worker lost the run"
+    );
+    assert_eq!(
+        store.get_run("run_1").await.unwrap().unwrap().status,
+        "cancelled"
+    );
+    assert!(
+        store
+            .claim_runs("b", T0 + 20 * SEC, T0 + 30 * SEC, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        store.cancel_run("run_1", T0 + 2 * SEC).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(matches!(
+        store.cancel_run("run_nope", T0).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
 async fn claims_are_exclusive(store: Store, db: TestDb) {
     seed(&store).await;
     let total = 120;
@@ -1218,6 +1269,7 @@ async fn migrations_run_up_down_up(store: Store, db: TestDb) {
 
 triggerd_storage::store_tests!(
     open_ping_and_backend,
+    unfinished_runs_cancel_and_finished_ones_conflict,
     reopening_keeps_data_and_migrations_are_idempotent,
     settings_are_upserted,
     identical_workflow_put_creates_no_version,

@@ -31,8 +31,10 @@ enum Route {
     Trigger,
     TriggerRotate,
     TriggerRequests,
+    TriggerTest,
     Runs,
     Run,
+    RunCancel,
 }
 
 impl Route {
@@ -41,7 +43,10 @@ impl Route {
             Route::Workflows => &[Method::GET],
             Route::Deployments => &[Method::GET],
             Route::Workflow => &[Method::GET, Method::PUT, Method::DELETE],
-            Route::WorkflowDeployments | Route::TriggerRotate => &[Method::POST],
+            Route::WorkflowDeployments
+            | Route::TriggerRotate
+            | Route::TriggerTest
+            | Route::RunCancel => &[Method::POST],
             Route::Deployment => &[Method::GET, Method::DELETE],
             Route::TriggerRequests | Route::Run => &[Method::GET],
             Route::DeploymentTriggers | Route::Runs => &[Method::GET, Method::POST],
@@ -70,6 +75,8 @@ fn router() -> &'static matchit::Router<Route> {
             ("/api/v1/triggers/{id}", Route::Trigger),
             ("/api/v1/triggers/{id}/rotate", Route::TriggerRotate),
             ("/api/v1/triggers/{id}/requests", Route::TriggerRequests),
+            ("/api/v1/triggers/{id}/test", Route::TriggerTest),
+            ("/api/v1/runs/{id}/cancel", Route::RunCancel),
             ("/api/v1/runs", Route::Runs),
             ("/api/v1/runs/{id}", Route::Run),
         ];
@@ -140,6 +147,8 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<Response<B
         (Route::Trigger, _) => triggers::get(state, call).await,
         (Route::TriggerRotate, _) => triggers::rotate(state, call).await,
         (Route::TriggerRequests, _) => triggers::requests(state, call).await,
+        (Route::TriggerTest, _) => triggers::test(state, call).await,
+        (Route::RunCancel, _) => runs::cancel(state, call).await,
         (Route::Runs, Method::POST) => runs::create(state, call).await,
         (Route::Runs, _) => runs::list(state, call).await,
         (Route::Run, _) => runs::get(state, call).await,

@@ -82,6 +82,17 @@ pub(super) async fn get(state: &AppState, call: Call) -> Result<Response<Body>, 
     Ok(json_response(StatusCode::OK, &views::run(&row)))
 }
 
+/// `POST /runs/{id}/cancel`: a pending, running or waiting run becomes `cancelled`; 409 when it
+/// already finished.
+pub(super) async fn cancel(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+    if !is_valid_id(IdKind::Run, &call.param) {
+        return Err(ApiError::not_found(format!("run {} not found", call.param)));
+    }
+    let row = state.store.cancel_run(&call.param, now_micros()).await?;
+    tracing::info!(run_id = %row.id, "run cancelled");
+    Ok(json_response(StatusCode::OK, &views::run(&row)))
+}
+
 /// `GET /runs?deployment_id=&trigger_id=&status=&limit=&cursor=`, newest first.
 pub(super) async fn list(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let (limit, cursor) = call.page(|c| is_valid_id(IdKind::Run, c))?;

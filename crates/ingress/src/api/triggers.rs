@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 use triggerd_domain::Problem;
 use triggerd_domain::ids::{IdKind, is_valid_id, new_id, new_webhook_token};
 use triggerd_domain::inputs::is_valid_name;
+use triggerd_domain::mapping::{headers_to_map, trigger_input};
 use triggerd_domain::trigger::{ResponseMode, TriggerConfig, TriggerType, merge_config};
 use triggerd_storage::{NewTrigger, TriggerPatch, TriggerRow};
 
@@ -283,5 +284,97 @@ pub(super) async fn requests(state: &AppState, call: Call) -> Result<Response<Bo
     Ok(list_response(
         page.items.iter().map(views::activity).collect(),
         page.next_cursor,
+    ))
+}
+
+/// `POST /triggers/{id}/test` `{method?, path?, headers?, query?, body}`: a dry run of the input
+/// mapping and validation a real request would get — 200 `{input, trigger_input}` or the same
+/// 422. No signature or API-key check, no run, no activity row, no rate-limit token.
+pub(super) async fn test(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+    let row = find(state, &call.param).await?;
+    if row.trigger_type != TriggerType::Webhook.as_str() {
+        return Err(ApiError::bad_request(
+            "only webhook triggers map requests; a cron trigger's input is fixed",
+        ));
+    }
+    let body = call.object_or_empty()?;
+    if let Some(key) = body
+        .keys()
+        .find(|k| !["method", "path", "headers", "query", "body"].contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "unknown field \"{key}\": a test request has method, path, headers, query and body"
+        )));
+    }
+    let method = match body.get("method") {
+        None | Some(Value::Null) => "POST".to_owned(),
+        Some(Value::String(m)) => m.to_ascii_uppercase(),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "method must be a string such as \"POST\"",
+            ));
+        }
+    };
+    let path = match body.get("path") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(p)) => p.trim_start_matches('/').to_owned(),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "path must be a string (the URL rest after the token)",
+            ));
+        }
+    };
+    let object = |key: &str| -> Result<serde_json::Map<String, Value>, ApiError> {
+        match body.get(key) {
+            None | Some(Value::Null) => Ok(serde_json::Map::new()),
+            Some(Value::Object(map)) => Ok(map.clone()),
+            Some(_) => Err(ApiError::bad_request(format!("{key} must be an object"))),
+        }
+    };
+    let raw_headers = object("headers")?;
+    let query = object("query")?;
+    let stored: Value = serde_json::from_str(&row.config).unwrap_or(Value::Null);
+    let Ok(TriggerConfig::Webhook(config)) =
+        TriggerConfig::from_stored(TriggerType::Webhook, &stored)
+    else {
+        tracing::error!(trigger_id = %row.id, "stored webhook config does not parse");
+        return Err(ApiError::internal());
+    };
+    let header_texts: Vec<(String, String)> = raw_headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.clone(),
+                value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_owned),
+            )
+        })
+        .collect();
+    let redact: &[&str] = if config.secret.is_some() {
+        config.scheme.header_names()
+    } else {
+        &[]
+    };
+    let headers = headers_to_map(
+        header_texts.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
+        redact,
+    );
+    let request = trigger_input(
+        &method,
+        &path,
+        Value::Object(query),
+        Value::Object(headers),
+        body.get("body").cloned().unwrap_or(Value::Null),
+    );
+    let deployment = find_deployment(state, &row.deployment_id).await?;
+    let (_, definition) = deployment_definition(state, &deployment).await?;
+    let input = config
+        .input_mapping
+        .apply(&definition.inputs, &request)
+        .map_err(ApiError::invalid_input)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"input": input, "trigger_input": request}),
     ))
 }

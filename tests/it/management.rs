@@ -1,0 +1,130 @@
+//! Management routes beyond the webhook walk-through: the trigger dry run and run cancellation.
+
+use serde_json::json;
+use triggerd_tests::{RUN_TIMEOUT, TestServer, order_workflow, send};
+
+#[tokio::test]
+async fn trigger_test_maps_and_validates_without_starting_anything() {
+    let server = TestServer::start().await;
+    let hook = server
+        .setup_webhook(
+            order_workflow(),
+            json!({"secret": "dry-run-secret", "input_mapping": {"email": "customer.email", "value": "$query.v"}}),
+        )
+        .await;
+    let test_url = server.api(&format!("/triggers/{}/test", hook.id));
+    let ok = send(server.client().post(&test_url).json(&json!({
+        "query": {"v": "7"},
+        "headers": {"X-Webhook-Signature": "abc", "X-Event": "order"},
+        "body": {"customer": {"email": "a@example.com"}}
+    })))
+    .await;
+    server.expect(&ok, 200, "dry run");
+    assert_eq!(
+        ok.body["input"],
+        json!({"email": "a@example.com", "value": 7, "week": "current"})
+    );
+    assert_eq!(
+        ok.body["trigger_input"]["headers"]["x-webhook-signature"],
+        json!("[redacted]")
+    );
+    assert_eq!(
+        ok.body["trigger_input"]["headers"]["x-event"],
+        json!("order")
+    );
+
+    let bad = send(
+        server
+            .client()
+            .post(&test_url)
+            .json(&json!({"query": {"v": "seven"}, "body": {}})),
+    )
+    .await;
+    bad.assert_error(422, "invalid_input");
+    assert_eq!(
+        bad.details(),
+        &vec![
+            json!({"input": "email", "message": "is required"}),
+            json!({"input": "value", "message": "must be an integer, got \"seven\""}),
+        ]
+    );
+    let wrong_shape = send(
+        server
+            .client()
+            .post(&test_url)
+            .json(&json!({"headers": []})),
+    )
+    .await;
+    wrong_shape.assert_error(400, "bad_request");
+
+    // Nothing was started or logged.
+    server.assert_no_runs(&hook.id).await;
+    assert!(server.trigger_requests(&hook.id).await.is_empty());
+    let unknown = send(
+        server
+            .client()
+            .post(server.api("/triggers/trg_01M84SV21RSM2AN7XA96Q8VT9W/test"))
+            .json(&json!({})),
+    )
+    .await;
+    unknown.assert_error(404, "not_found");
+}
+
+#[tokio::test]
+async fn cancel_stops_an_unfinished_run_and_refuses_a_finished_one() {
+    let server = TestServer::start().await;
+    // A workflow with a step: its runs stay pending (steps do not execute yet), so one can be
+    // cancelled deterministically.
+    server
+        .put_workflow(
+            "needs-approval",
+            json!({"name": "needs-approval", "steps": [{"id": "ok", "type": "approval"}]}),
+        )
+        .await;
+    let deployment = server.deploy("needs-approval", "production").await;
+    let dep_id = deployment["id"].as_str().unwrap();
+    let created = send(
+        server
+            .client()
+            .post(server.api("/runs"))
+            .json(&json!({"deployment_id": dep_id})),
+    )
+    .await;
+    server.expect(&created, 201, "create run");
+    let run_id = created.body["run_id"].as_str().unwrap().to_owned();
+    let cancel_url = server.api(&format!("/runs/{run_id}/cancel"));
+
+    let cancelled = send(server.client().post(&cancel_url)).await;
+    server.expect(&cancelled, 200, "cancel");
+    assert_eq!(cancelled.body["status"], json!("cancelled"));
+    assert!(cancelled.body["finished_at"].is_string());
+    assert_eq!(server.get_run(&run_id).await["status"], json!("cancelled"));
+    send(server.client().post(&cancel_url))
+        .await
+        .assert_error(409, "conflict");
+
+    // A run that completed cannot be cancelled either.
+    let hook = server.setup_webhook(order_workflow(), json!({})).await;
+    let accepted = send(
+        server
+            .plain()
+            .post(&hook.url)
+            .json(&json!({"email": "a@example.com", "value": 1})),
+    )
+    .await;
+    server.expect(&accepted, 201, "webhook");
+    let done = accepted.body["run_id"].as_str().unwrap().to_owned();
+    server
+        .wait_for_run_status(&done, "completed", RUN_TIMEOUT)
+        .await;
+    send(
+        server
+            .client()
+            .post(server.api(&format!("/runs/{done}/cancel"))),
+    )
+    .await
+    .assert_error(409, "conflict");
+    send(server.client().post(server.api("/runs/run_nope/cancel")))
+        .await
+        .assert_error(404, "not_found");
+}
