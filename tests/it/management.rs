@@ -128,3 +128,104 @@ async fn cancel_stops_an_unfinished_run_and_refuses_a_finished_one() {
         .await
         .assert_error(404, "not_found");
 }
+
+#[tokio::test]
+async fn declared_triggers_follow_the_definition_per_deployment() {
+    let server = TestServer::start().await;
+    let mut definition = order_workflow();
+    definition["triggers"] = json!([
+        {"name": "crm", "trigger_type": "webhook", "config": {"input_mapping": {"email": "customer_email"}}},
+        {"name": "weekly", "trigger_type": "cron",
+         "config": {"schedule": "0 9 * * 1", "timezone": "Europe/London", "input": {"email": "ops@example.com"}}}
+    ]);
+    server
+        .put_workflow("order-created", definition.clone())
+        .await;
+    let deployment = server.deploy("order-created", "production").await;
+    let dep_id = deployment["id"].as_str().unwrap().to_owned();
+    let created = deployment["triggers"]
+        .as_array()
+        .expect("the deployment lists its declared triggers");
+    assert_eq!(created.len(), 2);
+    let crm = created
+        .iter()
+        .find(|t| t["name"] == json!("crm"))
+        .unwrap()
+        .clone();
+    let weekly = created
+        .iter()
+        .find(|t| t["name"] == json!("weekly"))
+        .unwrap();
+    assert_eq!(crm["declared"], json!(true));
+    assert!(weekly["next_fire_at"].is_string(), "{weekly}");
+    let url = crm["url"].as_str().unwrap().to_owned();
+
+    let run = send(
+        server
+            .plain()
+            .post(&url)
+            .json(&json!({"customer_email": "a@example.com", "value": 3})),
+    )
+    .await;
+    server.expect(&run, 201, "webhook to a declared trigger");
+
+    // A new version: crm changes its mapping, weekly goes, hourly arrives.
+    definition["triggers"] = json!([
+        {"name": "crm", "trigger_type": "webhook", "config": {"input_mapping": {"email": "contact.email"}}},
+        {"name": "hourly", "trigger_type": "cron", "config": {"schedule": "@hourly", "input": {"email": "ops@example.com"}}}
+    ]);
+    let put = server
+        .put_workflow("order-created", definition.clone())
+        .await;
+    assert_eq!(
+        put["declared_triggers"],
+        json!([{"created": ["hourly"], "updated": ["crm"], "removed": ["weekly"], "deployment_id": dep_id}])
+    );
+    let listed = send(
+        server
+            .client()
+            .get(server.api(&format!("/deployments/{dep_id}/triggers"))),
+    )
+    .await;
+    server.expect(&listed, 200, "list triggers");
+    let mut names: Vec<&str> = listed.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["crm", "hourly"]);
+    let crm_now = listed.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == json!("crm"))
+        .unwrap();
+    assert_eq!(
+        crm_now["token"], crm["token"],
+        "re-applying keeps the token"
+    );
+    assert_eq!(
+        crm_now["config"]["input_mapping"],
+        json!({"email": "contact.email"})
+    );
+    let run = send(
+        server
+            .plain()
+            .post(&url)
+            .json(&json!({"contact": {"email": "b@example.com"}, "value": 4})),
+    )
+    .await;
+    server.expect(&run, 201, "the same URL maps with the new mapping");
+    let run_id = run.body["run_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        server.get_run(&run_id).await["input"]["email"],
+        json!("b@example.com")
+    );
+
+    // Identical re-PUT: no version, no changes.
+    let again = server.put_workflow("order-created", definition).await;
+    assert_eq!(again["declared_triggers"], json!([]));
+    assert_eq!(again["version"], put["version"]);
+}

@@ -1,6 +1,7 @@
 //! The management API under `/api/v1` (SPEC 3): routing, admin-token authentication, body and
 //! query parsing. One module per group of routes; JSON views of stored rows in [`views`].
 
+mod declared;
 mod runs;
 mod triggers;
 pub mod views;

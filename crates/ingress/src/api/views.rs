@@ -90,6 +90,7 @@ pub fn trigger(row: &TriggerRow, public_url: &str) -> Value {
         "name": row.name,
         "trigger_type": row.trigger_type,
         "enabled": row.enabled,
+        "declared": row.declared,
         "config": config,
         "last_fired_at": opt_time(row.last_fired_at),
         "fire_count": row.fire_count,

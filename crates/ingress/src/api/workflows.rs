@@ -42,10 +42,22 @@ pub(super) async fn put(state: &AppState, call: Call) -> Result<Response<Body>, 
         .map_err(|problems| ApiError::problems("invalid_definition", "the definition", problems))?;
     let text = definition.source().to_string();
     let (version, created) = state.store.put_workflow(&name, &text, now_micros()).await?;
+    let mut synced = Vec::new();
     if created {
-        // Deployments that track the latest version run the new one from now on.
+        // Deployments that track the latest version run the new one from now on, with its
+        // declared triggers.
         state.cache.invalidate_all();
         tracing::info!(workflow = %name, version = version.version, "workflow version stored");
+        for deployment in state.store.deployments_of_workflow(&name).await? {
+            if deployment.pinned_version.is_none() {
+                let report = super::declared::sync(state, &deployment, &definition).await?;
+                if !report.is_empty() {
+                    let mut changes = report.summary();
+                    changes["deployment_id"] = json!(deployment.id);
+                    synced.push(changes);
+                }
+            }
+        }
     }
     let (row, latest) = state
         .store
@@ -54,6 +66,7 @@ pub(super) async fn put(state: &AppState, call: Call) -> Result<Response<Body>, 
         .ok_or_else(|| ApiError::not_found(format!("workflow {name} not found")))?;
     let mut view = views::workflow(&row, &latest);
     view["created"] = json!(created);
+    view["declared_triggers"] = json!(synced);
     Ok(json_response(StatusCode::OK, &view))
 }
 
@@ -168,7 +181,15 @@ pub(super) async fn deploy(state: &AppState, call: Call) -> Result<Response<Body
         })
         .await?;
     tracing::info!(deployment_id = %row.id, workflow = %row.workflow, name = %row.name, "deployment created");
-    Ok(json_response(StatusCode::CREATED, &views::deployment(&row)))
+    let (_, definition) = deployment_definition(state, &row).await?;
+    let report = super::declared::sync(state, &row, &definition).await?;
+    let mut view = views::deployment(&row);
+    view["triggers"] = report
+        .created
+        .iter()
+        .map(|t| views::trigger(t, &state.config.public_url))
+        .collect();
+    Ok(json_response(StatusCode::CREATED, &view))
 }
 
 /// `GET /deployments/{id}`.
