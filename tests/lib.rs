@@ -83,12 +83,20 @@ impl Database {
                     panic!("{POSTGRES_URL_VAR} is not set: start PostgreSQL tests with run_on")
                 });
                 Database {
-                    url: db.url().to_owned(),
+                    url: with_async_commit(db.url()),
                     _postgres: Some(Arc::new(db)),
                 }
             }
         }
     }
+}
+
+/// `url` with `synchronous_commit = off` for the server's sessions. The tests kill triggerd, never
+/// PostgreSQL: a commit is as final to them without waiting for the WAL flush, and the suite does
+/// not wait for a disk flush on every write. Visibility and locking are unchanged.
+fn with_async_commit(url: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options=-c%20synchronous_commit%3Doff")
 }
 
 /// Whether the tests of `backend` run here. SQLite always does. PostgreSQL follows the storage
