@@ -543,8 +543,10 @@ impl Drop for TestServer {
         let logs = self.logs();
         self.kill();
         if std::thread::panicking() {
+            // A PostgreSQL database is dropped all the same (with the last node using it).
             eprintln!(
-                "test failed; server data kept in {}\nlast server log lines:\n{logs}",
+                "test failed ({:?}); server directory kept in {}\nlast server log lines:\n{logs}",
+                self.config.backend,
                 self.dir.display()
             );
         } else {
