@@ -5,35 +5,44 @@
 //! binary is `target/<profile>/triggerd` next to the test binary (`cargo test --workspace` builds
 //! it), or the path in `TRIGGERD_BIN`.
 //!
+//! Every test body is written once, as `async fn name(backend: Backend)`, and [`e2e_tests!`]
+//! declares it twice: `sqlite::name` on a fresh SQLite file, `postgres::name` on a fresh
+//! PostgreSQL database (created through `TRIGGERD_TEST_POSTGRES_URL` and dropped after the test;
+//! see [`backend_available`] for when PostgreSQL tests skip or fail).
+//!
 //! ```no_run
-//! # async fn example() {
 //! use serde_json::json;
-//! use triggerd_tests::TestServer;
+//! use triggerd_tests::{Backend, TestServer};
 //!
-//! let server = TestServer::start().await;
-//! let hook = server
-//!     .setup_webhook(json!({"name": "greet", "inputs": {"who": {"type": "string"}}}), json!({}))
-//!     .await;
-//! let reply = triggerd_tests::send(server.plain().post(&hook.url).json(&json!({"who": "you"}))).await;
-//! assert_eq!(reply.status, 201);
-//! # }
+//! async fn greeting_webhook_starts_a_run(backend: Backend) {
+//!     let server = TestServer::start(backend).await;
+//!     let hook = server
+//!         .setup_webhook(json!({"name": "greet", "inputs": {"who": {"type": "string"}}}), json!({}))
+//!         .await;
+//!     let reply = triggerd_tests::send(server.plain().post(&hook.url).json(&json!({"who": "you"}))).await;
+//!     assert_eq!(reply.status, 201);
+//! }
+//!
+//! triggerd_tests::e2e_tests!(greeting_webhook_starts_a_run);
+//! # fn main() {}
 //! ```
-//!
-//! Backends: [`Backend::Sqlite`] (a fresh file per server). The PostgreSQL backend plugs in at
-//! [`Backend`]: a variant whose [`Backend::database_url`] hands each server a fresh database.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read};
+use std::future::Future;
+use std::io::{BufRead, BufReader, Read, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use triggerd_storage::testing::{POSTGRES_URL_VAR, TestDb};
+
+pub use triggerd_storage::Backend;
 
 /// The admin API token every test server is started with.
 pub const ADMIN_TOKEN: &str = "tdt_5qJ0wX2mV8rK4nB7cF1hL9sD3gT6yP0e";
@@ -50,23 +59,133 @@ const KEPT_LOG_LINES: usize = 200;
 /// The text that marks the server's readiness line on stdout.
 const READY_MARKER: &str = "listening on ";
 
-/// Where a test server keeps its data.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Backend {
-    /// A fresh SQLite file in the server's temporary directory.
-    Sqlite,
-    // Extension point: `Postgres(String)` (a server URL, from `TRIGGERD_TEST_POSTGRES_URL`)
-    // arrives with the PostgreSQL issue; its `database_url` creates a fresh database per server.
+/// A test server's database: the URL it is started with and, on PostgreSQL, the database itself,
+/// dropped when the last server (node) using it is dropped.
+#[derive(Debug, Clone)]
+struct Database {
+    url: String,
+    /// `None` on SQLite: the file lives in the first server's temporary directory.
+    _postgres: Option<Arc<TestDb>>,
 }
 
-impl Backend {
-    /// The `TRIGGERD_DATABASE_URL` of a server whose temporary directory is `dir`. Called once
-    /// per [`TestServer`]; restarts reuse the same URL.
-    pub fn database_url(&self, dir: &Path) -> String {
-        match self {
-            Backend::Sqlite => format!("sqlite://{}/triggerd.db", dir.display()),
+impl Database {
+    /// A fresh database of `backend`; a SQLite file goes into `dir`. Blocking on PostgreSQL.
+    fn fresh(backend: Backend, dir: &Path) -> Database {
+        match backend {
+            Backend::Sqlite => Database {
+                url: format!("sqlite://{}/triggerd.db", dir.display()),
+                _postgres: None,
+            },
+            Backend::Postgres => {
+                // `run_on` checked that PostgreSQL is configured; this only fails when the server
+                // went away since (which `TestDb::postgres` reports by panicking).
+                let db = TestDb::postgres().unwrap_or_else(|| {
+                    panic!("{POSTGRES_URL_VAR} is not set: start PostgreSQL tests with run_on")
+                });
+                Database {
+                    url: with_async_commit(db.url()),
+                    _postgres: Some(Arc::new(db)),
+                }
+            }
         }
     }
+}
+
+/// `url` with `synchronous_commit = off` for the server's sessions. The tests kill triggerd, never
+/// PostgreSQL: a commit is as final to them without waiting for the WAL flush, and the suite does
+/// not wait for a disk flush on every write. Visibility and locking are unchanged.
+fn with_async_commit(url: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options=-c%20synchronous_commit%3Doff")
+}
+
+/// Whether the tests of `backend` run here. SQLite always does. PostgreSQL follows the storage
+/// harness's rule (checked once per process by creating and dropping a database): skipped with a
+/// notice when `TRIGGERD_TEST_POSTGRES_URL` is unset; a panic (a failed test) when it is unset and
+/// `CI=true`, or when the server cannot be reached.
+pub async fn backend_available(backend: Backend) -> bool {
+    static POSTGRES: OnceLock<bool> = OnceLock::new();
+    if backend == Backend::Sqlite {
+        return true;
+    }
+    tokio::task::spawn_blocking(|| {
+        *POSTGRES.get_or_init(|| {
+            let available = TestDb::postgres().is_some();
+            if !available {
+                // Straight to the process's stderr, past the test harness's output capture, so
+                // the skip is visible in a passing run. Printed once.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "notice: {POSTGRES_URL_VAR} is not set; the PostgreSQL end-to-end tests \
+                     pass without running (e.g. {POSTGRES_URL_VAR}=postgres://postgres@127.0.0.1:5432/test)"
+                );
+            }
+            available
+        })
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// Runs one end-to-end test body on `backend`, or skips it (see [`backend_available`]). The
+/// [`e2e_tests!`] and [`postgres_tests!`] macros call it.
+pub async fn run_on<F, Fut>(backend: Backend, test: F)
+where
+    F: FnOnce(Backend) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    if backend_available(backend).await {
+        test(backend).await;
+    }
+}
+
+/// Declares, for each test body `async fn name(backend: Backend)` of the calling module, the tests
+/// `sqlite::name` and `postgres::name`. Each entry may carry its own test attribute (default
+/// `#[tokio::test]`):
+///
+/// ```ignore
+/// triggerd_tests::e2e_tests!(
+///     webhook_answers_201,
+///     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+///     every_acknowledged_webhook_survives_sigkill,
+/// );
+/// ```
+#[macro_export]
+macro_rules! e2e_tests {
+    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
+        mod sqlite {
+            $( $crate::e2e_test!(Sqlite, [$(#[$attr])*], $name); )*
+        }
+        mod postgres {
+            $( $crate::e2e_test!(Postgres, [$(#[$attr])*], $name); )*
+        }
+    };
+}
+
+/// Like [`e2e_tests!`], for behaviours of PostgreSQL only (several nodes on one database):
+/// declares only `postgres::name`.
+#[macro_export]
+macro_rules! postgres_tests {
+    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
+        mod postgres {
+            $( $crate::e2e_test!(Postgres, [$(#[$attr])*], $name); )*
+        }
+    };
+}
+
+/// One generated test of [`e2e_tests!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! e2e_test {
+    ($backend:ident, [], $name:ident) => {
+        $crate::e2e_test!($backend, [#[tokio::test]], $name);
+    };
+    ($backend:ident, [$(#[$attr:meta])+], $name:ident) => {
+        $(#[$attr])+
+        async fn $name() {
+            $crate::run_on($crate::Backend::$backend, super::$name).await;
+        }
+    };
 }
 
 /// How to start a [`TestServer`].
@@ -79,12 +198,20 @@ pub struct ServerConfig {
     pub env: Vec<(String, String)>,
 }
 
-impl Default for ServerConfig {
-    fn default() -> Self {
+impl ServerConfig {
+    /// A server on `backend` without extra environment.
+    pub fn new(backend: Backend) -> ServerConfig {
         ServerConfig {
-            backend: Backend::Sqlite,
+            backend,
             env: Vec::new(),
         }
+    }
+
+    /// Adds environment variables, e.g. `[("TRIGGERD_HIDE_UNKNOWN_TOKENS", "true")]`.
+    pub fn with_env(mut self, env: &[(&str, &str)]) -> ServerConfig {
+        self.env
+            .extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        self
     }
 }
 
@@ -120,8 +247,9 @@ pub fn triggerd_bin() -> PathBuf {
 pub struct TestServer {
     config: ServerConfig,
     dir: PathBuf,
-    database_url: String,
     process: Option<Process>,
+    // After `process`: the drop kills the server before a PostgreSQL database is dropped.
+    database: Database,
     addr: SocketAddr,
     base_url: String,
     client: reqwest::Client,
@@ -129,46 +257,46 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts a server with the default configuration (SQLite, no extra environment).
-    pub async fn start() -> TestServer {
-        TestServer::start_config(ServerConfig::default()).await
+    /// Starts a server on a fresh database of `backend`, without extra environment.
+    pub async fn start(backend: Backend) -> TestServer {
+        TestServer::start_config(ServerConfig::new(backend)).await
     }
 
     /// Starts a server with extra environment variables, e.g.
     /// `[("TRIGGERD_HIDE_UNKNOWN_TOKENS", "true")]`.
-    pub async fn start_with(env: &[(&str, &str)]) -> TestServer {
-        TestServer::start_config(ServerConfig {
-            env: env
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            ..ServerConfig::default()
-        })
-        .await
+    pub async fn start_with(backend: Backend, env: &[(&str, &str)]) -> TestServer {
+        TestServer::start_config(ServerConfig::new(backend).with_env(env)).await
     }
 
     /// Starts a server from a full configuration.
     pub async fn start_config(config: ServerConfig) -> TestServer {
+        let mut nodes = TestServer::start_cluster(config, 1).await;
+        nodes.pop().expect("one server")
+    }
+
+    /// Starts `count` servers on one fresh database, all at once (so they also race to migrate
+    /// it): the nodes of a cluster. Meant for PostgreSQL.
+    pub async fn start_cluster(config: ServerConfig, count: usize) -> Vec<TestServer> {
         let dir = fresh_temp_dir();
-        let database_url = config.backend.database_url(&dir);
-        let (process, addr) = spawn_ready(&config, &dir, &database_url).await;
-        TestServer {
-            config,
-            dir,
-            database_url,
-            process: Some(process),
-            addr,
-            base_url: format!("http://{addr}"),
-            client: http_client(true),
-            plain: http_client(false),
-        }
+        let (backend, db_dir) = (config.backend, dir.clone());
+        let database = tokio::task::spawn_blocking(move || Database::fresh(backend, &db_dir))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        start_nodes(config, database, Some(dir), count).await
+    }
+
+    /// Starts `count` more servers on this server's database with its configuration, all at once,
+    /// each on its own port and in its own working directory: more nodes of a cluster. Meant for
+    /// PostgreSQL.
+    pub async fn start_nodes(&self, count: usize) -> Vec<TestServer> {
+        start_nodes(self.config.clone(), self.database.clone(), None, count).await
     }
 
     /// Starts a new process on the same database (killing the old one first if it still runs).
     /// The new process listens on a new port: build URLs from [`TestServer::base_url`] again.
     pub async fn restart(&mut self) {
         self.kill();
-        let (process, addr) = spawn_ready(&self.config, &self.dir, &self.database_url).await;
+        let (process, addr) = spawn_ready(&self.config, &self.dir, &self.database.url).await;
         self.process = Some(process);
         self.addr = addr;
         self.base_url = format!("http://{addr}");
@@ -191,9 +319,20 @@ impl TestServer {
         self.addr
     }
 
-    /// The server's temporary directory (holds the SQLite file).
+    /// The server's temporary directory (its working directory; holds the SQLite file).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The backend of the server's database.
+    pub fn backend(&self) -> Backend {
+        self.config.backend
+    }
+
+    /// The server's `TRIGGERD_DATABASE_URL` (it may hold a password: do not print it), e.g. to
+    /// open a [`triggerd_storage::Store`] on the database while no server runs.
+    pub fn database_url(&self) -> &str {
+        &self.database.url
     }
 
     /// `http://.../api/v1{path}`.
@@ -404,8 +543,10 @@ impl Drop for TestServer {
         let logs = self.logs();
         self.kill();
         if std::thread::panicking() {
+            // A PostgreSQL database is dropped all the same (with the last node using it).
             eprintln!(
-                "test failed; server data kept in {}\nlast server log lines:\n{logs}",
+                "test failed ({:?}); server directory kept in {}\nlast server log lines:\n{logs}",
+                self.config.backend,
                 self.dir.display()
             );
         } else {
@@ -758,6 +899,45 @@ impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Starts `count` servers on `database` at once; the first works in `first_dir` when given, the
+/// others each in a fresh directory.
+async fn start_nodes(
+    config: ServerConfig,
+    database: Database,
+    first_dir: Option<PathBuf>,
+    count: usize,
+) -> Vec<TestServer> {
+    let mut dirs: Vec<PathBuf> = first_dir.into_iter().collect();
+    dirs.resize_with(count.max(dirs.len()), fresh_temp_dir);
+    let starting: Vec<_> = dirs
+        .into_iter()
+        .map(|dir| {
+            let (config, url) = (config.clone(), database.url.clone());
+            tokio::spawn(async move {
+                let started = spawn_ready(&config, &dir, &url).await;
+                (dir, started)
+            })
+        })
+        .collect();
+    let mut nodes = Vec::with_capacity(count);
+    for task in starting {
+        let (dir, (process, addr)) = task
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        nodes.push(TestServer {
+            config: config.clone(),
+            dir,
+            process: Some(process),
+            database: database.clone(),
+            addr,
+            base_url: format!("http://{addr}"),
+            client: http_client(true),
+            plain: http_client(false),
+        });
+    }
+    nodes
 }
 
 /// Starts `triggerd serve` and waits (off the async runtime) for its readiness line.

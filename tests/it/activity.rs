@@ -4,16 +4,17 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use triggerd_tests::{Reply, TestServer, order_workflow, raw_exchange, raw_head, send, sign};
+use triggerd_tests::{
+    Backend, Reply, TestServer, order_workflow, raw_exchange, raw_head, send, sign,
+};
 
 const SECRET: &str = "activity-secret-9Kd3";
 
 /// Rows of refused requests may be written just after the response.
 const LOG_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[tokio::test]
-async fn activity_log_records_each_request_with_its_outcome_and_request_id() {
-    let server = TestServer::start().await;
+async fn activity_log_records_each_request_with_its_outcome_and_request_id(backend: Backend) {
+    let server = TestServer::start(backend).await;
     // Four requests take a token (accepted, bad signature, malformed, invalid input); the fifth
     // that reaches the rate limit is refused.
     let hook = server
@@ -123,9 +124,10 @@ async fn activity_log_records_each_request_with_its_outcome_and_request_id() {
     assert_eq!(rows[0]["status_code"], 401);
 }
 
-#[tokio::test]
-async fn requests_to_a_disabled_trigger_are_logged_but_not_to_a_rotated_away_token() {
-    let server = TestServer::start().await;
+async fn requests_to_a_disabled_trigger_are_logged_but_not_to_a_rotated_away_token(
+    backend: Backend,
+) {
+    let server = TestServer::start(backend).await;
     let hook = server.setup_webhook(order_workflow(), json!({})).await;
     let body = json!({"email": "a@example.com"});
     let reply = send(
@@ -178,3 +180,8 @@ async fn requests_to_a_disabled_trigger_are_logged_but_not_to_a_rotated_away_tok
         "the rotated-away request is not logged: {rows:#?}"
     );
 }
+
+triggerd_tests::e2e_tests!(
+    activity_log_records_each_request_with_its_outcome_and_request_id,
+    requests_to_a_disabled_trigger_are_logged_but_not_to_a_rotated_away_token,
+);

@@ -3,21 +3,19 @@
 use serde_json::json;
 use triggerd_domain::ids::{IdKind, is_valid_id, new_id};
 use triggerd_tests::{
-    ADMIN_TOKEN, RUN_TIMEOUT, TestServer, encode_query, order_workflow, send, str_field,
+    ADMIN_TOKEN, Backend, RUN_TIMEOUT, TestServer, encode_query, order_workflow, send, str_field,
 };
 
-#[tokio::test]
-async fn healthz_answers_ok_without_auth() {
-    let server = TestServer::start().await;
+async fn healthz_answers_ok_without_auth(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let reply = send(server.plain().get(format!("{}/healthz", server.base_url()))).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.body, json!({"status": "ok"}));
     reply.request_id();
 }
 
-#[tokio::test]
-async fn management_api_requires_the_admin_token() {
-    let server = TestServer::start().await;
+async fn management_api_requires_the_admin_token(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let url = server.api("/workflows");
 
     send(server.plain().get(&url))
@@ -50,9 +48,8 @@ async fn management_api_requires_the_admin_token() {
     assert!(reply.body["next_cursor"].is_null());
 }
 
-#[tokio::test]
-async fn every_response_carries_a_request_id() {
-    let server = TestServer::start().await;
+async fn every_response_carries_a_request_id(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = server
         .setup_webhook(order_workflow(), json!({"rate_limit_per_minute": 0}))
         .await;
@@ -96,9 +93,8 @@ async fn every_response_carries_a_request_id() {
     }
 }
 
-#[tokio::test]
-async fn put_workflow_rejects_malformed_json_with_400() {
-    let server = TestServer::start().await;
+async fn put_workflow_rejects_malformed_json_with_400(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let reply = send(
         server
             .client()
@@ -112,9 +108,8 @@ async fn put_workflow_rejects_malformed_json_with_400() {
     reply.assert_error(404, "not_found");
 }
 
-#[tokio::test]
-async fn put_workflow_rejects_a_non_json_content_type_with_415() {
-    let server = TestServer::start().await;
+async fn put_workflow_rejects_a_non_json_content_type_with_415(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let reply = send(
         server
             .client()
@@ -126,9 +121,8 @@ async fn put_workflow_rejects_a_non_json_content_type_with_415() {
     reply.assert_error(415, "unsupported_media_type");
 }
 
-#[tokio::test]
-async fn invalid_definition_gets_422_with_each_problem() {
-    let server = TestServer::start().await;
+async fn invalid_definition_gets_422_with_each_problem(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let reply = send(
         server
             .client()
@@ -163,9 +157,8 @@ async fn invalid_definition_gets_422_with_each_problem() {
         .assert_error(404, "not_found");
 }
 
-#[tokio::test]
-async fn identical_put_keeps_the_version_and_a_change_makes_a_new_one() {
-    let server = TestServer::start().await;
+async fn identical_put_keeps_the_version_and_a_change_makes_a_new_one(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let first = server.put_workflow("order-created", order_workflow()).await;
     assert_eq!(first["name"], "order-created");
     let version = first["version"].as_i64().expect("integer version");
@@ -183,9 +176,8 @@ async fn identical_put_keeps_the_version_and_a_change_makes_a_new_one() {
     assert_eq!(reply.body["version"].as_i64(), Some(version + 1));
 }
 
-#[tokio::test]
-async fn deployment_is_created_and_read_back() {
-    let server = TestServer::start().await;
+async fn deployment_is_created_and_read_back(backend: Backend) {
+    let server = TestServer::start(backend).await;
     server.put_workflow("order-created", order_workflow()).await;
     let deployment = server.deploy("order-created", "production").await;
     let id = str_field(&deployment, "id");
@@ -203,9 +195,8 @@ async fn deployment_is_created_and_read_back() {
     assert_eq!(reply.body["name"], "production");
 }
 
-#[tokio::test]
-async fn duplicate_deployment_name_gets_409_conflict() {
-    let server = TestServer::start().await;
+async fn duplicate_deployment_name_gets_409_conflict(backend: Backend) {
+    let server = TestServer::start(backend).await;
     server.put_workflow("order-created", order_workflow()).await;
     server.deploy("order-created", "production").await;
     let reply = send(
@@ -218,9 +209,8 @@ async fn duplicate_deployment_name_gets_409_conflict() {
     reply.assert_error(409, "conflict");
 }
 
-#[tokio::test]
-async fn unknown_ids_and_names_get_404_not_found() {
-    let server = TestServer::start().await;
+async fn unknown_ids_and_names_get_404_not_found(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let client = server.client();
     let dep = new_id(IdKind::Deployment);
     let requests = [
@@ -243,9 +233,8 @@ async fn unknown_ids_and_names_get_404_not_found() {
     }
 }
 
-#[tokio::test]
-async fn api_run_with_invalid_input_gets_422_invalid_input() {
-    let server = TestServer::start().await;
+async fn api_run_with_invalid_input_gets_422_invalid_input(backend: Backend) {
+    let server = TestServer::start(backend).await;
     server.put_workflow("order-created", order_workflow()).await;
     let deployment = server.deploy("order-created", "production").await;
     let reply = send(server.client().post(server.api("/runs")).json(&json!({
@@ -273,9 +262,8 @@ async fn api_run_with_invalid_input_gets_422_invalid_input() {
     assert!(runs.is_empty(), "{runs:#?}");
 }
 
-#[tokio::test]
-async fn api_run_completes_with_its_rendered_output() {
-    let server = TestServer::start().await;
+async fn api_run_completes_with_its_rendered_output(backend: Backend) {
+    let server = TestServer::start(backend).await;
     server.put_workflow("order-created", order_workflow()).await;
     let deployment = server.deploy("order-created", "production").await;
     let reply = send(server.client().post(server.api("/runs")).json(&json!({
@@ -306,9 +294,8 @@ async fn api_run_completes_with_its_rendered_output() {
     assert!(run["error"].is_null(), "{run:#}");
 }
 
-#[tokio::test]
-async fn run_without_output_ends_with_its_input() {
-    let server = TestServer::start().await;
+async fn run_without_output_ends_with_its_input(backend: Backend) {
+    let server = TestServer::start(backend).await;
     server
         .put_workflow(
             "echo",
@@ -334,9 +321,8 @@ async fn run_without_output_ends_with_its_input() {
     assert_eq!(run["final_output"], json!({"n": 7}));
 }
 
-#[tokio::test]
-async fn run_list_filters_by_trigger_pages_newest_first_and_refuses_bad_cursors() {
-    let server = TestServer::start().await;
+async fn run_list_filters_by_trigger_pages_newest_first_and_refuses_bad_cursors(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = server
         .setup_webhook(
             json!({"name": "echo", "inputs": {"n": {"type": "integer"}}}),
@@ -394,3 +380,20 @@ async fn run_list_filters_by_trigger_pages_newest_first_and_refuses_bad_cursors(
         .await
         .assert_error(400, "invalid_cursor");
 }
+
+triggerd_tests::e2e_tests!(
+    healthz_answers_ok_without_auth,
+    management_api_requires_the_admin_token,
+    every_response_carries_a_request_id,
+    put_workflow_rejects_malformed_json_with_400,
+    put_workflow_rejects_a_non_json_content_type_with_415,
+    invalid_definition_gets_422_with_each_problem,
+    identical_put_keeps_the_version_and_a_change_makes_a_new_one,
+    deployment_is_created_and_read_back,
+    duplicate_deployment_name_gets_409_conflict,
+    unknown_ids_and_names_get_404_not_found,
+    api_run_with_invalid_input_gets_422_invalid_input,
+    api_run_completes_with_its_rendered_output,
+    run_without_output_ends_with_its_input,
+    run_list_filters_by_trigger_pages_newest_first_and_refuses_bad_cursors,
+);

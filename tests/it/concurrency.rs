@@ -5,13 +5,12 @@ use std::sync::Arc;
 
 use serde_json::json;
 use tokio::sync::Barrier;
-use triggerd_tests::{TestServer, send, str_field};
+use triggerd_tests::{Backend, TestServer, send, str_field};
 
 const REQUESTS: usize = 200;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_webhooks_each_get_a_distinct_durable_run() {
-    let server = TestServer::start().await;
+async fn concurrent_webhooks_each_get_a_distinct_durable_run(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = server
         .setup_webhook(
             json!({"name": "burst", "inputs": {"n": {"type": "integer", "required": true}}}),
@@ -51,3 +50,8 @@ async fn concurrent_webhooks_each_get_a_distinct_durable_run() {
         .collect();
     assert_eq!(listed, run_ids.into_iter().collect::<HashSet<_>>());
 }
+
+triggerd_tests::e2e_tests!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    concurrent_webhooks_each_get_a_distinct_durable_run,
+);

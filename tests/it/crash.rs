@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::Notify;
-use triggerd_tests::{TestServer, send, str_field, try_send};
+use triggerd_tests::{Backend, TestServer, send, str_field, try_send};
 
 const ROUNDS: usize = 3;
 /// Concurrent senders during a burst.
@@ -17,9 +17,8 @@ const KILL_AFTER: usize = 300;
 /// Time allowed to collect `KILL_AFTER` acknowledgements.
 const BURST_TIMEOUT: Duration = Duration::from_secs(60);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_acknowledged_webhook_survives_sigkill() {
-    let mut server = TestServer::start().await;
+async fn every_acknowledged_webhook_survives_sigkill(backend: Backend) {
+    let mut server = TestServer::start(backend).await;
     let hook = server
         .setup_webhook(
             json!({"name": "burst", "inputs": {"n": {"type": "integer", "required": true}}}),
@@ -145,3 +144,8 @@ async fn unreadable_runs(server: &TestServer, trigger_id: &str, run_ids: &[Strin
     }
     missing
 }
+
+triggerd_tests::e2e_tests!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    every_acknowledged_webhook_survives_sigkill,
+);

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 use triggerd_domain::ids::new_webhook_token;
-use triggerd_tests::{Reply, TestServer, order_workflow, send, str_field};
+use triggerd_tests::{Backend, Reply, TestServer, order_workflow, send, str_field};
 
 const BODY: &str = r#"{"email": "a@example.com"}"#;
 
@@ -13,9 +13,8 @@ fn assert_hidden(reply: &Reply) {
     reply.request_id();
 }
 
-#[tokio::test]
-async fn hidden_unknown_tokens_answer_200_received_and_start_nothing() {
-    let server = TestServer::start_with(&[("TRIGGERD_HIDE_UNKNOWN_TOKENS", "true")]).await;
+async fn hidden_unknown_tokens_answer_200_received_and_start_nothing(backend: Backend) {
+    let server = TestServer::start_with(backend, &[("TRIGGERD_HIDE_UNKNOWN_TOKENS", "true")]).await;
     let post = |url: String| {
         server
             .plain()
@@ -80,3 +79,5 @@ async fn hidden_unknown_tokens_answer_200_received_and_start_nothing() {
     server.expect(&reply, 201, "current token");
     assert_eq!(server.runs_of_trigger(&rotated.id).await.len(), 1);
 }
+
+triggerd_tests::e2e_tests!(hidden_unknown_tokens_answer_200_received_and_start_nothing,);

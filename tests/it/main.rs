@@ -1,9 +1,12 @@
 //! End-to-end tests (one binary, modules per area). Each test starts its own `triggerd serve`
-//! (see the `triggerd_tests` harness) and speaks HTTP to it.
+//! (see the `triggerd_tests` harness) and speaks HTTP to it. Each test body runs on SQLite
+//! (`<area>::sqlite::<test>`) and on PostgreSQL (`<area>::postgres::<test>`); `cluster` runs
+//! several servers on one PostgreSQL database.
 
 mod activity;
 mod api;
 mod cli;
+mod cluster;
 mod concurrency;
 mod crash;
 mod hidden_tokens;

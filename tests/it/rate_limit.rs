@@ -1,7 +1,9 @@
 //! The per-token rate limit (SPEC 4.3): a token bucket of `rate_limit_per_minute`.
 
 use serde_json::json;
-use triggerd_tests::{Reply, TestServer, order_workflow, raw_exchange, raw_head, send, sign};
+use triggerd_tests::{
+    Backend, Reply, TestServer, order_workflow, raw_exchange, raw_head, send, sign,
+};
 
 const SECRET: &str = "rl-secret-4Hw8";
 const BODY: &str = r#"{"email": "a@example.com"}"#;
@@ -20,9 +22,8 @@ fn assert_rate_limited(reply: &Reply, max_wait_seconds: u64) {
     );
 }
 
-#[tokio::test]
-async fn requests_over_the_rate_get_429_with_retry_after() {
-    let server = TestServer::start().await;
+async fn requests_over_the_rate_get_429_with_retry_after(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = server
         .setup_webhook(order_workflow(), json!({"rate_limit_per_minute": 2}))
         .await;
@@ -44,9 +45,8 @@ async fn requests_over_the_rate_get_429_with_retry_after() {
     assert_eq!(server.runs_of_trigger(&hook.id).await.len(), 2);
 }
 
-#[tokio::test]
-async fn refused_signatures_take_tokens_but_refused_methods_and_sizes_do_not() {
-    let server = TestServer::start().await;
+async fn refused_signatures_take_tokens_but_refused_methods_and_sizes_do_not(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = server
         .setup_webhook(
             order_workflow(),
@@ -94,9 +94,8 @@ async fn refused_signatures_take_tokens_but_refused_methods_and_sizes_do_not() {
     assert_eq!(server.runs_of_trigger(&hook.id).await.len(), 1);
 }
 
-#[tokio::test]
-async fn rate_limits_are_per_token() {
-    let server = TestServer::start().await;
+async fn rate_limits_are_per_token(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = server
         .setup_webhook(order_workflow(), json!({"rate_limit_per_minute": 1}))
         .await;
@@ -116,9 +115,8 @@ async fn rate_limits_are_per_token() {
     server.expect(&send(post(other_url)).await, 201, "second trigger");
 }
 
-#[tokio::test]
-async fn zero_means_no_rate_limit() {
-    let server = TestServer::start().await;
+async fn zero_means_no_rate_limit(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = server
         .setup_webhook(order_workflow(), json!({"rate_limit_per_minute": 0}))
         .await;
@@ -134,3 +132,10 @@ async fn zero_means_no_rate_limit() {
         server.expect(&reply, 201, "unlimited trigger");
     }
 }
+
+triggerd_tests::e2e_tests!(
+    requests_over_the_rate_get_429_with_retry_after,
+    refused_signatures_take_tokens_but_refused_methods_and_sizes_do_not,
+    rate_limits_are_per_token,
+    zero_means_no_rate_limit,
+);

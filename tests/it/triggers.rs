@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 use triggerd_domain::ids::{IdKind, is_plausible_webhook_token, is_valid_id};
-use triggerd_tests::{Reply, TestServer, Webhook, order_workflow, send, sign, str_field};
+use triggerd_tests::{Backend, Reply, TestServer, Webhook, order_workflow, send, sign, str_field};
 
 const BODY: &str = r#"{"email": "a@example.com"}"#;
 
@@ -46,9 +46,8 @@ async fn setup(server: &TestServer) -> Webhook {
     server.setup_webhook(order_workflow(), json!({})).await
 }
 
-#[tokio::test]
-async fn webhook_trigger_object_shows_token_url_defaults_and_hides_secrets() {
-    let server = TestServer::start().await;
+async fn webhook_trigger_object_shows_token_url_defaults_and_hides_secrets(backend: Backend) {
+    let server = TestServer::start(backend).await;
     server.put_workflow("order-created", order_workflow()).await;
     let deployment = server.deploy("order-created", "production").await;
     let deployment_id = str_field(&deployment, "id");
@@ -119,9 +118,8 @@ async fn webhook_trigger_object_shows_token_url_defaults_and_hides_secrets() {
     assert!(!reply.text.contains("write-only-secret"), "{}", reply.text);
 }
 
-#[tokio::test]
-async fn invalid_trigger_config_gets_422_invalid_config() {
-    let server = TestServer::start().await;
+async fn invalid_trigger_config_gets_422_invalid_config(backend: Backend) {
+    let server = TestServer::start(backend).await;
     server.put_workflow("order-created", order_workflow()).await;
     let deployment = server.deploy("order-created", "production").await;
     let url = server.api(&format!(
@@ -157,9 +155,8 @@ async fn invalid_trigger_config_gets_422_invalid_config() {
     reply.assert_error(400, "malformed_json");
 }
 
-#[tokio::test]
-async fn patching_the_config_merges_keys_and_takes_effect_at_once() {
-    let server = TestServer::start().await;
+async fn patching_the_config_merges_keys_and_takes_effect_at_once(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = server
         .setup_webhook(
             order_workflow(),
@@ -207,9 +204,8 @@ async fn patching_the_config_merges_keys_and_takes_effect_at_once() {
     assert_eq!(server.runs_of_trigger(&hook.id).await.len(), 2);
 }
 
-#[tokio::test]
-async fn rotated_token_is_rejected_immediately() {
-    let server = TestServer::start().await;
+async fn rotated_token_is_rejected_immediately(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = setup(&server).await;
     let reply = post_body(&server, &hook.url).await;
     server.expect(&reply, 201, "before rotation");
@@ -230,9 +226,8 @@ async fn rotated_token_is_rejected_immediately() {
     assert_eq!(server.runs_of_trigger(&hook.id).await.len(), 2);
 }
 
-#[tokio::test]
-async fn rotation_with_grace_keeps_the_old_url_working() {
-    let server = TestServer::start().await;
+async fn rotation_with_grace_keeps_the_old_url_working(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = setup(&server).await;
     let rotated = rotate(&server, &hook.id, json!({"grace_seconds": 600})).await;
     let new_url = str_field(&rotated, "url");
@@ -253,9 +248,8 @@ async fn rotation_with_grace_keeps_the_old_url_working() {
     server.expect(&reply, 201, "newest URL");
 }
 
-#[tokio::test]
-async fn deleted_trigger_url_returns_404() {
-    let server = TestServer::start().await;
+async fn deleted_trigger_url_returns_404(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = setup(&server).await;
     let reply = send(
         server
@@ -277,9 +271,8 @@ async fn deleted_trigger_url_returns_404() {
     .assert_error(404, "not_found");
 }
 
-#[tokio::test]
-async fn disabled_trigger_url_returns_404_until_enabled() {
-    let server = TestServer::start().await;
+async fn disabled_trigger_url_returns_404_until_enabled(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = setup(&server).await;
     let trigger = patch_trigger(&server, &hook.id, json!({"enabled": false})).await;
     assert_eq!(trigger["enabled"], false);
@@ -294,9 +287,8 @@ async fn disabled_trigger_url_returns_404_until_enabled() {
     server.expect(&reply, 201, "enabled again");
 }
 
-#[tokio::test]
-async fn deleting_the_deployment_stops_its_webhooks() {
-    let server = TestServer::start().await;
+async fn deleting_the_deployment_stops_its_webhooks(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = setup(&server).await;
     let reply = send(
         server
@@ -310,9 +302,8 @@ async fn deleting_the_deployment_stops_its_webhooks() {
         .assert_error(404, "not_found");
 }
 
-#[tokio::test]
-async fn deleting_a_deployed_workflow_gets_409_conflict() {
-    let server = TestServer::start().await;
+async fn deleting_a_deployed_workflow_gets_409_conflict(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = setup(&server).await;
     send(
         server
@@ -322,3 +313,15 @@ async fn deleting_a_deployed_workflow_gets_409_conflict() {
     .await
     .assert_error(409, "conflict");
 }
+
+triggerd_tests::e2e_tests!(
+    webhook_trigger_object_shows_token_url_defaults_and_hides_secrets,
+    invalid_trigger_config_gets_422_invalid_config,
+    patching_the_config_merges_keys_and_takes_effect_at_once,
+    rotated_token_is_rejected_immediately,
+    rotation_with_grace_keeps_the_old_url_working,
+    deleted_trigger_url_returns_404,
+    disabled_trigger_url_returns_404_until_enabled,
+    deleting_the_deployment_stops_its_webhooks,
+    deleting_a_deployed_workflow_gets_409_conflict,
+);

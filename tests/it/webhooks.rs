@@ -4,8 +4,8 @@
 use serde_json::{Value, json};
 use triggerd_domain::ids::{IdKind, is_plausible_webhook_token, is_valid_id, new_webhook_token};
 use triggerd_tests::{
-    ADMIN_TOKEN, RUN_TIMEOUT, TestServer, order_workflow, raw_exchange, raw_head, send, sign,
-    str_field,
+    ADMIN_TOKEN, Backend, RUN_TIMEOUT, TestServer, order_workflow, raw_exchange, raw_head, send,
+    sign, str_field,
 };
 
 const SECRET: &str = "whk-secret-7Yq2pLm9";
@@ -15,9 +15,8 @@ fn capture_workflow() -> Value {
     json!({"name": "capture"})
 }
 
-#[tokio::test]
-async fn webhook_answers_201_with_run_and_request_ids() {
-    let server = TestServer::start().await;
+async fn webhook_answers_201_with_run_and_request_ids(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = server.setup_webhook(order_workflow(), json!({})).await;
     assert!(is_plausible_webhook_token(&hook.token), "{}", hook.token);
     assert!(hook.token.len() >= 4 + 43, "{}", hook.token);
@@ -40,9 +39,8 @@ async fn webhook_answers_201_with_run_and_request_ids() {
     assert_eq!(runs[0]["id"], run_id.as_str());
 }
 
-#[tokio::test]
-async fn webhook_run_has_mapped_input_redacted_trigger_input_and_final_output() {
-    let server = TestServer::start().await;
+async fn webhook_run_has_mapped_input_redacted_trigger_input_and_final_output(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = server
         .setup_webhook(
             json!({
@@ -129,9 +127,8 @@ async fn webhook_run_has_mapped_input_redacted_trigger_input_and_final_output() 
     );
 }
 
-#[tokio::test]
-async fn query_and_rest_path_are_captured() {
-    let server = TestServer::start().await;
+async fn query_and_rest_path_are_captured(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = server.setup_webhook(capture_workflow(), json!({})).await;
     let reply = send(
         server
@@ -150,9 +147,8 @@ async fn query_and_rest_path_are_captured() {
     assert_eq!(run["trigger_input"]["body"], json!({"ok": true}));
 }
 
-#[tokio::test]
-async fn mapping_reads_headers_query_path_and_method_with_type_conversion() {
-    let server = TestServer::start().await;
+async fn mapping_reads_headers_query_path_and_method_with_type_conversion(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = server
         .setup_webhook(
             json!({
@@ -219,9 +215,8 @@ async fn mapping_reads_headers_query_path_and_method_with_type_conversion() {
     assert_eq!(server.runs_of_trigger(&hook.id).await.len(), 1);
 }
 
-#[tokio::test]
-async fn unmapped_inputs_read_top_level_body_fields() {
-    let server = TestServer::start().await;
+async fn unmapped_inputs_read_top_level_body_fields(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = server.setup_webhook(order_workflow(), json!({})).await;
     let reply = send(server.plain().post(&hook.url).json(&json!({
         "email": "a@example.com", "value": 5, "undeclared": "dropped"
@@ -235,9 +230,8 @@ async fn unmapped_inputs_read_top_level_body_fields() {
     );
 }
 
-#[tokio::test]
-async fn body_without_content_type_is_parsed_when_it_is_json() {
-    let server = TestServer::start().await;
+async fn body_without_content_type_is_parsed_when_it_is_json(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = server.setup_webhook(capture_workflow(), json!({})).await;
     let reply = send(server.plain().post(&hook.url).body(r#"{"a": [1, 2]}"#)).await;
     server.expect(&reply, 201, "webhook without content type");
@@ -245,9 +239,8 @@ async fn body_without_content_type_is_parsed_when_it_is_json() {
     assert_eq!(run["trigger_input"]["body"], json!({"a": [1, 2]}));
 }
 
-#[tokio::test]
-async fn configured_get_starts_a_run() {
-    let server = TestServer::start().await;
+async fn configured_get_starts_a_run(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = server
         .setup_webhook(capture_workflow(), json!({"methods": ["GET", "POST"]}))
         .await;
@@ -258,9 +251,8 @@ async fn configured_get_starts_a_run() {
     assert_eq!(run["trigger_input"]["query"], json!({"ping": "1"}));
 }
 
-#[tokio::test]
-async fn disallowed_method_gets_405_with_an_allow_header() {
-    let server = TestServer::start().await;
+async fn disallowed_method_gets_405_with_an_allow_header(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = server.setup_webhook(capture_workflow(), json!({})).await;
     for request in [
         server.plain().get(&hook.url),
@@ -289,9 +281,8 @@ async fn disallowed_method_gets_405_with_an_allow_header() {
     server.assert_no_runs(&str_field(&put_only, "id")).await;
 }
 
-#[tokio::test]
-async fn body_over_the_limit_gets_413_from_its_content_length() {
-    let server = TestServer::start().await;
+async fn body_over_the_limit_gets_413_from_its_content_length(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = server
         .setup_webhook(capture_workflow(), json!({"max_body_bytes": 1024}))
         .await;
@@ -331,9 +322,8 @@ async fn body_over_the_limit_gets_413_from_its_content_length() {
     assert_eq!(server.runs_of_trigger(&hook.id).await.len(), 1);
 }
 
-#[tokio::test]
-async fn default_body_limit_is_256_kib() {
-    let server = TestServer::start().await;
+async fn default_body_limit_is_256_kib(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = server.setup_webhook(capture_workflow(), json!({})).await;
     let path = format!("/api/webhooks/{}", hook.token);
     let head = raw_head(
@@ -351,9 +341,8 @@ async fn default_body_limit_is_256_kib() {
     server.assert_no_runs(&hook.id).await;
 }
 
-#[tokio::test]
-async fn chunked_body_over_the_limit_gets_413_before_it_ends() {
-    let server = TestServer::start().await;
+async fn chunked_body_over_the_limit_gets_413_before_it_ends(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = server
         .setup_webhook(capture_workflow(), json!({"max_body_bytes": 1024}))
         .await;
@@ -375,9 +364,8 @@ async fn chunked_body_over_the_limit_gets_413_before_it_ends() {
     server.assert_no_runs(&hook.id).await;
 }
 
-#[tokio::test]
-async fn malformed_json_gets_400_with_the_exact_message() {
-    let server = TestServer::start().await;
+async fn malformed_json_gets_400_with_the_exact_message(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = server.setup_webhook(order_workflow(), json!({})).await;
     let reply = send(
         server
@@ -392,9 +380,8 @@ async fn malformed_json_gets_400_with_the_exact_message() {
     server.assert_no_runs(&hook.id).await;
 }
 
-#[tokio::test]
-async fn missing_or_wrong_signature_gets_401_bad_signature() {
-    let server = TestServer::start().await;
+async fn missing_or_wrong_signature_gets_401_bad_signature(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = server
         .setup_webhook(order_workflow(), json!({"secret": SECRET}))
         .await;
@@ -437,9 +424,8 @@ async fn missing_or_wrong_signature_gets_401_bad_signature() {
     assert_eq!(server.runs_of_trigger(&hook.id).await.len(), 2);
 }
 
-#[tokio::test]
-async fn missing_or_wrong_api_key_gets_401_unauthorized() {
-    let server = TestServer::start().await;
+async fn missing_or_wrong_api_key_gets_401_unauthorized(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let keys = ["key-one-0123456789abcdef", "key-two-0123456789abcdef"];
     let hook = server
         .setup_webhook(order_workflow(), json!({"api_keys": keys}))
@@ -466,9 +452,8 @@ async fn missing_or_wrong_api_key_gets_401_unauthorized() {
     assert_eq!(server.runs_of_trigger(&hook.id).await.len(), 2);
 }
 
-#[tokio::test]
-async fn invalid_input_gets_422_with_each_problem_and_no_run() {
-    let server = TestServer::start().await;
+async fn invalid_input_gets_422_with_each_problem_and_no_run(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = server.setup_webhook(order_workflow(), json!({})).await;
     let reply = send(
         server
@@ -493,9 +478,8 @@ async fn invalid_input_gets_422_with_each_problem_and_no_run() {
     server.assert_no_runs(&hook.id).await;
 }
 
-#[tokio::test]
-async fn unknown_token_gets_404_not_found() {
-    let server = TestServer::start().await;
+async fn unknown_token_gets_404_not_found(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let unknown = new_webhook_token().unwrap();
     for request in [
         server
@@ -521,9 +505,8 @@ async fn unknown_token_gets_404_not_found() {
     }
 }
 
-#[tokio::test]
-async fn checks_run_in_the_documented_order() {
-    let server = TestServer::start().await;
+async fn checks_run_in_the_documented_order(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = server
         .setup_webhook(
             order_workflow(),
@@ -577,3 +560,23 @@ async fn checks_run_in_the_documented_order() {
     .assert_error(422, "invalid_input");
     server.assert_no_runs(&hook.id).await;
 }
+
+triggerd_tests::e2e_tests!(
+    webhook_answers_201_with_run_and_request_ids,
+    webhook_run_has_mapped_input_redacted_trigger_input_and_final_output,
+    query_and_rest_path_are_captured,
+    mapping_reads_headers_query_path_and_method_with_type_conversion,
+    unmapped_inputs_read_top_level_body_fields,
+    body_without_content_type_is_parsed_when_it_is_json,
+    configured_get_starts_a_run,
+    disallowed_method_gets_405_with_an_allow_header,
+    body_over_the_limit_gets_413_from_its_content_length,
+    default_body_limit_is_256_kib,
+    chunked_body_over_the_limit_gets_413_before_it_ends,
+    malformed_json_gets_400_with_the_exact_message,
+    missing_or_wrong_signature_gets_401_bad_signature,
+    missing_or_wrong_api_key_gets_401_unauthorized,
+    invalid_input_gets_422_with_each_problem_and_no_run,
+    unknown_token_gets_404_not_found,
+    checks_run_in_the_documented_order,
+);

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use diesel::Connection;
+use diesel::connection::SimpleConnection;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -357,12 +358,27 @@ impl Writer {
     }
 }
 
+/// `pg_advisory_xact_lock` key that orders the write batches of every node on one PostgreSQL
+/// database. The ASCII bytes of "trgbatch".
+const BATCH_LOCK_KEY: i64 = 0x7472_6762_6174_6368;
+
 /// Begins the batch transaction. On SQLite `BEGIN IMMEDIATE` takes the write lock up front, so
 /// a batch that reads before it writes can never fail with `SQLITE_BUSY_SNAPSHOT` when another
 /// process (e.g. `triggerd migrate`) wrote in between; `busy_timeout` covers the wait.
+///
+/// On PostgreSQL the batch first takes a transaction-level advisory lock, so the batches of
+/// several nodes commit one after another — the same single-writer order as on SQLite. Without
+/// it two nodes deadlock: each batch locks the token and trigger rows of its requests (the
+/// token re-check, the `fire_count` bump) in arrival order, and PostgreSQL's deadlock detector
+/// aborts only the waiting request's savepoint, so every later request of the batch on the
+/// same row waits and deadlocks again (one second each). Taken first, while the transaction
+/// holds nothing, the lock cannot be part of a cycle.
 fn begin(conn: &mut DbConn) -> diesel::QueryResult<()> {
     match conn {
         DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"),
-        DbConn::Postgres(c) => AnsiTransactionManager::begin_transaction(c),
+        DbConn::Postgres(c) => {
+            AnsiTransactionManager::begin_transaction(c)?;
+            c.batch_execute(&format!("SELECT pg_advisory_xact_lock({BATCH_LOCK_KEY})"))
+        }
     }
 }
