@@ -1,11 +1,10 @@
 //! Management routes beyond the webhook walk-through: the trigger dry run and run cancellation.
 
 use serde_json::json;
-use triggerd_tests::{RUN_TIMEOUT, TestServer, order_workflow, send};
+use triggerd_tests::{Backend, RUN_TIMEOUT, TestServer, order_workflow, send};
 
-#[tokio::test]
-async fn trigger_test_maps_and_validates_without_starting_anything() {
-    let server = TestServer::start().await;
+async fn trigger_test_maps_and_validates_without_starting_anything(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = server
         .setup_webhook(
             order_workflow(),
@@ -70,9 +69,8 @@ async fn trigger_test_maps_and_validates_without_starting_anything() {
     unknown.assert_error(404, "not_found");
 }
 
-#[tokio::test]
-async fn cancel_stops_an_unfinished_run_and_refuses_a_finished_one() {
-    let server = TestServer::start().await;
+async fn cancel_stops_an_unfinished_run_and_refuses_a_finished_one(backend: Backend) {
+    let server = TestServer::start(backend).await;
     // A workflow with a step: its runs stay pending (steps do not execute yet), so one can be
     // cancelled deterministically.
     server
@@ -129,9 +127,8 @@ async fn cancel_stops_an_unfinished_run_and_refuses_a_finished_one() {
         .assert_error(404, "not_found");
 }
 
-#[tokio::test]
-async fn declared_triggers_follow_the_definition_per_deployment() {
-    let server = TestServer::start().await;
+async fn declared_triggers_follow_the_definition_per_deployment(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let mut definition = order_workflow();
     definition["triggers"] = json!([
         {"name": "crm", "trigger_type": "webhook", "config": {"input_mapping": {"email": "customer_email"}}},
@@ -229,3 +226,9 @@ async fn declared_triggers_follow_the_definition_per_deployment() {
     assert_eq!(again["declared_triggers"], json!([]));
     assert_eq!(again["version"], put["version"]);
 }
+
+triggerd_tests::e2e_tests!(
+    trigger_test_maps_and_validates_without_starting_anything,
+    cancel_stops_an_unfinished_run_and_refuses_a_finished_one,
+    declared_triggers_follow_the_definition_per_deployment,
+);

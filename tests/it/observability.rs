@@ -3,11 +3,10 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use triggerd_tests::{TestServer, order_workflow, send};
+use triggerd_tests::{Backend, TestServer, order_workflow, send};
 
-#[tokio::test]
-async fn metrics_count_webhooks_by_outcome_and_runs_by_status() {
-    let server = TestServer::start().await;
+async fn metrics_count_webhooks_by_outcome_and_runs_by_status(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let hook = server.setup_webhook(order_workflow(), json!({})).await;
     let post = |body: &'static str| {
         server
@@ -63,9 +62,8 @@ async fn metrics_count_webhooks_by_outcome_and_runs_by_status() {
     );
 }
 
-#[tokio::test]
-async fn activity_log_keeps_only_the_newest_rows() {
-    let server = TestServer::start_with(&[("TRIGGERD_ACTIVITY_RETENTION", "20")]).await;
+async fn activity_log_keeps_only_the_newest_rows(backend: Backend) {
+    let server = TestServer::start_with(backend, &[("TRIGGERD_ACTIVITY_RETENTION", "20")]).await;
     let hook = server
         .setup_webhook(order_workflow(), json!({"rate_limit_per_minute": 0}))
         .await;
@@ -102,3 +100,8 @@ async fn activity_log_keeps_only_the_newest_rows() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+triggerd_tests::e2e_tests!(
+    metrics_count_webhooks_by_outcome_and_runs_by_status,
+    activity_log_keeps_only_the_newest_rows,
+);
