@@ -227,8 +227,67 @@ async fn declared_triggers_follow_the_definition_per_deployment(backend: Backend
     assert_eq!(again["version"], put["version"]);
 }
 
+async fn context_store_is_patched_read_and_seen_by_runs(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server
+        .put_workflow(
+            "greeter",
+            json!({"name": "greeter", "output": {"token": "{{ context.crm_token }}", "n": "{{ context.limits.n }}"}}),
+        )
+        .await;
+    let deployment = server.deploy("greeter", "production").await;
+    let dep_id = deployment["id"].as_str().unwrap();
+    let url = server.api(&format!("/deployments/{dep_id}/context"));
+    let empty = send(server.client().get(&url)).await;
+    server.expect(&empty, 200, "empty context");
+    assert_eq!(empty.body, json!({}));
+    let patched = send(
+        server
+            .client()
+            .patch(&url)
+            .json(&json!({"crm_token": "t-1", "limits": {"n": 3}, "gone": 1})),
+    )
+    .await;
+    server.expect(&patched, 200, "patch context");
+    let patched = send(server.client().patch(&url).json(&json!({"gone": null}))).await;
+    assert_eq!(
+        patched.body,
+        json!({"crm_token": "t-1", "limits": {"n": 3}})
+    );
+    assert_eq!(send(server.client().get(&url)).await.body, patched.body);
+    send(server.client().patch(&url).json(&json!([1])))
+        .await
+        .assert_error(400, "bad_request");
+    send(
+        server
+            .client()
+            .get(server.api("/deployments/dep_01M84SV219WB4CAMA3BXHTBGK9/context")),
+    )
+    .await
+    .assert_error(404, "not_found");
+
+    // A run renders its output with the stored context.
+    let created = send(
+        server
+            .client()
+            .post(server.api("/runs"))
+            .json(&json!({"deployment_id": dep_id})),
+    )
+    .await;
+    server.expect(&created, 201, "create run");
+    let run = server
+        .wait_for_run_status(
+            created.body["run_id"].as_str().unwrap(),
+            "completed",
+            RUN_TIMEOUT,
+        )
+        .await;
+    assert_eq!(run["final_output"], json!({"token": "t-1", "n": 3}));
+}
+
 triggerd_tests::e2e_tests!(
     trigger_test_maps_and_validates_without_starting_anything,
     cancel_stops_an_unfinished_run_and_refuses_a_finished_one,
     declared_triggers_follow_the_definition_per_deployment,
+    context_store_is_patched_read_and_seen_by_runs,
 );

@@ -109,10 +109,28 @@ impl RunWorker {
             .claim_runs(&self.owner, now, now + LEASE.as_micros() as i64, BATCH)
             .await?;
         let count = claimed.len();
+        // The deployment context store, read once per deployment per round.
+        let mut contexts: HashMap<String, Value> = HashMap::new();
         let mut updates = JoinSet::new();
         for run in claimed {
             let definition = self.definition(&run).await?;
-            let update = self.finish(&run, definition.as_deref(), now_micros());
+            if !contexts.contains_key(&run.deployment_id) {
+                let stored = match self.store.get_context(&run.deployment_id).await {
+                    Ok(pairs) => pairs,
+                    Err(StoreError::NotFound { .. }) => Vec::new(),
+                    Err(e) => return Err(e),
+                };
+                let map: serde_json::Map<String, Value> = stored
+                    .into_iter()
+                    .map(|(k, v)| (k, serde_json::from_str(&v).unwrap_or(Value::Null)))
+                    .collect();
+                contexts.insert(run.deployment_id.clone(), Value::Object(map));
+            }
+            let context = contexts
+                .get(&run.deployment_id)
+                .cloned()
+                .unwrap_or(Value::Null);
+            let update = self.finish(&run, definition.as_deref(), &context, now_micros());
             let store = self.store.clone();
             // Updates go out together so the store's writer commits them in one batch.
             let status = update.status.clone().unwrap_or_default();
@@ -166,7 +184,15 @@ impl RunWorker {
     }
 
     /// The state change for a claimed run.
-    fn finish(&self, run: &RunRow, definition: Option<&Definition>, now: i64) -> RunUpdate {
+    /// `stored_context` is the deployment's context store; the run's own context (values its
+    /// steps extracted) is laid over it.
+    fn finish(
+        &self,
+        run: &RunRow,
+        definition: Option<&Definition>,
+        stored_context: &Value,
+        now: i64,
+    ) -> RunUpdate {
         let mut update = RunUpdate {
             id: run.id.clone(),
             owner: self.owner.clone(),
@@ -187,10 +213,14 @@ impl RunWorker {
             update.lease_until = Some(now + PARK.as_micros() as i64);
             return update;
         }
+        let mut context = stored_context.clone();
+        if let (Some(base), Value::Object(own)) = (context.as_object_mut(), parse(&run.context)) {
+            base.extend(own);
+        }
         let scope = json!({
             "input": parse(&run.input),
             "trigger": parse(&run.trigger_input),
-            "context": parse(&run.context),
+            "context": context,
             "steps": {},
             "run": {"id": run.id, "created_at": run.created_at},
             "deployment": {"id": run.deployment_id},

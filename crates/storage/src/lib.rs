@@ -28,6 +28,7 @@
 
 mod checkpoint;
 mod conn;
+mod context;
 mod deployments;
 mod error;
 mod ingest;

@@ -106,6 +106,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    deployment_context (deployment_id, key) {
+        deployment_id -> Text,
+        key -> Text,
+        value -> Text,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::joinable!(workflow_versions -> workflows (workflow));
 diesel::joinable!(triggers -> deployments (deployment_id));
 diesel::joinable!(webhook_tokens -> triggers (trigger_id));
@@ -119,4 +128,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     webhook_tokens,
     runs,
     activity,
+    deployment_context,
 );

@@ -1023,6 +1023,55 @@ async fn unfinished_runs_cancel_and_finished_ones_conflict(store: Store, _db: Te
     ));
 }
 
+async fn context_keys_are_set_replaced_and_deleted(store: Store, _db: TestDb) {
+    let (deployment, _) = seed(&store).await;
+    assert!(store.get_context(&deployment.id).await.unwrap().is_empty());
+    let after = store
+        .patch_context(
+            &deployment.id,
+            vec![
+                ("b".into(), Some("2".into())),
+                ("a".into(), Some(r#"{"x":1}"#.into())),
+            ],
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        after,
+        vec![
+            ("a".to_owned(), r#"{"x":1}"#.to_owned()),
+            ("b".to_owned(), "2".to_owned())
+        ]
+    );
+    let after = store
+        .patch_context(
+            &deployment.id,
+            vec![("a".into(), None), ("b".into(), Some("3".into()))],
+            T0 + SEC,
+        )
+        .await
+        .unwrap();
+    assert_eq!(after, vec![("b".to_owned(), "3".to_owned())]);
+    assert_eq!(store.get_context(&deployment.id).await.unwrap(), after);
+    assert!(matches!(
+        store.get_context("dep_nope").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store
+            .patch_context("dep_nope", vec![("a".into(), None)], T0)
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    // The context goes with its deployment.
+    store.delete_deployment(&deployment.id).await.unwrap();
+    assert!(matches!(
+        store.get_context(&deployment.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
 async fn claims_are_exclusive(store: Store, db: TestDb) {
     seed(&store).await;
     let total = 120;
@@ -1270,6 +1319,7 @@ async fn migrations_run_up_down_up(store: Store, db: TestDb) {
 triggerd_storage::store_tests!(
     open_ping_and_backend,
     unfinished_runs_cancel_and_finished_ones_conflict,
+    context_keys_are_set_replaced_and_deleted,
     reopening_keeps_data_and_migrations_are_idempotent,
     settings_are_upserted,
     identical_workflow_put_creates_no_version,

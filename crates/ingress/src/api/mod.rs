@@ -1,6 +1,7 @@
 //! The management API under `/api/v1` (SPEC 3): routing, admin-token authentication, body and
 //! query parsing. One module per group of routes; JSON views of stored rows in [`views`].
 
+mod context;
 mod declared;
 mod runs;
 mod triggers;
@@ -29,6 +30,7 @@ enum Route {
     WorkflowDeployments,
     Deployment,
     DeploymentTriggers,
+    DeploymentContext,
     Trigger,
     TriggerRotate,
     TriggerRequests,
@@ -52,6 +54,7 @@ impl Route {
             Route::TriggerRequests | Route::Run => &[Method::GET],
             Route::DeploymentTriggers | Route::Runs => &[Method::GET, Method::POST],
             Route::Trigger => &[Method::GET, Method::PATCH, Method::DELETE],
+            Route::DeploymentContext => &[Method::GET, Method::PATCH],
         }
     }
 }
@@ -73,6 +76,7 @@ fn router() -> &'static matchit::Router<Route> {
                 "/api/v1/deployments/{id}/triggers",
                 Route::DeploymentTriggers,
             ),
+            ("/api/v1/deployments/{id}/context", Route::DeploymentContext),
             ("/api/v1/triggers/{id}", Route::Trigger),
             ("/api/v1/triggers/{id}/rotate", Route::TriggerRotate),
             ("/api/v1/triggers/{id}/requests", Route::TriggerRequests),
@@ -141,6 +145,8 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<Response<B
         (Route::Workflow, _) => workflows::get(state, call).await,
         (Route::WorkflowDeployments, _) => workflows::deploy(state, call).await,
         (Route::Deployment, _) => workflows::get_deployment(state, call).await,
+        (Route::DeploymentContext, Method::PATCH) => context::patch(state, call).await,
+        (Route::DeploymentContext, _) => context::get(state, call).await,
         (Route::DeploymentTriggers, Method::POST) => triggers::create(state, call).await,
         (Route::DeploymentTriggers, _) => triggers::list(state, call).await,
         (Route::Trigger, Method::PATCH) => triggers::patch(state, call).await,
