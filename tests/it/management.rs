@@ -285,9 +285,73 @@ async fn context_store_is_patched_read_and_seen_by_runs(backend: Backend) {
     assert_eq!(run["final_output"], json!({"token": "t-1", "n": 3}));
 }
 
+async fn workflow_versions_are_listed_and_read(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut definition = order_workflow();
+    for description in ["one", "two", "three"] {
+        definition["description"] = json!(description);
+        server
+            .put_workflow("order-created", definition.clone())
+            .await;
+    }
+    let first = send(
+        server
+            .client()
+            .get(server.api("/workflows/order-created/versions?limit=2")),
+    )
+    .await;
+    server.expect(&first, 200, "versions page 1");
+    let versions: Vec<i64> = first.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(versions, [3, 2]);
+    assert_eq!(
+        first.body["data"][0]["definition"]["description"],
+        json!("three")
+    );
+    let cursor = first.body["next_cursor"].as_str().unwrap().to_owned();
+    let second = send(server.client().get(server.api(&format!(
+        "/workflows/order-created/versions?limit=2&cursor={cursor}"
+    ))))
+    .await;
+    assert_eq!(second.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(second.body["next_cursor"], json!(null));
+    let one = send(
+        server
+            .client()
+            .get(server.api("/workflows/order-created/versions/1")),
+    )
+    .await;
+    server.expect(&one, 200, "version 1");
+    assert_eq!(one.body["version"], json!(1));
+    assert_eq!(one.body["latest_version"], json!(3));
+    assert_eq!(one.body["definition"]["description"], json!("one"));
+    send(
+        server
+            .client()
+            .get(server.api("/workflows/order-created/versions/9")),
+    )
+    .await
+    .assert_error(404, "not_found");
+    send(server.client().get(server.api("/workflows/nope/versions")))
+        .await
+        .assert_error(404, "not_found");
+    send(
+        server
+            .client()
+            .get(server.api("/workflows/order-created/versions?cursor=x")),
+    )
+    .await
+    .assert_error(400, "invalid_cursor");
+}
+
 triggerd_tests::e2e_tests!(
     trigger_test_maps_and_validates_without_starting_anything,
     cancel_stops_an_unfinished_run_and_refuses_a_finished_one,
     declared_triggers_follow_the_definition_per_deployment,
     context_store_is_patched_read_and_seen_by_runs,
+    workflow_versions_are_listed_and_read,
 );

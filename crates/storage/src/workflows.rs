@@ -137,6 +137,42 @@ impl Store {
         .await
     }
 
+    /// Versions of a workflow, newest first, starting below `before` (a version number);
+    /// `NotFound` for an unknown workflow.
+    pub async fn list_workflow_versions(
+        &self,
+        name: &str,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<(Vec<WorkflowVersionRow>, Option<i64>)> {
+        let name = name.to_owned();
+        self.read(move |c| {
+            let exists: bool =
+                diesel::select(diesel::dsl::exists(workflows::table.find(&name))).get_result(c)?;
+            if !exists {
+                return Err(StoreError::not_found(format!("workflow {name}")));
+            }
+            let mut query = workflow_versions::table
+                .filter(workflow_versions::workflow.eq(&name))
+                .select(WorkflowVersionRow::as_select())
+                .order(workflow_versions::version.desc())
+                .limit(limit as i64 + 1)
+                .into_boxed();
+            if let Some(before) = before {
+                query = query.filter(workflow_versions::version.lt(before));
+            }
+            let mut rows: Vec<WorkflowVersionRow> = query.load(c)?;
+            let next = if rows.len() > limit {
+                rows.truncate(limit);
+                rows.last().map(|r| r.version)
+            } else {
+                None
+            };
+            Ok((rows, next))
+        })
+        .await
+    }
+
     /// One version of a workflow.
     pub async fn get_workflow_version(
         &self,

@@ -27,6 +27,8 @@ enum Route {
     Workflows,
     Deployments,
     Workflow,
+    WorkflowVersions,
+    WorkflowVersion,
     WorkflowDeployments,
     Deployment,
     DeploymentTriggers,
@@ -43,7 +45,7 @@ enum Route {
 impl Route {
     fn methods(self) -> &'static [Method] {
         match self {
-            Route::Workflows => &[Method::GET],
+            Route::Workflows | Route::WorkflowVersions | Route::WorkflowVersion => &[Method::GET],
             Route::Deployments => &[Method::GET],
             Route::Workflow => &[Method::GET, Method::PUT, Method::DELETE],
             Route::WorkflowDeployments
@@ -66,6 +68,11 @@ fn router() -> &'static matchit::Router<Route> {
         let routes = [
             ("/api/v1/workflows", Route::Workflows),
             ("/api/v1/deployments", Route::Deployments),
+            ("/api/v1/workflows/{name}/versions", Route::WorkflowVersions),
+            (
+                "/api/v1/workflows/{name}/versions/{version}",
+                Route::WorkflowVersion,
+            ),
             ("/api/v1/workflows/{name}", Route::Workflow),
             (
                 "/api/v1/workflows/{name}/deployments",
@@ -98,6 +105,8 @@ fn router() -> &'static matchit::Router<Route> {
 /// A parsed API request: the route's path parameter, the query, the body.
 pub(crate) struct Call {
     pub param: String,
+    /// The second path parameter, for routes that have one.
+    pub param2: String,
     pub query: serde_json::Map<String, Value>,
     pub body: Option<Value>,
 }
@@ -117,12 +126,9 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<Response<B
         .at(path)
         .map_err(|_| ApiError::not_found(format!("no route for {}", req.uri().path())))?;
     let route = *matched.value;
-    let param = matched
-        .params
-        .iter()
-        .next()
-        .map(|(_, v)| v.to_owned())
-        .unwrap_or_default();
+    let mut params = matched.params.iter().map(|(_, v)| v.to_owned());
+    let param = params.next().unwrap_or_default();
+    let param2 = params.next().unwrap_or_default();
     let method = req.method().clone();
     if !route.methods().contains(&method) {
         let allow: Vec<&str> = route.methods().iter().map(Method::as_str).collect();
@@ -135,9 +141,16 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<Response<B
     } else {
         None
     };
-    let call = Call { param, query, body };
+    let call = Call {
+        param,
+        param2,
+        query,
+        body,
+    };
     match (route, method) {
         (Route::Workflows, _) => workflows::list(state, call).await,
+        (Route::WorkflowVersions, _) => workflows::versions(state, call).await,
+        (Route::WorkflowVersion, _) => workflows::version(state, call).await,
         (Route::Deployments, _) => workflows::list_deployments(state, call).await,
         (Route::Workflow, Method::PUT) => workflows::put(state, call).await,
         (Route::Workflow, Method::DELETE) => workflows::delete(state, call).await,

@@ -93,6 +93,52 @@ pub(super) async fn list(state: &AppState, call: Call) -> Result<Response<Body>,
     ))
 }
 
+/// `GET /workflows/{name}/versions`: newest first; the cursor is a version number.
+pub(super) async fn versions(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+    let (limit, cursor) = call.page(|c| c.parse::<i64>().is_ok_and(|v| v > 0))?;
+    let before = cursor.and_then(|c| c.parse::<i64>().ok());
+    let (rows, next) = state
+        .store
+        .list_workflow_versions(&call.param, before, limit)
+        .await?;
+    let data = rows
+        .iter()
+        .map(|v| {
+            json!({
+                "version": v.version,
+                "created_at": views::rfc3339(v.created_at),
+                "definition": serde_json::from_str::<Value>(&v.definition).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(list_response(data, next.map(|v| v.to_string())))
+}
+
+/// `GET /workflows/{name}/versions/{version}`.
+pub(super) async fn version(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+    let not_found = || {
+        ApiError::not_found(format!(
+            "version {} of workflow {} not found",
+            call.param2, call.param
+        ))
+    };
+    let number = call.param2.parse::<i64>().map_err(|_| not_found())?;
+    let (row, _) = state
+        .store
+        .get_workflow(&call.param)
+        .await?
+        .ok_or_else(not_found)?;
+    let version = state
+        .store
+        .get_workflow_version(&call.param, number)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &views::workflow(&row, &version),
+    ))
+}
+
 /// `DELETE /workflows/{name}`: 409 while deployments exist.
 pub(super) async fn delete(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     state.store.delete_workflow(&call.param).await?;
