@@ -348,10 +348,79 @@ async fn workflow_versions_are_listed_and_read(backend: Backend) {
     .assert_error(400, "invalid_cursor");
 }
 
+async fn cron_triggers_show_next_fire_at_in_their_zone(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.put_workflow("order-created", order_workflow()).await;
+    let deployment = server.deploy("order-created", "production").await;
+    let url = server.api(&format!(
+        "/deployments/{}/triggers",
+        deployment["id"].as_str().unwrap()
+    ));
+    let create = |config: serde_json::Value| {
+        let request = server
+            .client()
+            .post(&url)
+            .json(&json!({"trigger_type": "cron", "config": config}));
+        async move { send(request).await }
+    };
+    let input = json!({"email": "ops@example.com"});
+    let next = |reply: &triggerd_tests::Reply| {
+        reply.body["next_fire_at"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    let kolkata =
+        create(json!({"schedule": "0 9 * * *", "timezone": "Asia/Kolkata", "input": input})).await;
+    server.expect(&kolkata, 201, "Kolkata");
+    assert!(
+        next(&kolkata).ends_with("T03:30:00.000000Z"),
+        "09:00 IST is 03:30Z: {}",
+        kolkata.text
+    );
+    let utc = create(json!({"schedule": "0 9 * * *", "input": input})).await;
+    assert!(next(&utc).ends_with("T09:00:00.000000Z"), "{}", utc.text);
+    assert_eq!(utc.body["config"]["timezone"], json!("UTC"));
+    let new_york =
+        create(json!({"schedule": "0 9 * * *", "timezone": "America/New_York", "input": input}))
+            .await;
+    let ny = next(&new_york);
+    assert!(
+        ny.ends_with("T13:00:00.000000Z") || ny.ends_with("T14:00:00.000000Z"),
+        "EDT or EST: {ny}"
+    );
+    let once = create(json!({"at": "2030-01-01T09:00:00+01:00", "input": input})).await;
+    assert_eq!(next(&once), "2030-01-01T08:00:00.000000Z");
+    assert!(
+        once.body.get("token").is_none() && once.body.get("url").is_none(),
+        "{}",
+        once.text
+    );
+
+    let bad = create(json!({"schedule": "0 0 9 * * *", "timezone": "Mars/Olympus", "input": {"week": "someday"}})).await;
+    bad.assert_error(422, "invalid_config");
+    let paths: Vec<&str> = bad
+        .details()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "config.schedule",
+            "config.timezone",
+            "config.input.email",
+            "config.input.week"
+        ]
+    );
+}
+
 triggerd_tests::e2e_tests!(
     trigger_test_maps_and_validates_without_starting_anything,
     cancel_stops_an_unfinished_run_and_refuses_a_finished_one,
     declared_triggers_follow_the_definition_per_deployment,
     context_store_is_patched_read_and_seen_by_runs,
     workflow_versions_are_listed_and_read,
+    cron_triggers_show_next_fire_at_in_their_zone,
 );
