@@ -147,8 +147,13 @@ async fn apply_creates_updates_and_removes_declared_triggers(backend: Backend) {
         created.stdout
     );
     let crm = created.webhook_url("crm").expect("crm's URL is printed");
-    let stripe = created.webhook_url("stripe").expect("stripe's URL is printed");
-    assert!(crm.starts_with(&format!("{base}/api/webhooks/wht_")), "{crm}");
+    let stripe = created
+        .webhook_url("stripe")
+        .expect("stripe's URL is printed");
+    assert!(
+        crm.starts_with(&format!("{base}/api/webhooks/wht_")),
+        "{crm}"
+    );
     let fired = send(
         server
             .plain()
@@ -188,7 +193,11 @@ async fn apply_creates_updates_and_removes_declared_triggers(backend: Backend) {
         "{}",
         changed.stdout
     );
-    assert!(!changed.stdout.contains("stripe updated"), "{}", changed.stdout);
+    assert!(
+        !changed.stdout.contains("stripe updated"),
+        "{}",
+        changed.stdout
+    );
     assert_eq!(changed.webhook_url("crm").as_deref(), Some(crm.as_str()));
     let fired = send(
         server
@@ -241,7 +250,9 @@ async fn apply_refuses_an_invalid_file_and_stores_nothing(backend: Backend) {
     let outcome = apply(&file, ADMIN_TOKEN, &["--url", server.base_url()]).await;
     outcome.assert_failure();
     assert!(
-        outcome.stderr.contains("is not a valid workflow definition"),
+        outcome
+            .stderr
+            .contains("is not a valid workflow definition"),
         "{}",
         outcome.stderr
     );
@@ -258,7 +269,11 @@ async fn apply_refuses_an_invalid_file_and_stores_nothing(backend: Backend) {
 
 async fn apply_reports_a_wrong_token_and_an_unreachable_server(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let file = write(&server, "orders.toml", &orders_toml("customer_email", false));
+    let file = write(
+        &server,
+        "orders.toml",
+        &orders_toml("customer_email", false),
+    );
     let outcome = apply(
         &file,
         "tdt_not-the-token",

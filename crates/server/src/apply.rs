@@ -27,9 +27,9 @@ pub struct ApplyArgs {
     /// an existing deployment of that name is kept. Prints the deployment's webhook URLs.
     #[arg(long, value_name = "NAME")]
     deploy: Option<String>,
-    /// Base URL of the triggerd server to apply to.
-    #[arg(long, env = "TRIGGERD_PUBLIC_URL", default_value = DEFAULT_URL)]
-    url: String,
+    /// Base URL of the triggerd server to apply to (default: http://127.0.0.1:8080).
+    #[arg(long, env = "TRIGGERD_PUBLIC_URL")]
+    url: Option<String>,
     /// The admin API token of that server (required).
     #[arg(long, env = "TRIGGERD_API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
@@ -42,7 +42,13 @@ pub async fn apply(args: ApplyArgs) -> Result<(), String> {
         "no API token: set TRIGGERD_API_TOKEN (or pass --api-token) to the server's admin token"
             .to_owned()
     })?;
-    let api = Api::new(&args.url, token)?;
+    let url = args
+        .url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .unwrap_or(DEFAULT_URL);
+    let api = Api::new(url, token)?;
     let name = definition.name.clone();
 
     let stored = api
