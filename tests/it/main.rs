@@ -5,6 +5,7 @@
 
 mod activity;
 mod api;
+mod apply;
 mod cli;
 mod cluster;
 mod concurrency;

@@ -12,6 +12,8 @@ use triggerd_domain::ids::{IdKind, hash_token, new_id, new_secret_token};
 use triggerd_ingress::{AppState, IngressConfig};
 use triggerd_storage::{Store, StoreOptions, redact_url};
 
+mod apply;
+
 /// The settings key under which the admin token's SHA-256 is stored.
 const ADMIN_TOKEN_KEY: &str = "admin_token_sha256";
 
@@ -37,6 +39,16 @@ enum Command {
     Serve(ServeArgs),
     /// Create or upgrade the database schema, then exit.
     Migrate(DbArgs),
+    /// Apply a workflow definition file to a running server, optionally deploy it, and print
+    /// what changed and the webhook URLs.
+    ///
+    /// The file is validated locally first: every problem is printed and nothing is sent. The
+    /// definition is then stored with PUT /api/v1/workflows/{name} (a new version only when it
+    /// changed; deployments tracking the latest version get its declared triggers). With
+    /// --deploy the deployment is created when missing and its triggers are listed.
+    ///
+    /// Example: TRIGGERD_API_TOKEN=tda_... triggerd apply -f orders.toml --deploy production --url https://hooks.example.com
+    Apply(apply::ApplyArgs),
     /// Manage the admin API token.
     Token {
         #[command(subcommand)]
@@ -100,6 +112,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Migrate(args) => migrate(args).await,
+            Command::Apply(args) => apply::apply(args).await,
             Command::Token {
                 command: TokenCommand::Reset(args),
             } => reset_token(args).await,

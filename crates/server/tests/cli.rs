@@ -11,7 +11,7 @@ fn help_lists_every_command() {
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for command in ["serve", "migrate", "token"] {
+    for command in ["serve", "migrate", "token", "apply"] {
         assert!(
             text.contains(command),
             "--help does not list {command}:\n{text}"
@@ -39,4 +39,46 @@ fn serve_help_documents_the_environment() {
             "serve --help does not mention {var}:\n{text}"
         );
     }
+}
+
+#[test]
+fn apply_help_documents_its_flags_and_environment() {
+    let out = Command::new(env!("CARGO_BIN_EXE_triggerd"))
+        .args(["apply", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for word in [
+        "--file",
+        "--deploy",
+        "--url",
+        "TRIGGERD_PUBLIC_URL",
+        "TRIGGERD_API_TOKEN",
+        "http://127.0.0.1:8080",
+    ] {
+        assert!(
+            text.contains(word),
+            "apply --help does not mention {word}:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn apply_without_a_token_says_so_and_exits_1() {
+    let dir = std::env::temp_dir().join(format!("triggerd-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ok.json");
+    std::fs::write(&file, r#"{"name": "ok"}"#).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_triggerd"))
+        .arg("apply")
+        .arg("-f")
+        .arg(&file)
+        .env_remove("TRIGGERD_API_TOKEN")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("TRIGGERD_API_TOKEN"), "{text}");
 }
