@@ -816,6 +816,9 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 }
 
 fn http_client(admin: bool) -> reqwest::Client {
+    // In a workspace build reqwest is compiled with the server's `rustls-no-provider` feature,
+    // which needs a process-wide crypto provider even for plain HTTP. Installing it twice is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut headers = HeaderMap::new();
     if admin {
         headers.insert(
