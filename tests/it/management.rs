@@ -416,6 +416,36 @@ async fn cron_triggers_show_next_fire_at_in_their_zone(backend: Backend) {
     );
 }
 
+async fn a_config_file_sets_what_the_environment_does_not(backend: Backend) {
+    let file = std::env::temp_dir().join(format!(
+        "triggerd-config-{}-{:?}.toml",
+        std::process::id(),
+        backend
+    ));
+    // The harness sets TRIGGERD_LISTEN, which wins over the file's `listen`.
+    std::fs::write(
+        &file,
+        "public_url = \"https://hooks.example.test\"\nlisten = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let server =
+        TestServer::start_with(backend, &[("TRIGGERD_CONFIG", file.to_str().unwrap())]).await;
+    let hook = server.setup_webhook(order_workflow(), json!({})).await;
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        hook.trigger["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://hooks.example.test/api/webhooks/wht_"),
+        "{}",
+        hook.trigger
+    );
+    assert!(
+        !server.base_url().ends_with(":1"),
+        "the environment's listen address won"
+    );
+}
+
 triggerd_tests::e2e_tests!(
     trigger_test_maps_and_validates_without_starting_anything,
     cancel_stops_an_unfinished_run_and_refuses_a_finished_one,
@@ -423,4 +453,5 @@ triggerd_tests::e2e_tests!(
     context_store_is_patched_read_and_seen_by_runs,
     workflow_versions_are_listed_and_read,
     cron_triggers_show_next_fire_at_in_their_zone,
+    a_config_file_sets_what_the_environment_does_not,
 );

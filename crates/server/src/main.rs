@@ -13,6 +13,7 @@ use triggerd_ingress::{AppState, IngressConfig};
 use triggerd_storage::{Store, StoreOptions, redact_url};
 
 mod apply;
+mod config;
 
 /// The settings key under which the admin token's SHA-256 is stored.
 const ADMIN_TOKEN_KEY: &str = "admin_token_sha256";
@@ -76,6 +77,10 @@ struct DbArgs {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
+    /// Read settings from this TOML file (keys as the variables below without `TRIGGERD_`, in
+    /// lower case, e.g. `listen = "0.0.0.0:8080"`); the environment and flags win over it.
+    #[arg(long, env = "TRIGGERD_CONFIG")]
+    config: Option<std::path::PathBuf>,
     #[command(flatten)]
     db: DbArgs,
     /// Address to listen on (port 0 picks a free port; the chosen address is printed).
@@ -96,7 +101,23 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let mut cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    if let (Command::Serve(args), Some(serve_matches)) =
+        (&mut cli.command, matches.subcommand_matches("serve"))
+        && let Some(path) = args.config.clone()
+    {
+        match config::FileConfig::read(&path) {
+            Ok(file) => file.apply(serve_matches, args),
+            Err(message) => {
+                eprintln!("triggerd: {message}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -82,3 +82,24 @@ fn apply_without_a_token_says_so_and_exits_1() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("TRIGGERD_API_TOKEN"), "{text}");
 }
+
+#[test]
+fn a_config_file_with_an_unknown_key_is_refused_before_starting() {
+    let dir = std::env::temp_dir().join(format!("triggerd-cli-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("triggerd.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:0\"\nlisten_port = 9\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_triggerd"))
+        .args(["serve", "--config"])
+        .arg(&file)
+        .env_remove("TRIGGERD_LISTEN")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("listen_port") && stderr.contains("triggerd.toml"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,81 @@
+//! `--config triggerd.toml`: settings from a file, layered defaults → file → environment → flags.
+//!
+//! The file holds the same settings as the environment, named without the `TRIGGERD_` prefix and
+//! in lower case:
+//!
+//! ```toml
+//! listen = "0.0.0.0:8080"
+//! database_url = "postgres://triggerd@db/triggerd"
+//! public_url = "https://hooks.example.com"
+//! hide_unknown_tokens = true
+//! activity_retention = 5000
+//! ```
+//!
+//! A value from the environment or a flag wins over the file; the file wins over the defaults.
+//! Unknown keys are refused, so a typo does not silently fall back to a default.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use clap::ArgMatches;
+use clap::parser::ValueSource;
+use serde::Deserialize;
+
+use crate::ServeArgs;
+
+/// The settings a file may hold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    listen: Option<SocketAddr>,
+    database_url: Option<String>,
+    public_url: Option<String>,
+    api_token: Option<String>,
+    hide_unknown_tokens: Option<bool>,
+    activity_retention: Option<usize>,
+}
+
+impl FileConfig {
+    /// Reads and parses a file; the error names the file and the problem.
+    pub fn read(path: &Path) -> Result<FileConfig, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
+        toml::from_str(&text)
+            .map_err(|e| format!("the config file {} is invalid: {e}", path.display()))
+    }
+
+    /// Sets every option of `args` that still has its default (not given as a flag or in the
+    /// environment) to the file's value.
+    pub fn apply(self, matches: &ArgMatches, args: &mut ServeArgs) {
+        let unset = |id: &str| {
+            matches!(
+                matches.value_source(id),
+                None | Some(ValueSource::DefaultValue)
+            )
+        };
+        if let Some(v) = self.listen.filter(|_| unset("listen")) {
+            args.listen = v;
+        }
+        if let Some(v) = self.database_url.filter(|_| unset("database_url")) {
+            args.db.database_url = v;
+        }
+        if let Some(v) = self.public_url.filter(|_| unset("public_url")) {
+            args.public_url = Some(v);
+        }
+        if let Some(v) = self.api_token.filter(|_| unset("api_token")) {
+            args.api_token = Some(v);
+        }
+        if let Some(v) = self
+            .hide_unknown_tokens
+            .filter(|_| unset("hide_unknown_tokens"))
+        {
+            args.hide_unknown_tokens = v;
+        }
+        if let Some(v) = self
+            .activity_retention
+            .filter(|_| unset("activity_retention"))
+        {
+            args.activity_retention = v;
+        }
+    }
+}
