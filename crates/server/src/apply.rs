@@ -65,7 +65,7 @@ pub async fn apply(args: ApplyArgs) -> Result<(), String> {
         let deployment = deploy(&api, &name, &deployment_name).await?;
         let id = str_of(&deployment, "id");
         let mut triggers = api.list_all(&format!("/deployments/{id}/triggers")).await?;
-        triggers.sort_by(|a, b| str_of(a, "name").cmp(&str_of(b, "name")));
+        triggers.sort_by_key(|t| str_of(t, "name"));
         if triggers.is_empty() {
             println!("  no triggers");
         }
