@@ -38,9 +38,14 @@ struct Cli {
     /// Skip SQLite (with --postgres: PostgreSQL only).
     #[arg(long)]
     no_sqlite: bool,
-    /// The triggerd binary (default: `triggerd` next to this one, e.g. target/release/triggerd).
+    /// The triggerd binary (default: `triggerd` next to this one, e.g. target/release/triggerd;
+    /// under `cargo run` it is first brought up to date with `cargo build -p triggerd-server` in
+    /// the same profile, so the figures are always of the current code).
     #[arg(long)]
     triggerd: Option<PathBuf>,
+    /// Under `cargo run`, do not rebuild triggerd first.
+    #[arg(long)]
+    no_build: bool,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -70,6 +75,35 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         _ => return Err(format!("unknown unit {unit:?}: use ms, s or m")),
     };
     Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// Under `cargo run` (which sets `CARGO`), builds `triggerd` in this binary's profile so that a
+/// stale server is never measured. Elsewhere (a copied binary) does nothing.
+fn build_triggerd(exe: &std::path::Path) -> Result<(), String> {
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        return Ok(());
+    };
+    let profile = exe
+        .parent()
+        .and_then(|d| d.file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("release")
+        .to_owned();
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml");
+    eprintln!("triggerd-bench: cargo build --profile {profile} -p triggerd-server");
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--quiet", "--manifest-path", manifest, "--profile"])
+        .arg(if profile == "debug" { "dev" } else { &profile })
+        .args(["-p", "triggerd-server"])
+        .status()
+        .map_err(|e| format!("cannot run cargo to build triggerd: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "building triggerd failed ({status}); pass --no-build or --triggerd PATH to skip"
+        ))
+    }
 }
 
 fn main() -> ExitCode {
@@ -111,6 +145,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if cli.triggerd.is_none() && !cli.no_build {
+        if let Err(e) = build_triggerd(&exe) {
+            eprintln!("triggerd-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let Some(triggerd) = locate_triggerd(cli.triggerd.as_deref(), &exe) else {
         eprintln!(
             "triggerd-bench: no triggerd binary {}: build it with \

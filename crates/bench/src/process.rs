@@ -86,8 +86,29 @@ impl ServerProcess {
     }
 }
 
+/// How long a server may take to stop after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Drop for ServerProcess {
+    /// Stops the server with SIGTERM (so it shuts down as in production: connections closed, a
+    /// profiler wrapping it writes its output), and SIGKILLs it if it is still running after
+    /// [`STOP_TIMEOUT`].
     fn drop(&mut self) {
+        let asked = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if asked {
+            let deadline = Instant::now() + STOP_TIMEOUT;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

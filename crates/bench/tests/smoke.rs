@@ -37,8 +37,8 @@ fn tiny(triggerd: PathBuf) -> Settings {
         backends.push(Backend::Postgres(url));
     }
     Settings {
-        duration: Duration::from_millis(300),
-        warmup: Duration::from_millis(100),
+        duration: Duration::from_millis(200),
+        warmup: Duration::from_millis(50),
         connections: 4,
         many_triggers: 20,
         e2e_timeout: Duration::from_secs(30),
