@@ -91,7 +91,27 @@ fn build_triggerd(exe: &std::path::Path) -> Result<(), String> {
         .to_owned();
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml");
     eprintln!("triggerd-bench: cargo build --profile {profile} -p triggerd-server");
-    let status = std::process::Command::new(cargo)
+    let mut command = std::process::Command::new(cargo);
+    // `cargo run` gave this process the package's CARGO_PKG_*, CARGO_MANIFEST_* ... variables.
+    // Build scripts watch some of them (ring: CARGO_MANIFEST_DIR, CARGO_PKG_NAME), so passing
+    // them on would make every run rebuild half the workspace.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+            "CARGO_PRIMARY_",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p))
+            || key == "OUT_DIR"
+        {
+            command.env_remove(key.as_ref());
+        }
+    }
+    let status = command
         .args(["build", "--quiet", "--manifest-path", manifest, "--profile"])
         .arg(if profile == "debug" { "dev" } else { &profile })
         .args(["-p", "triggerd-server"])
