@@ -16,3 +16,8 @@ lint:
 # format everything
 fmt:
     cargo fmt --all
+
+# benchmarks: every scenario against a bare hyper baseline, a few minutes (docs/performance.md);
+# e.g. `just bench --duration 3s -s ingest --json bench.json`
+bench *ARGS:
+    cargo run --release -p triggerd-bench -- {{ARGS}}

@@ -1,0 +1,94 @@
+//! A minimal client of triggerd's management API (`/api/v1`), for setting up scenarios and
+//! reading runs: one keep-alive HTTP/1.1 connection, JSON in and out.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, header};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpStream;
+
+use crate::Error;
+
+/// One connection to the management API with the admin token.
+#[derive(Debug)]
+pub struct ApiClient {
+    sender: SendRequest<Full<Bytes>>,
+    host: HeaderValue,
+    auth: HeaderValue,
+}
+
+impl ApiClient {
+    /// Connects to `addr`.
+    pub async fn connect(addr: SocketAddr, admin_token: &str) -> Result<ApiClient, Error> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| Error::new(format!("cannot connect to {addr}: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| Error::new(format!("HTTP handshake with {addr}: {e}")))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(ApiClient {
+            sender,
+            host: HeaderValue::from_str(&addr.to_string())
+                .map_err(|e| Error::new(format!("bad host header: {e}")))?,
+            auth: HeaderValue::from_str(&format!("Bearer {admin_token}"))
+                .map_err(|e| Error::new(format!("bad admin token: {e}")))?,
+        })
+    }
+
+    /// `method /api/v1{path}` with an optional JSON body; returns the status and the parsed body
+    /// (`Null` when it is not JSON).
+    pub async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), Error> {
+        let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        let mut req = Request::new(Full::new(bytes));
+        *req.method_mut() = method.clone();
+        *req.uri_mut() = format!("/api/v1{path}")
+            .parse()
+            .map_err(|e| Error::new(format!("bad API path {path:?}: {e}")))?;
+        let headers = req.headers_mut();
+        headers.insert(header::HOST, self.host.clone());
+        headers.insert(header::AUTHORIZATION, self.auth.clone());
+        if body.is_some() {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        let what = |e: hyper::Error| Error::new(format!("{method} {path}: {e}"));
+        self.sender.ready().await.map_err(what)?;
+        let response = self.sender.send_request(req).await.map_err(what)?;
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.map_err(what)?;
+        let value = serde_json::from_slice(&bytes.to_bytes()).unwrap_or(Value::Null);
+        Ok((status, value))
+    }
+
+    /// Like [`ApiClient::call`], but any status other than `expected` is an error.
+    pub async fn expect(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        expected: u16,
+    ) -> Result<Value, Error> {
+        let (status, value) = self.call(method.clone(), path, body).await?;
+        if status != expected {
+            return Err(Error::new(format!(
+                "{method} /api/v1{path}: expected {expected}, got {status}: {value}"
+            )));
+        }
+        Ok(value)
+    }
+}

@@ -1,0 +1,159 @@
+//! # triggerd-bench
+//!
+//! The load tool: measures triggerd's webhook hot path and end-to-end runs against a bare hyper
+//! server in the same invocation, and prints every figure as a ratio to it. It starts each server
+//! itself (`triggerd serve` on a fresh SQLite file or PostgreSQL database, and the baseline in a
+//! child process of this binary), drives it with keep-alive HTTP/1.1 connections, and records
+//! latency in HDR histograms. It never touches triggerd's crates beyond the domain's signing
+//! helper: it speaks HTTP to the real binary, as a webhook sender would.
+//!
+//! ```no_run
+//! # async fn example(settings: triggerd_bench::Settings) -> Result<(), triggerd_bench::Error> {
+//! let scenarios = triggerd_bench::scenario::registry();
+//! let report = triggerd_bench::run_suite(&settings, &scenarios).await;
+//! println!("{}", report.table());
+//! # Ok(()) }
+//! ```
+
+pub mod api;
+pub mod baseline;
+pub mod fixture;
+pub mod load;
+pub mod postgres;
+pub mod process;
+pub mod report;
+pub mod scenario;
+pub mod stats;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use report::Report;
+use scenario::{Outcome, Scenario};
+
+/// What went wrong, for people.
+#[derive(Debug, Clone)]
+pub struct Error(String);
+
+impl Error {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Error {
+        Error(message.into())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Where a scenario's server keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// A fresh SQLite file in a temporary directory.
+    Sqlite,
+    /// A fresh database on the PostgreSQL server of this URL.
+    Postgres(String),
+}
+
+impl Backend {
+    /// `sqlite` or `postgres`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// How big and where.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The measured window of each load.
+    pub duration: Duration,
+    /// Load sent before the window (not for `e2e`, where every run counts).
+    pub warmup: Duration,
+    /// Keep-alive connections, one request in flight each.
+    pub connections: usize,
+    /// Triggers of `ingest-many`.
+    pub many_triggers: usize,
+    /// How long `e2e` waits for the last run to finish.
+    pub e2e_timeout: Duration,
+    /// How long `idle` lets a fresh server settle before reading its RSS.
+    pub idle_settle: Duration,
+    /// The `triggerd` binary.
+    pub triggerd: PathBuf,
+    /// This tool's binary (it serves the baseline with `--serve-baseline`).
+    pub bench_exe: PathBuf,
+    /// Backends to run each scenario on.
+    pub backends: Vec<Backend>,
+    /// Print progress to stderr.
+    pub progress: bool,
+}
+
+impl Settings {
+    /// The full run's size: 10 s per load, 64 connections, 1,000 triggers.
+    pub fn standard(triggerd: PathBuf, bench_exe: PathBuf) -> Settings {
+        Settings {
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(1),
+            connections: 64,
+            many_triggers: 1000,
+            e2e_timeout: Duration::from_secs(120),
+            idle_settle: Duration::from_secs(1),
+            triggerd,
+            bench_exe,
+            backends: vec![Backend::Sqlite],
+            progress: true,
+        }
+    }
+}
+
+/// Runs the baseline (when a selected scenario sends load), then every scenario on every backend.
+/// A scenario that fails is reported with its error; the others still run.
+pub async fn run_suite(settings: &Settings, scenarios: &[Box<dyn Scenario>]) -> Report {
+    let say = |line: String| {
+        if settings.progress {
+            eprintln!("triggerd-bench: {line}");
+        }
+    };
+    let mut report = Report::new(settings);
+    if scenarios.iter().any(|s| s.sends_load()) {
+        say(format!(
+            "baseline (bare hyper), {} connections, {:?} + {:?} warm-up",
+            settings.connections, settings.duration, settings.warmup
+        ));
+        report.baseline = Some(
+            scenario::run_baseline(settings)
+                .await
+                .unwrap_or_else(|e| Outcome::failed("baseline", "-", &e)),
+        );
+    }
+    let base_rate = report
+        .baseline
+        .as_ref()
+        .and_then(|b| b.load.as_ref())
+        .map(|l| l.ok_per_sec)
+        .unwrap_or(0.0);
+    for backend in &settings.backends {
+        for s in scenarios {
+            say(format!("{} on {}", s.name(), backend.name()));
+            let mut outcome = s
+                .run(settings, backend)
+                .await
+                .unwrap_or_else(|e| Outcome::failed(s.name(), backend.name(), &e));
+            if let Some(load) = &outcome.load {
+                outcome.ratio = stats::ratio(load.ok_per_sec, base_rate);
+            }
+            if let Some(e) = &outcome.error {
+                say(format!("{} on {} failed: {e}", s.name(), backend.name()));
+            }
+            report.results.push(outcome);
+        }
+    }
+    report
+}

@@ -1,0 +1,140 @@
+//! A smoke run of every scenario at a tiny size against the real `triggerd` binary: checks that
+//! the tool reports sane numbers, never how fast anything is.
+//!
+//! The binary is `target/<profile>/triggerd` (`cargo test --workspace` builds it, because
+//! `triggerd-server` has an integration test) or `TRIGGERD_BIN`. Without it the test is skipped
+//! with a notice — except under `CI=true`, where a missing binary is a failure.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use triggerd_bench::process::locate_triggerd;
+use triggerd_bench::scenario::{Outcome, registry};
+use triggerd_bench::{Backend, Settings, run_suite};
+
+fn triggerd() -> Option<PathBuf> {
+    let explicit = std::env::var_os("TRIGGERD_BIN").map(PathBuf::from);
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let found = locate_triggerd(explicit.as_deref(), &exe);
+    if found.is_none() {
+        let why = "no triggerd binary in target/<profile>/ (build it with \
+                   `cargo build -p triggerd-server`, or run `cargo test --workspace`, or set \
+                   TRIGGERD_BIN)";
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{why}; CI=true, so the smoke test may not be skipped"
+        );
+        eprintln!("SKIPPED the benchmark smoke test: {why}");
+    }
+    found
+}
+
+fn tiny(triggerd: PathBuf) -> Settings {
+    let mut backends = vec![Backend::Sqlite];
+    if let Ok(url) = std::env::var("TRIGGERD_TEST_POSTGRES_URL")
+        && !url.is_empty()
+    {
+        backends.push(Backend::Postgres(url));
+    }
+    Settings {
+        duration: Duration::from_millis(200),
+        warmup: Duration::from_millis(50),
+        connections: 4,
+        many_triggers: 20,
+        e2e_timeout: Duration::from_secs(30),
+        idle_settle: Duration::from_millis(200),
+        triggerd,
+        bench_exe: PathBuf::from(env!("CARGO_BIN_EXE_triggerd-bench")),
+        backends,
+        progress: false,
+    }
+}
+
+fn assert_sane_load(o: &Outcome) {
+    let what = format!("{} on {}", o.scenario, o.backend);
+    assert!(o.error.is_none(), "{what} failed: {:?}", o.error);
+    let l = o.load.as_ref().unwrap_or_else(|| panic!("{what}: no load"));
+    assert!(l.ok > 0, "{what}: nothing accepted: {l:?}");
+    assert_eq!(l.error_count(), 0, "{what}: errors {:?}", l.errors);
+    assert_eq!(l.requests, l.ok, "{what}");
+    assert!(
+        l.ok_total >= l.ok && l.answered_total >= l.ok_total,
+        "{what}: {l:?}"
+    );
+    assert_eq!(
+        l.latency.count, l.requests,
+        "{what}: one latency per request"
+    );
+    let p = &l.latency;
+    assert!(
+        0 < p.p50_us && p.p50_us <= p.p99_us && p.p99_us <= p.p999_us && p.p999_us <= p.max_us,
+        "{what}: percentiles out of order: {p:?}"
+    );
+    assert!(l.ok_per_sec > 0.0, "{what}");
+    let ratio = o.ratio.unwrap_or_else(|| panic!("{what}: no ratio"));
+    assert!(ratio > 0.0 && ratio.is_finite(), "{what}: ratio {ratio}");
+    assert!(l.server_cpu_pct.is_some(), "{what}: no server CPU");
+    assert!(
+        l.server_peak_rss > 1 << 20,
+        "{what}: RSS {}",
+        l.server_peak_rss
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_reports_sane_numbers() {
+    let Some(bin) = triggerd() else { return };
+    let settings = tiny(bin);
+    let scenarios = registry();
+    let report = run_suite(&settings, &scenarios).await;
+    let table = report.table();
+    println!("{table}");
+
+    let baseline = report.baseline.as_ref().expect("a baseline");
+    assert_sane_load(baseline);
+    assert_eq!(baseline.ratio, Some(1.0));
+
+    let expected = scenarios.len() * settings.backends.len();
+    assert_eq!(report.results.len(), expected, "{table}");
+    for o in &report.results {
+        let what = format!("{} on {}", o.scenario, o.backend);
+        match o.scenario.as_str() {
+            "ingest" => {
+                assert_sane_load(o);
+                assert_eq!(o.triggers, 1);
+            }
+            "ingest-many" => {
+                assert_sane_load(o);
+                assert_eq!(o.triggers, settings.many_triggers);
+            }
+            "e2e" => {
+                assert_sane_load(o);
+                let e = o.e2e.as_ref().expect("e2e figures");
+                let load = o.load.as_ref().expect("load");
+                assert_eq!(e.accepted, load.ok_total, "{what}");
+                assert_eq!(
+                    e.completed, e.accepted,
+                    "{what}: every run completes: {e:?}"
+                );
+                assert_eq!(e.failed, 0, "{what}");
+                assert_eq!(e.lag.count, e.completed, "{what}");
+                assert!(e.runs_per_sec > 0.0 && e.span_secs > 0.0, "{what}: {e:?}");
+                assert!(e.lag.p50_us <= e.lag.p99_us, "{what}: {e:?}");
+            }
+            "idle" => {
+                assert!(o.error.is_none(), "{what}: {:?}", o.error);
+                let rss = o.idle_rss.expect("idle RSS");
+                assert!((1 << 20..1 << 30).contains(&rss), "{what}: RSS {rss}");
+                assert!(o.load.is_none());
+            }
+            other => panic!("a scenario the smoke test does not know: {other}"),
+        }
+        assert!(table.contains(&o.scenario), "{table}");
+    }
+    assert!(!report.has_failures(), "{table}");
+
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).expect("JSON report");
+    assert_eq!(json["results"].as_array().map(Vec::len), Some(expected));
+    assert!(json["baseline"]["load"]["latency"]["p99_us"].as_u64() > Some(0));
+    assert!(json["machine"]["cores"].as_u64() >= Some(1));
+}
