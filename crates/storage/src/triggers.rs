@@ -352,7 +352,11 @@ impl Store {
         let token = token.to_owned();
         self.read(move |c| {
             let current_token = current_tokens.field(webhook_tokens::token);
-            let row: Option<TargetTuple> = webhook_tokens::table
+            // `load`, not `first`: SQLite (3.47+, bundled) marks a statement whose LIMIT is a bound
+            // parameter for re-preparation on every new binding, and diesel binds `first`'s
+            // LIMIT 1 on each call — re-planning this six-table join on every cache miss. The
+            // token is the primary key, so the query yields at most one row.
+            let rows: Vec<TargetTuple> = webhook_tokens::table
                 .inner_join(triggers::table.on(triggers::id.eq(webhook_tokens::trigger_id)))
                 .inner_join(deployments::table.on(deployments::id.eq(triggers::deployment_id)))
                 .inner_join(workflows::table.on(workflows::name.eq(deployments::workflow)))
@@ -388,9 +392,8 @@ impl Store {
                     workflow_versions::definition,
                     webhook_tokens::expires_at,
                 ))
-                .first(c)
-                .optional()?;
-            Ok(row.map(
+                .load(c)?;
+            Ok(rows.into_iter().next().map(
                 |(trigger, current, deployment, workflow_version, definition, token_expires_at)| {
                     WebhookTarget {
                         trigger: trigger.with_token(current),
