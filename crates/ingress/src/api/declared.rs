@@ -12,6 +12,7 @@ use triggerd_domain::trigger::TriggerConfig;
 use triggerd_storage::{DeploymentRow, NewTrigger, TriggerPatch, TriggerRow};
 
 use super::MAX_LIMIT;
+use super::triggers::next_fire_at;
 use crate::{ApiError, AppState, now_micros};
 
 /// What a sync changed, by trigger name.
@@ -51,15 +52,6 @@ async fn all_triggers(state: &AppState, deployment_id: &str) -> Result<Vec<Trigg
             Some(next) => cursor = Some(next),
             None => return Ok(rows),
         }
-    }
-}
-
-fn next_fire_at(config: &TriggerConfig) -> Option<i64> {
-    match config {
-        TriggerConfig::Cron(c) => c
-            .next_after(chrono::Utc::now())
-            .map(|t| t.timestamp_micros()),
-        TriggerConfig::Webhook(_) => None,
     }
 }
 

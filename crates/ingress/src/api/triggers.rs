@@ -53,7 +53,8 @@ fn validate(
     Ok(parsed)
 }
 
-fn next_fire_at(config: &TriggerConfig) -> Option<i64> {
+/// The next slot of a cron trigger from now, in microseconds; `None` for webhooks.
+pub(super) fn next_fire_at(config: &TriggerConfig) -> Option<i64> {
     match config {
         TriggerConfig::Cron(c) => c
             .next_after(chrono::Utc::now())
