@@ -13,6 +13,7 @@ mod crash;
 mod hidden_tokens;
 mod management;
 mod observability;
+mod openapi;
 mod rate_limit;
 mod triggers;
 mod webhooks;

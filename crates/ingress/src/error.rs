@@ -152,12 +152,12 @@ impl ApiError {
     }
 
     /// The JSON body.
-    pub fn body(&self) -> Value {
-        let mut body = json!({"error": self.message, "code": self.code});
-        if let Some(details) = &self.details {
-            body["details"] = details.clone();
+    pub fn body(&self) -> crate::openapi::ErrorBody {
+        crate::openapi::ErrorBody {
+            error: self.message.clone(),
+            code: self.code.to_owned(),
+            details: self.details.clone(),
         }
-        body
     }
 }
 

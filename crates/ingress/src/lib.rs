@@ -29,6 +29,7 @@ pub mod api;
 pub mod cache;
 pub mod error;
 pub mod metrics;
+pub mod openapi;
 mod respond;
 pub mod webhook;
 
@@ -39,7 +40,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response};
+use http::{HeaderValue, Method, Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -183,6 +184,42 @@ pub async fn serve(
     }
 }
 
+/// `GET /api/v1/openapi.json`, served without a token.
+const OPENAPI_ROUTE: (&str, &[Method]) = ("/api/v1/openapi.json", &[Method::GET]);
+/// `GET /healthz`.
+const HEALTH_ROUTE: (&str, &[Method]) = ("/healthz", &[Method::GET]);
+/// `GET /metrics`.
+const METRICS_ROUTE: (&str, &[Method]) = ("/metrics", &[Method::GET]);
+
+/// Routes outside the management API's router, with the methods each may answer (matchit
+/// syntax). A webhook endpoint answers the methods of `triggerd_domain::trigger::WEBHOOK_METHODS`
+/// that its trigger's `config.methods` allows. The OpenAPI coverage test reads this table.
+#[cfg(test)]
+pub(crate) const TOP_LEVEL_ROUTES: [(&str, &[Method]); 5] = [
+    ("/api/webhooks/{token}", WEBHOOK_METHODS),
+    ("/api/webhooks/{token}/{*rest}", WEBHOOK_METHODS),
+    OPENAPI_ROUTE,
+    HEALTH_ROUTE,
+    METRICS_ROUTE,
+];
+
+#[cfg(test)]
+const WEBHOOK_METHODS: &[Method] = &[
+    Method::GET,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+];
+
+/// 405 with `Allow` unless the request's method is one of `route`'s.
+fn refuse_method(route: (&str, &[Method]), method: &Method) -> Option<Response<Body>> {
+    (!route.1.contains(method)).then(|| {
+        let allow: Vec<&str> = route.1.iter().map(Method::as_str).collect();
+        error_response(&ApiError::method_not_allowed(allow.join(", ")))
+    })
+}
+
 /// Handles one request: routes it and stamps `X-Request-Id` on the response.
 pub async fn handle(
     state: &AppState,
@@ -193,12 +230,20 @@ pub async fn handle(
     let path = req.uri().path();
     let mut response = if path.starts_with("/api/webhooks/") {
         webhook::handle(state, remote, req, &request_id).await
+    } else if path == OPENAPI_ROUTE.0 {
+        refuse_method(OPENAPI_ROUTE, req.method()).unwrap_or_else(openapi::serve)
     } else if path.starts_with("/api/v1/") || path == "/api/v1" {
         api::handle(state, req).await
-    } else if path == "/healthz" {
-        health(state).await
-    } else if path == "/metrics" {
-        metrics::render(state).await
+    } else if path == HEALTH_ROUTE.0 {
+        match refuse_method(HEALTH_ROUTE, req.method()) {
+            Some(refused) => refused,
+            None => health(state).await,
+        }
+    } else if path == METRICS_ROUTE.0 {
+        match refuse_method(METRICS_ROUTE, req.method()) {
+            Some(refused) => refused,
+            None => metrics::render(state).await,
+        }
     } else {
         error_response(&ApiError::not_found(format!("no route for {path}")))
     };
@@ -208,14 +253,34 @@ pub async fn handle(
     response
 }
 
-async fn health(state: &AppState) -> Response<Body> {
+/// `GET /healthz`.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "health",
+    tag = "service",
+    responses(
+        (status = 200, description = "The database answers", body = openapi::HealthBody),
+        (status = 503, description = "The database does not answer", body = openapi::HealthBody),
+    )
+)]
+pub(crate) async fn health(state: &AppState) -> Response<Body> {
     match state.store.ping().await {
-        Ok(()) => json_response(http::StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        Ok(()) => json_response(
+            http::StatusCode::OK,
+            &openapi::HealthBody {
+                status: "ok".to_owned(),
+                error: None,
+            },
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "health check: database does not answer");
             json_response(
                 http::StatusCode::SERVICE_UNAVAILABLE,
-                &serde_json::json!({"status": "unavailable", "error": "the database does not answer"}),
+                &openapi::HealthBody {
+                    status: "unavailable".to_owned(),
+                    error: Some("the database does not answer".to_owned()),
+                },
             )
         }
     }

@@ -45,6 +45,13 @@ pub fn install_recorder() -> Option<PrometheusHandle> {
 }
 
 /// Renders every metric.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "service",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)),
+)]
 pub async fn render(state: &AppState) -> Response<Body> {
     let mut text = match &state.metrics {
         Some(handle) => {

@@ -3,12 +3,12 @@
 use bytes::Bytes;
 use http::{Response, StatusCode, header};
 use http_body_util::Full;
-use serde_json::Value;
+use serde::Serialize;
 
 use crate::{ApiError, Body};
 
 /// A JSON response with `status`.
-pub fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
+pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response<Body> {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut response = Response::new(Full::new(Bytes::from(bytes)));
     *response.status_mut() = status;

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::Call;
 use super::workflows::find_deployment;
+use crate::openapi::{ErrorBody, bodies};
 use crate::{ApiError, AppState, Body, json_response, now_micros};
 
 /// Longest key.
@@ -22,7 +23,19 @@ fn object(pairs: Vec<(String, String)>) -> Value {
 }
 
 /// `GET /deployments/{id}/context`: the whole store as one object.
-pub(super) async fn get(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/deployments/{id}/context",
+    operation_id = "get_context",
+    tag = "deployments",
+    summary = "Read the deployment's context store",
+    params(("id" = String, Path, description = "The deployment id (`dep_...`)")),
+    responses(
+        (status = 200, description = "The whole store: key to JSON value", body = Object),
+        (status = 404, description = "No such deployment", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let deployment = find_deployment(state, &call.param).await?;
     let pairs = state.store.get_context(&deployment.id).await?;
     Ok(json_response(StatusCode::OK, &object(pairs)))
@@ -30,7 +43,21 @@ pub(super) async fn get(state: &AppState, call: Call) -> Result<Response<Body>, 
 
 /// `PATCH /deployments/{id}/context` `{key: value | null, ...}`: sets and deletes keys in one
 /// transaction; answers the whole store after the change.
-pub(super) async fn patch(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+#[utoipa::path(
+    patch,
+    path = "/api/v1/deployments/{id}/context",
+    operation_id = "patch_context",
+    tag = "deployments",
+    summary = "Set and delete context keys in one transaction",
+    params(("id" = String, Path, description = "The deployment id (`dep_...`)")),
+    request_body(content = bodies::ContextPatch, description = "Keys to set; `null` deletes a key"),
+    responses(
+        (status = 200, description = "The whole store after the change", body = Object),
+        (status = 400, description = "Bad key or value too large, or the body is not an object", body = ErrorBody),
+        (status = 404, description = "No such deployment", body = ErrorBody),
+    )
+)]
+pub(crate) async fn patch(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let deployment = find_deployment(state, &call.param).await?;
     let body = call.object()?;
     let mut changes = Vec::with_capacity(body.len());

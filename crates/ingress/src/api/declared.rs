@@ -5,7 +5,6 @@
 //! changed ones in place (a webhook keeps its token and URL), and removes those no longer
 //! declared. Triggers created through the API (`declared = false`) are never touched.
 
-use serde_json::{Value, json};
 use triggerd_domain::definition::Definition;
 use triggerd_domain::ids::{IdKind, new_id, new_webhook_token};
 use triggerd_domain::trigger::TriggerConfig;
@@ -13,6 +12,7 @@ use triggerd_storage::{DeploymentRow, NewTrigger, TriggerPatch, TriggerRow};
 
 use super::MAX_LIMIT;
 use super::triggers::next_fire_at;
+use super::views::DeclaredSync;
 use crate::{ApiError, AppState, now_micros};
 
 /// What a sync changed, by trigger name.
@@ -24,14 +24,14 @@ pub(super) struct SyncReport {
 }
 
 impl SyncReport {
-    /// `{created: [names], updated, removed}`.
-    pub fn summary(&self) -> Value {
-        let created: Vec<&str> = self
-            .created
-            .iter()
-            .filter_map(|t| t.name.as_deref())
-            .collect();
-        json!({"created": created, "updated": self.updated, "removed": self.removed})
+    /// What changed in `deployment_id`, by trigger name.
+    pub fn summary(&self, deployment_id: &str) -> DeclaredSync {
+        DeclaredSync {
+            deployment_id: deployment_id.to_owned(),
+            created: self.created.iter().filter_map(|t| t.name.clone()).collect(),
+            updated: self.updated.clone(),
+            removed: self.removed.clone(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -126,7 +126,8 @@ pub(super) async fn sync(
     }
     if !report.is_empty() {
         state.cache.invalidate_all();
-        tracing::info!(deployment_id = %deployment.id, changes = %report.summary(), "declared triggers synced");
+        let summary = report.summary(&deployment.id);
+        tracing::info!(deployment_id = %deployment.id, created = ?summary.created, updated = ?summary.updated, removed = ?summary.removed, "declared triggers synced");
     }
     Ok(report)
 }

@@ -1,12 +1,12 @@
 //! The management API under `/api/v1` (SPEC 3): routing, admin-token authentication, body and
 //! query parsing. One module per group of routes; JSON views of stored rows in [`views`].
 
-mod context;
+pub(crate) mod context;
 mod declared;
-mod runs;
-mod triggers;
+pub(crate) mod runs;
+pub(crate) mod triggers;
 pub mod views;
-mod workflows;
+pub(crate) mod workflows;
 
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
@@ -23,7 +23,7 @@ pub const MAX_LIMIT: usize = 200;
 
 /// Every route of the API, with the methods each allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
+pub(crate) enum Route {
     Workflows,
     Deployments,
     Workflow,
@@ -61,38 +61,47 @@ impl Route {
     }
 }
 
+/// Every route under `/api/v1` (matchit syntax), in one table: the router is built from it and
+/// the OpenAPI coverage test reads it.
+pub(crate) const ROUTES: [(&str, Route); 16] = [
+    ("/api/v1/workflows", Route::Workflows),
+    ("/api/v1/deployments", Route::Deployments),
+    ("/api/v1/workflows/{name}/versions", Route::WorkflowVersions),
+    (
+        "/api/v1/workflows/{name}/versions/{version}",
+        Route::WorkflowVersion,
+    ),
+    ("/api/v1/workflows/{name}", Route::Workflow),
+    (
+        "/api/v1/workflows/{name}/deployments",
+        Route::WorkflowDeployments,
+    ),
+    ("/api/v1/deployments/{id}", Route::Deployment),
+    (
+        "/api/v1/deployments/{id}/triggers",
+        Route::DeploymentTriggers,
+    ),
+    ("/api/v1/deployments/{id}/context", Route::DeploymentContext),
+    ("/api/v1/triggers/{id}", Route::Trigger),
+    ("/api/v1/triggers/{id}/rotate", Route::TriggerRotate),
+    ("/api/v1/triggers/{id}/requests", Route::TriggerRequests),
+    ("/api/v1/triggers/{id}/test", Route::TriggerTest),
+    ("/api/v1/runs/{id}/cancel", Route::RunCancel),
+    ("/api/v1/runs", Route::Runs),
+    ("/api/v1/runs/{id}", Route::Run),
+];
+
+/// The routes of [`ROUTES`] with the methods each allows.
+#[cfg(test)]
+pub(crate) fn routes() -> impl Iterator<Item = (&'static str, &'static [Method])> {
+    ROUTES.iter().map(|(path, route)| (*path, route.methods()))
+}
+
 fn router() -> &'static matchit::Router<Route> {
     static ROUTER: std::sync::OnceLock<matchit::Router<Route>> = std::sync::OnceLock::new();
     ROUTER.get_or_init(|| {
         let mut r = matchit::Router::new();
-        let routes = [
-            ("/api/v1/workflows", Route::Workflows),
-            ("/api/v1/deployments", Route::Deployments),
-            ("/api/v1/workflows/{name}/versions", Route::WorkflowVersions),
-            (
-                "/api/v1/workflows/{name}/versions/{version}",
-                Route::WorkflowVersion,
-            ),
-            ("/api/v1/workflows/{name}", Route::Workflow),
-            (
-                "/api/v1/workflows/{name}/deployments",
-                Route::WorkflowDeployments,
-            ),
-            ("/api/v1/deployments/{id}", Route::Deployment),
-            (
-                "/api/v1/deployments/{id}/triggers",
-                Route::DeploymentTriggers,
-            ),
-            ("/api/v1/deployments/{id}/context", Route::DeploymentContext),
-            ("/api/v1/triggers/{id}", Route::Trigger),
-            ("/api/v1/triggers/{id}/rotate", Route::TriggerRotate),
-            ("/api/v1/triggers/{id}/requests", Route::TriggerRequests),
-            ("/api/v1/triggers/{id}/test", Route::TriggerTest),
-            ("/api/v1/runs/{id}/cancel", Route::RunCancel),
-            ("/api/v1/runs", Route::Runs),
-            ("/api/v1/runs/{id}", Route::Run),
-        ];
-        for (path, route) in routes {
+        for (path, route) in ROUTES {
             // The table above is static; a conflict is a programming error caught by the tests.
             if let Err(e) = r.insert(path, route) {
                 tracing::error!(%path, error = %e, "route conflict");
@@ -295,14 +304,6 @@ impl Call {
         };
         Ok((limit, cursor))
     }
-}
-
-/// `{data, next_cursor}`.
-pub(crate) fn list_response(data: Vec<Value>, next_cursor: Option<String>) -> Response<Body> {
-    crate::json_response(
-        StatusCode::OK,
-        &serde_json::json!({"data": data, "next_cursor": next_cursor}),
-    )
 }
 
 #[cfg(test)]

@@ -1,17 +1,31 @@
 //! Runs: start one through the API, read, list.
 
 use http::{Response, StatusCode};
-use serde_json::{Value, json};
+use serde_json::Value;
 use triggerd_domain::ids::{IdKind, is_valid_id, new_id};
 use triggerd_domain::run::RunStatus;
 use triggerd_storage::{NewRun, RunFilter};
 
 use super::workflows::{deployment_definition, find_deployment};
-use super::{Call, list_response, views};
+use super::{Call, views};
+use crate::openapi::{ErrorBody, bodies};
 use crate::{ApiError, AppState, Body, json_response, now_micros};
 
 /// `POST /runs` `{deployment_id, input}`: validated like a webhook's input.
-pub(super) async fn create(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/api/v1/runs",
+    operation_id = "create_run",
+    tag = "runs",
+    summary = "Start a run of a deployment",
+    request_body = bodies::CreateRun,
+    responses(
+        (status = 201, description = "The run is stored, pending", body = views::RunCreated),
+        (status = 404, description = "No such deployment", body = ErrorBody),
+        (status = 422, description = "The input is invalid (`invalid_input`); `details` lists each problem", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let body = call.object()?;
     if let Some(key) = body
         .keys()
@@ -64,12 +78,27 @@ pub(super) async fn create(state: &AppState, call: Call) -> Result<Response<Body
         .await?;
     Ok(json_response(
         StatusCode::CREATED,
-        &json!({"run_id": run_id, "status": "pending"}),
+        &views::RunCreated {
+            run_id,
+            status: RunStatus::Pending.as_str().to_owned(),
+        },
     ))
 }
 
 /// `GET /runs/{id}`.
-pub(super) async fn get(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs/{id}",
+    operation_id = "get_run",
+    tag = "runs",
+    summary = "Read a run",
+    params(("id" = String, Path, description = "The run id (`run_...`)")),
+    responses(
+        (status = 200, description = "The run", body = views::RunView),
+        (status = 404, description = "No such run", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let not_found = || ApiError::not_found(format!("run {} not found", call.param));
     if !is_valid_id(IdKind::Run, &call.param) {
         return Err(not_found());
@@ -84,7 +113,20 @@ pub(super) async fn get(state: &AppState, call: Call) -> Result<Response<Body>, 
 
 /// `POST /runs/{id}/cancel`: a pending, running or waiting run becomes `cancelled`; 409 when it
 /// already finished.
-pub(super) async fn cancel(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/api/v1/runs/{id}/cancel",
+    operation_id = "cancel_run",
+    tag = "runs",
+    summary = "Cancel a pending, running or waiting run",
+    params(("id" = String, Path, description = "The run id (`run_...`)")),
+    responses(
+        (status = 200, description = "The cancelled run", body = views::RunView),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run already finished (`conflict`)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn cancel(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     if !is_valid_id(IdKind::Run, &call.param) {
         return Err(ApiError::not_found(format!("run {} not found", call.param)));
     }
@@ -94,7 +136,19 @@ pub(super) async fn cancel(state: &AppState, call: Call) -> Result<Response<Body
 }
 
 /// `GET /runs?deployment_id=&trigger_id=&status=&limit=&cursor=`, newest first.
-pub(super) async fn list(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/runs",
+    operation_id = "list_runs",
+    tag = "runs",
+    summary = "List runs, newest first",
+    params(bodies::RunPageParams, bodies::RunFilters),
+    responses(
+        (status = 200, description = "A page of runs", body = views::RunPage),
+        (status = 400, description = "Bad `limit`, `cursor` or `status`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let (limit, cursor) = call.page(|c| is_valid_id(IdKind::Run, c))?;
     let status = match call.query_str("status") {
         None | Some("") => None,
@@ -107,23 +161,30 @@ pub(super) async fn list(state: &AppState, call: Call) -> Result<Response<Body>,
             }
         },
     };
+    let id_filter = |key: &str, kind: IdKind| -> Result<Option<String>, ApiError> {
+        match call.query_str(key) {
+            None | Some("") => Ok(None),
+            Some(id) if is_valid_id(kind, id) => Ok(Some(id.to_owned())),
+            Some(id) => Err(ApiError::bad_request(format!(
+                "{key} \"{id}\" is not an id of the right kind (`{}...`)",
+                kind.prefix()
+            ))),
+        }
+    };
     let filter = RunFilter {
-        deployment_id: call
-            .query_str("deployment_id")
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned),
-        trigger_id: call
-            .query_str("trigger_id")
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned),
+        deployment_id: id_filter("deployment_id", IdKind::Deployment)?,
+        trigger_id: id_filter("trigger_id", IdKind::Trigger)?,
         status,
     };
     let page = state
         .store
         .list_runs(filter, cursor.as_deref(), limit)
         .await?;
-    Ok(list_response(
-        page.items.iter().map(views::run).collect(),
-        page.next_cursor,
+    Ok(json_response(
+        StatusCode::OK,
+        &views::RunPage {
+            data: page.items.iter().map(views::run).collect(),
+            next_cursor: page.next_cursor,
+        },
     ))
 }

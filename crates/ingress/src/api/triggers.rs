@@ -1,7 +1,7 @@
 //! Triggers: create, list, read, change, remove, rotate, and the activity log.
 
 use http::{Response, StatusCode};
-use serde_json::{Value, json};
+use serde_json::Value;
 use triggerd_domain::Problem;
 use triggerd_domain::ids::{IdKind, is_valid_id, new_id, new_webhook_token};
 use triggerd_domain::inputs::is_valid_name;
@@ -10,7 +10,8 @@ use triggerd_domain::trigger::{ResponseMode, TriggerConfig, TriggerType, merge_c
 use triggerd_storage::{NewTrigger, TriggerPatch, TriggerRow};
 
 use super::workflows::{deployment_definition, find_deployment};
-use super::{Call, list_response, views};
+use super::{Call, views};
+use crate::openapi::{ErrorBody, bodies};
 use crate::respond::no_content;
 use crate::{ApiError, AppState, Body, json_response, now_micros};
 
@@ -63,14 +64,37 @@ pub(super) fn next_fire_at(config: &TriggerConfig) -> Option<i64> {
     }
 }
 
-fn view(state: &AppState, row: &TriggerRow) -> Value {
+fn view(state: &AppState, row: &TriggerRow) -> views::TriggerView {
     views::trigger(row, &state.config.public_url)
 }
 
 /// `POST /deployments/{id}/triggers` `{trigger_type, name?, enabled?, config}`.
-pub(super) async fn create(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/api/v1/deployments/{id}/triggers",
+    operation_id = "create_trigger",
+    tag = "triggers",
+    summary = "Create a webhook or cron trigger",
+    params(("id" = String, Path, description = "The deployment id (`dep_...`)")),
+    request_body = bodies::CreateTrigger,
+    responses(
+        (status = 201, description = "The trigger; a webhook's includes `token` and `url`", body = views::TriggerView),
+        (status = 404, description = "No such deployment", body = ErrorBody),
+        (status = 409, description = "The trigger name is taken in this deployment (`conflict`)", body = ErrorBody),
+        (status = 422, description = "The configuration is invalid (`invalid_config`); `details` lists each problem", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let deployment = find_deployment(state, &call.param).await?;
     let body = call.object()?;
+    if let Some(key) = body
+        .keys()
+        .find(|k| !["trigger_type", "name", "enabled", "config"].contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "unknown field \"{key}\": a trigger has trigger_type, name, enabled and config"
+        )));
+    }
     let trigger_type = match body.get("trigger_type").and_then(Value::as_str) {
         Some(t) => t
             .parse::<TriggerType>()
@@ -130,7 +154,20 @@ pub(super) async fn create(state: &AppState, call: Call) -> Result<Response<Body
 }
 
 /// `GET /deployments/{id}/triggers`.
-pub(super) async fn list(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/deployments/{id}/triggers",
+    operation_id = "list_triggers",
+    tag = "triggers",
+    summary = "List a deployment's triggers, newest first",
+    params(("id" = String, Path, description = "The deployment id (`dep_...`)"), bodies::TriggerPageParams),
+    responses(
+        (status = 200, description = "A page of triggers", body = views::TriggerPage),
+        (status = 400, description = "Bad `limit` (`bad_request`) or unknown `cursor` (`invalid_cursor`)", body = ErrorBody),
+        (status = 404, description = "No such deployment", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let deployment = find_deployment(state, &call.param).await?;
     let (limit, cursor) = call.page(|c| is_valid_id(IdKind::Trigger, c))?;
     let page = state
@@ -138,7 +175,13 @@ pub(super) async fn list(state: &AppState, call: Call) -> Result<Response<Body>,
         .list_triggers(&deployment.id, cursor.as_deref(), limit)
         .await?;
     let data = page.items.iter().map(|row| view(state, row)).collect();
-    Ok(list_response(data, page.next_cursor))
+    Ok(json_response(
+        StatusCode::OK,
+        &views::TriggerPage {
+            data,
+            next_cursor: page.next_cursor,
+        },
+    ))
 }
 
 async fn find(state: &AppState, id: &str) -> Result<TriggerRow, ApiError> {
@@ -153,14 +196,40 @@ async fn find(state: &AppState, id: &str) -> Result<TriggerRow, ApiError> {
 }
 
 /// `GET /triggers/{id}`.
-pub(super) async fn get(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/triggers/{id}",
+    operation_id = "get_trigger",
+    tag = "triggers",
+    summary = "Read a trigger",
+    params(("id" = String, Path, description = "The trigger id (`trg_...`)")),
+    responses(
+        (status = 200, description = "The trigger", body = views::TriggerView),
+        (status = 404, description = "No such trigger", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let row = find(state, &call.param).await?;
     Ok(json_response(StatusCode::OK, &view(state, &row)))
 }
 
 /// `PATCH /triggers/{id}` `{enabled?, config?}`: config keys merge at the top level; `null`
 /// removes a key.
-pub(super) async fn patch(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+#[utoipa::path(
+    patch,
+    path = "/api/v1/triggers/{id}",
+    operation_id = "patch_trigger",
+    tag = "triggers",
+    summary = "Change a trigger's `enabled` or `config`",
+    params(("id" = String, Path, description = "The trigger id (`trg_...`)")),
+    request_body = bodies::PatchTrigger,
+    responses(
+        (status = 200, description = "The trigger after the change", body = views::TriggerView),
+        (status = 404, description = "No such trigger", body = ErrorBody),
+        (status = 422, description = "The merged configuration is invalid (`invalid_config`)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn patch(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let row = find(state, &call.param).await?;
     let body = call.object()?;
     if let Some(key) = body
@@ -215,7 +284,19 @@ pub(super) async fn patch(state: &AppState, call: Call) -> Result<Response<Body>
 }
 
 /// `DELETE /triggers/{id}`: its URL stops at once.
-pub(super) async fn delete(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+#[utoipa::path(
+    delete,
+    path = "/api/v1/triggers/{id}",
+    operation_id = "delete_trigger",
+    tag = "triggers",
+    summary = "Remove a trigger; its URL stops at once",
+    params(("id" = String, Path, description = "The trigger id (`trg_...`)")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "No such trigger", body = ErrorBody),
+    )
+)]
+pub(crate) async fn delete(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     if !is_valid_id(IdKind::Trigger, &call.param) {
         return Err(ApiError::not_found(format!(
             "trigger {} not found",
@@ -229,7 +310,22 @@ pub(super) async fn delete(state: &AppState, call: Call) -> Result<Response<Body
 }
 
 /// `POST /triggers/{id}/rotate` `{grace_seconds?}`.
-pub(super) async fn rotate(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/api/v1/triggers/{id}/rotate",
+    operation_id = "rotate_trigger",
+    tag = "triggers",
+    summary = "Give a webhook trigger a new token and URL",
+    params(("id" = String, Path, description = "The trigger id (`trg_...`)")),
+    request_body(content = Option<bodies::RotateTrigger>, description = "Optional: how long the old token keeps working"),
+    responses(
+        (status = 200, description = "The trigger with its new token and URL", body = views::TriggerRotated),
+        (status = 400, description = "Bad `grace_seconds`", body = ErrorBody),
+        (status = 404, description = "No such trigger", body = ErrorBody),
+        (status = 409, description = "Not a webhook trigger (`conflict`)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn rotate(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let row = find(state, &call.param).await?;
     if row.trigger_type != TriggerType::Webhook.as_str() {
         return Err(ApiError::conflict(
@@ -260,13 +356,28 @@ pub(super) async fn rotate(state: &AppState, call: Call) -> Result<Response<Body
         .await?;
     state.cache.invalidate_all();
     tracing::info!(trigger_id = %row.id, grace_seconds = grace, "webhook token rotated");
-    let mut view = view(state, &row);
-    view["previous_token_valid_until"] = json!(old_valid_until.map(views::rfc3339));
+    let view = views::TriggerRotated {
+        trigger: view(state, &row),
+        previous_token_valid_until: old_valid_until.map(views::rfc3339),
+    };
     Ok(json_response(StatusCode::OK, &view))
 }
 
 /// `GET /triggers/{id}/requests?outcome=&limit=&cursor=`: the activity log, newest first.
-pub(super) async fn requests(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/triggers/{id}/requests",
+    operation_id = "list_trigger_requests",
+    tag = "triggers",
+    summary = "The trigger's activity log of inbound requests, newest first",
+    params(("id" = String, Path, description = "The trigger id (`trg_...`)"), bodies::ActivityPageParams, bodies::ActivityFilters),
+    responses(
+        (status = 200, description = "A page of activity rows", body = views::ActivityPage),
+        (status = 400, description = "Bad `limit`, `cursor` or `outcome`", body = ErrorBody),
+        (status = 404, description = "No such trigger", body = ErrorBody),
+    )
+)]
+pub(crate) async fn requests(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let row = find(state, &call.param).await?;
     let (limit, cursor) = call.page(|c| is_valid_id(IdKind::Request, c))?;
     let outcome = call.query_str("outcome");
@@ -282,16 +393,34 @@ pub(super) async fn requests(state: &AppState, call: Call) -> Result<Response<Bo
         .store
         .list_activity(&row.id, outcome, cursor.as_deref(), limit)
         .await?;
-    Ok(list_response(
-        page.items.iter().map(views::activity).collect(),
-        page.next_cursor,
+    Ok(json_response(
+        StatusCode::OK,
+        &views::ActivityPage {
+            data: page.items.iter().map(views::activity).collect(),
+            next_cursor: page.next_cursor,
+        },
     ))
 }
 
 /// `POST /triggers/{id}/test` `{method?, path?, headers?, query?, body}`: a dry run of the input
 /// mapping and validation a real request would get — 200 `{input, trigger_input}` or the same
 /// 422. No signature or API-key check, no run, no activity row, no rate-limit token.
-pub(super) async fn test(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/api/v1/triggers/{id}/test",
+    operation_id = "test_trigger",
+    tag = "triggers",
+    summary = "Dry run: the input a request would start a run with",
+    params(("id" = String, Path, description = "The trigger id (`trg_...`)")),
+    request_body(content = Option<bodies::TestRequest>, description = "The request to try; every field optional"),
+    responses(
+        (status = 200, description = "The mapped and validated input", body = views::TestResult),
+        (status = 400, description = "Bad body, or not a webhook trigger", body = ErrorBody),
+        (status = 404, description = "No such trigger", body = ErrorBody),
+        (status = 422, description = "The input a real request would be refused for (`invalid_input`)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn test(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let row = find(state, &call.param).await?;
     if row.trigger_type != TriggerType::Webhook.as_str() {
         return Err(ApiError::bad_request(
@@ -376,6 +505,9 @@ pub(super) async fn test(state: &AppState, call: Call) -> Result<Response<Body>,
         .map_err(ApiError::invalid_input)?;
     Ok(json_response(
         StatusCode::OK,
-        &json!({"input": input, "trigger_input": request}),
+        &views::TestResult {
+            input: Value::Object(input),
+            trigger_input: request,
+        },
     ))
 }

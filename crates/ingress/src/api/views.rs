@@ -1,11 +1,17 @@
 //! JSON views of stored rows, exactly as SPEC 3 shows them. Secrets never leave through here.
+//!
+//! Each view is a typed struct: handlers serialise it, and the OpenAPI document
+//! ([`crate::openapi`]) takes its schema from the same type (`utoipa::ToSchema`), so the document
+//! cannot drift from what the API answers.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use triggerd_domain::trigger::{TriggerConfig, TriggerType};
 use triggerd_storage::{
     ActivityRow, DeploymentRow, RunRow, TriggerRow, WorkflowRow, WorkflowVersionRow,
 };
+use utoipa::ToSchema;
 
 /// RFC 3339 UTC text of an instant in microseconds since the epoch.
 pub fn rfc3339(micros: i64) -> String {
@@ -14,8 +20,8 @@ pub fn rfc3339(micros: i64) -> String {
         .to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-fn opt_time(micros: Option<i64>) -> Value {
-    micros.map_or(Value::Null, |m| Value::String(rfc3339(m)))
+fn opt_time(micros: Option<i64>) -> Option<String> {
+    micros.map(rfc3339)
 }
 
 /// A stored JSON text as a value (`null` if it does not parse, which would be a bug).
@@ -28,44 +34,339 @@ fn opt_parsed(text: Option<&str>) -> Value {
 }
 
 /// A workflow at one version.
-pub fn workflow(row: &WorkflowRow, version: &WorkflowVersionRow) -> Value {
-    let definition = parsed(&version.definition);
-    json!({
-        "name": row.name,
-        "version": version.version,
-        "latest_version": row.latest_version,
-        "description": definition.get("description").cloned().unwrap_or(Value::Null),
-        "definition": definition,
-        "created_at": rfc3339(row.created_at),
-        "updated_at": rfc3339(row.updated_at),
-        "version_created_at": rfc3339(version.created_at),
-    })
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkflowView {
+    /// The workflow's name.
+    pub name: String,
+    /// The version shown.
+    pub version: i64,
+    /// The newest version.
+    pub latest_version: i64,
+    /// The definition's `description`.
+    pub description: Option<String>,
+    /// The definition of this version, as stored (SPEC 2).
+    #[schema(value_type = Object)]
+    pub definition: Value,
+    /// When the workflow was first stored (RFC 3339).
+    pub created_at: String,
+    /// When its newest version was stored.
+    pub updated_at: String,
+    /// When this version was stored.
+    pub version_created_at: String,
+}
+
+/// What `PUT /workflows/{name}` answers: the workflow at its newest version, whether that
+/// version is new, and the declared triggers it created, updated or removed per deployment.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkflowPut {
+    #[serde(flatten)]
+    pub workflow: WorkflowView,
+    /// `false` when the definition was identical to the latest version (no new version).
+    pub created: bool,
+    /// Per deployment tracking the latest version: `{deployment_id, created, updated, removed}`.
+    pub declared_triggers: Vec<DeclaredSync>,
+}
+
+/// The declared triggers one deployment gained, changed and lost with a new version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeclaredSync {
+    /// The deployment.
+    pub deployment_id: String,
+    /// Names of the triggers created.
+    pub created: Vec<String>,
+    /// Names of the triggers updated in place.
+    pub updated: Vec<String>,
+    /// Names of the triggers removed.
+    pub removed: Vec<String>,
 }
 
 /// A workflow in a list (no definition).
-pub fn workflow_summary(row: &WorkflowRow) -> Value {
-    json!({
-        "name": row.name,
-        "latest_version": row.latest_version,
-        "created_at": rfc3339(row.created_at),
-        "updated_at": rfc3339(row.updated_at),
-    })
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkflowSummary {
+    /// The workflow's name.
+    pub name: String,
+    /// The newest version.
+    pub latest_version: i64,
+    /// When it was first stored.
+    pub created_at: String,
+    /// When its newest version was stored.
+    pub updated_at: String,
+}
+
+/// One version of a workflow.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkflowVersionView {
+    /// The version number (1, 2, ...).
+    pub version: i64,
+    /// When it was stored.
+    pub created_at: String,
+    /// The definition of this version.
+    #[schema(value_type = Object)]
+    pub definition: Value,
 }
 
 /// A deployment.
-pub fn deployment(row: &DeploymentRow) -> Value {
-    json!({
-        "id": row.id,
-        "workflow": row.workflow,
-        "name": row.name,
-        "version": row.pinned_version,
-        "tracks_latest": row.pinned_version.is_none(),
-        "created_at": rfc3339(row.created_at),
-    })
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeploymentView {
+    /// `dep_...`
+    pub id: String,
+    /// The workflow it runs.
+    pub workflow: String,
+    /// Its name (`production`, `staging`).
+    pub name: String,
+    /// The pinned version; `null` when it tracks the latest.
+    pub version: Option<i64>,
+    /// Whether it runs the workflow's latest version.
+    pub tracks_latest: bool,
+    /// When it was created.
+    pub created_at: String,
+}
+
+/// What `POST /workflows/{name}/deployments` answers: the deployment and the declared triggers
+/// of its definition, created with it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeploymentCreated {
+    #[serde(flatten)]
+    pub deployment: DeploymentView,
+    /// The triggers declared in the definition, created for this deployment.
+    pub triggers: Vec<TriggerView>,
+}
+
+/// A trigger (SPEC 3 trigger object). A webhook's has `token` and `url`, a cron trigger's
+/// `next_fire_at`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TriggerView {
+    /// `trg_...`
+    pub id: String,
+    /// The deployment it starts runs of.
+    pub deployment_id: String,
+    /// Its name; declared triggers always have one.
+    pub name: Option<String>,
+    /// `webhook` or `cron`.
+    #[schema(pattern = "^(webhook|cron)$")]
+    pub trigger_type: String,
+    /// Disabled triggers start no runs (a webhook's URL answers 404).
+    pub enabled: bool,
+    /// Whether it comes from the workflow definition's `triggers` (managed by the definition).
+    pub declared: bool,
+    /// The configuration, without secrets: `secret_configured` and `api_keys_configured`
+    /// instead of `secret` and `api_keys`.
+    #[schema(value_type = Object)]
+    pub config: Value,
+    /// When it last started a run.
+    pub last_fired_at: Option<String>,
+    /// How many runs it started.
+    pub fire_count: i64,
+    /// When it was created.
+    pub created_at: String,
+    /// When it last changed.
+    pub updated_at: String,
+    /// Webhook triggers: the current token (`wht_...`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Webhook triggers: the URL senders call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Cron triggers: the next slot (`null` once a one-time trigger has fired).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, required = false)]
+    pub next_fire_at: Option<Option<String>>,
+}
+
+/// What `POST /triggers/{id}/rotate` answers: the trigger with its new token and URL.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TriggerRotated {
+    #[serde(flatten)]
+    pub trigger: TriggerView,
+    /// Until when the previous token still works; `null` when it stopped at once.
+    pub previous_token_valid_until: Option<String>,
+}
+
+/// A run (SPEC 3 run object).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunView {
+    /// `run_...`
+    pub id: String,
+    /// The deployment it belongs to.
+    pub deployment_id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// The workflow version it runs.
+    pub workflow_version: i64,
+    /// The trigger that started it; `null` for runs started through the API.
+    pub trigger_id: Option<String>,
+    /// `webhook`, `cron` or `api`.
+    #[schema(pattern = "^(webhook|cron|api)$")]
+    pub source: String,
+    /// `pending`, `running`, `waiting`, `completed`, `failed` or `cancelled`.
+    #[schema(pattern = "^(pending|running|waiting|completed|failed|cancelled)$")]
+    pub status: String,
+    /// The validated input.
+    #[schema(value_type = Object)]
+    pub input: Value,
+    /// The request that started it (`method`, `path`, `query`, `headers`, `body`), with
+    /// secrets redacted; `{scheduled_for}` for cron runs; `null` for API runs.
+    pub trigger_input: Value,
+    /// The context store as the run sees it.
+    #[schema(value_type = Object)]
+    pub context: Value,
+    /// One entry per step execution.
+    #[schema(value_type = Vec<Object>)]
+    pub step_executions: Value,
+    /// `webhook` or `approval` while waiting.
+    pub waiting_reason: Option<String>,
+    /// What the wait needs (resume or approval URLs).
+    pub waiting_payload: Value,
+    /// When the wait expires.
+    pub waiting_expires_at: Option<String>,
+    /// The rendered `output` once completed.
+    pub final_output: Value,
+    /// `{code, message}` once failed.
+    pub error: Value,
+    /// When it was created.
+    pub created_at: String,
+    /// When it started.
+    pub started_at: Option<String>,
+    /// When it finished.
+    pub finished_at: Option<String>,
+}
+
+/// What `POST /runs` answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunCreated {
+    /// The new run's id.
+    pub run_id: String,
+    /// Always `pending`.
+    pub status: String,
+}
+
+/// A webhook activity-log row (SPEC 4.6).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActivityView {
+    /// `req_...`, the `X-Request-Id` the sender got.
+    pub id: String,
+    /// When the request arrived.
+    pub received_at: String,
+    /// Its HTTP method.
+    pub method: String,
+    /// The status code it was answered with.
+    pub status_code: i32,
+    /// `accepted`, `method_not_allowed`, `too_large`, `rate_limited`, `bad_signature`,
+    /// `unauthorized`, `malformed`, `invalid_input` or `failed`.
+    pub outcome: String,
+    /// The run it started.
+    pub run_id: Option<String>,
+    /// Why it was refused.
+    pub error: Option<String>,
+    /// Size of its body.
+    pub body_bytes: i64,
+    /// Time to answer it.
+    pub duration_ms: i64,
+    /// The sender's address.
+    pub remote_addr: Option<String>,
+}
+
+/// What `POST /triggers/{id}/test` answers: the input a real request would start a run with.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestResult {
+    /// The mapped and validated input.
+    #[schema(value_type = Object)]
+    pub input: Value,
+    /// The request as the mapping saw it (headers lower-cased and redacted).
+    #[schema(value_type = Object)]
+    pub trigger_input: Value,
+}
+
+/// Declares a list page type `{data, next_cursor}` of one item type, with its schema.
+macro_rules! page {
+    ($(#[$doc:meta])* $name:ident of $item:ty) => {
+        $(#[$doc])*
+        #[derive(Debug, Serialize, ToSchema)]
+        pub struct $name {
+            /// This page's items, newest first.
+            pub data: Vec<$item>,
+            /// Pass as `cursor` for the next page; `null` on the last page.
+            pub next_cursor: Option<String>,
+        }
+    };
+}
+
+page!(
+    /// A page of workflows, by name.
+    WorkflowPage of WorkflowSummary
+);
+page!(
+    /// A page of a workflow's versions, newest first.
+    WorkflowVersionPage of WorkflowVersionView
+);
+page!(
+    /// A page of deployments.
+    DeploymentPage of DeploymentView
+);
+page!(
+    /// A page of triggers.
+    TriggerPage of TriggerView
+);
+page!(
+    /// A page of runs.
+    RunPage of RunView
+);
+page!(
+    /// A page of a trigger's activity log.
+    ActivityPage of ActivityView
+);
+
+/// A workflow at one version.
+pub fn workflow(row: &WorkflowRow, version: &WorkflowVersionRow) -> WorkflowView {
+    let definition = parsed(&version.definition);
+    WorkflowView {
+        name: row.name.clone(),
+        version: version.version,
+        latest_version: row.latest_version,
+        description: definition
+            .get("description")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        definition,
+        created_at: rfc3339(row.created_at),
+        updated_at: rfc3339(row.updated_at),
+        version_created_at: rfc3339(version.created_at),
+    }
+}
+
+/// A workflow in a list (no definition).
+pub fn workflow_summary(row: &WorkflowRow) -> WorkflowSummary {
+    WorkflowSummary {
+        name: row.name.clone(),
+        latest_version: row.latest_version,
+        created_at: rfc3339(row.created_at),
+        updated_at: rfc3339(row.updated_at),
+    }
+}
+
+/// One version of a workflow.
+pub fn workflow_version(row: &WorkflowVersionRow) -> WorkflowVersionView {
+    WorkflowVersionView {
+        version: row.version,
+        created_at: rfc3339(row.created_at),
+        definition: parsed(&row.definition),
+    }
+}
+
+/// A deployment.
+pub fn deployment(row: &DeploymentRow) -> DeploymentView {
+    DeploymentView {
+        id: row.id.clone(),
+        workflow: row.workflow.clone(),
+        name: row.name.clone(),
+        version: row.pinned_version,
+        tracks_latest: row.pinned_version.is_none(),
+        created_at: rfc3339(row.created_at),
+    }
 }
 
 /// A trigger; `public_url` builds a webhook's `url`.
-pub fn trigger(row: &TriggerRow, public_url: &str) -> Value {
+pub fn trigger(row: &TriggerRow, public_url: &str) -> TriggerView {
     let stored = parsed(&row.config);
     let trigger_type = if row.trigger_type == "cron" {
         TriggerType::Cron
@@ -84,73 +385,74 @@ pub fn trigger(row: &TriggerRow, public_url: &str) -> Value {
             shown
         }
     };
-    let mut view = json!({
-        "id": row.id,
-        "deployment_id": row.deployment_id,
-        "name": row.name,
-        "trigger_type": row.trigger_type,
-        "enabled": row.enabled,
-        "declared": row.declared,
-        "config": config,
-        "last_fired_at": opt_time(row.last_fired_at),
-        "fire_count": row.fire_count,
-        "created_at": rfc3339(row.created_at),
-        "updated_at": rfc3339(row.updated_at),
-    });
-    if trigger_type == TriggerType::Webhook {
-        view["token"] = json!(row.token);
-        view["url"] = row.token.as_ref().map_or(Value::Null, |t| {
-            json!(format!("{public_url}/api/webhooks/{t}"))
-        });
-    } else {
-        view["next_fire_at"] = opt_time(row.next_fire_at);
+    let webhook = trigger_type == TriggerType::Webhook;
+    TriggerView {
+        id: row.id.clone(),
+        deployment_id: row.deployment_id.clone(),
+        name: row.name.clone(),
+        trigger_type: row.trigger_type.clone(),
+        enabled: row.enabled,
+        declared: row.declared,
+        config,
+        last_fired_at: opt_time(row.last_fired_at),
+        fire_count: row.fire_count,
+        created_at: rfc3339(row.created_at),
+        updated_at: rfc3339(row.updated_at),
+        token: row.token.clone().filter(|_| webhook),
+        url: row
+            .token
+            .as_ref()
+            .filter(|_| webhook)
+            .map(|t| format!("{public_url}/api/webhooks/{t}")),
+        next_fire_at: (!webhook).then(|| opt_time(row.next_fire_at)),
     }
-    view
 }
 
 /// A run (SPEC 3 run object).
-pub fn run(row: &RunRow) -> Value {
-    json!({
-        "id": row.id,
-        "deployment_id": row.deployment_id,
-        "workflow": row.workflow,
-        "workflow_version": row.workflow_version,
-        "trigger_id": row.trigger_id,
-        "source": row.source,
-        "status": row.status,
-        "input": parsed(&row.input),
-        "trigger_input": parsed(&row.trigger_input),
-        "context": parsed(&row.context),
-        "step_executions": parsed(&row.step_executions),
-        "waiting_reason": row.waiting_reason,
-        "waiting_payload": opt_parsed(row.waiting_payload.as_deref()),
-        "waiting_expires_at": opt_time(row.waiting_expires_at),
-        "final_output": opt_parsed(row.final_output.as_deref()),
-        "error": opt_parsed(row.error.as_deref()),
-        "created_at": rfc3339(row.created_at),
-        "started_at": opt_time(row.started_at),
-        "finished_at": opt_time(row.finished_at),
-    })
+pub fn run(row: &RunRow) -> RunView {
+    RunView {
+        id: row.id.clone(),
+        deployment_id: row.deployment_id.clone(),
+        workflow: row.workflow.clone(),
+        workflow_version: row.workflow_version,
+        trigger_id: row.trigger_id.clone(),
+        source: row.source.clone(),
+        status: row.status.clone(),
+        input: parsed(&row.input),
+        trigger_input: parsed(&row.trigger_input),
+        context: parsed(&row.context),
+        step_executions: parsed(&row.step_executions),
+        waiting_reason: row.waiting_reason.clone(),
+        waiting_payload: opt_parsed(row.waiting_payload.as_deref()),
+        waiting_expires_at: opt_time(row.waiting_expires_at),
+        final_output: opt_parsed(row.final_output.as_deref()),
+        error: opt_parsed(row.error.as_deref()),
+        created_at: rfc3339(row.created_at),
+        started_at: opt_time(row.started_at),
+        finished_at: opt_time(row.finished_at),
+    }
 }
 
 /// A webhook activity-log row (SPEC 4.6).
-pub fn activity(row: &ActivityRow) -> Value {
-    json!({
-        "id": row.id,
-        "received_at": rfc3339(row.received_at),
-        "method": row.method,
-        "status_code": row.status_code,
-        "outcome": row.outcome,
-        "run_id": row.run_id,
-        "error": row.error,
-        "body_bytes": row.body_bytes,
-        "duration_ms": row.duration_ms,
-        "remote_addr": row.remote_addr,
-    })
+pub fn activity(row: &ActivityRow) -> ActivityView {
+    ActivityView {
+        id: row.id.clone(),
+        received_at: rfc3339(row.received_at),
+        method: row.method.clone(),
+        status_code: row.status_code,
+        outcome: row.outcome.clone(),
+        run_id: row.run_id.clone(),
+        error: row.error.clone(),
+        body_bytes: row.body_bytes,
+        duration_ms: row.duration_ms,
+        remote_addr: row.remote_addr.clone(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -179,7 +481,7 @@ mod tests {
             updated_at: 0,
             token: Some("wht_x".into()),
         };
-        let view = trigger(&row, "http://h");
+        let view = serde_json::to_value(trigger(&row, "http://h")).unwrap();
         let text = view.to_string();
         assert!(!text.contains("s3cret") && !text.contains("0123456789abcdefXYZ"));
         assert_eq!(view["config"]["secret_configured"], json!(true));

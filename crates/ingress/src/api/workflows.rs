@@ -8,12 +8,27 @@ use triggerd_domain::ids::{IdKind, is_valid_id, new_id};
 use triggerd_domain::inputs::is_valid_name;
 use triggerd_storage::{DeploymentRow, NewDeployment, WorkflowVersionRow};
 
-use super::{Call, list_response, views};
+use super::{Call, views};
+use crate::openapi::{ErrorBody, bodies};
 use crate::respond::no_content;
 use crate::{ApiError, AppState, Body, json_response, now_micros};
 
 /// `PUT /workflows/{name}`: a new version unless identical to the latest.
-pub(super) async fn put(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+#[utoipa::path(
+    put,
+    path = "/api/v1/workflows/{name}",
+    operation_id = "put_workflow",
+    tag = "workflows",
+    summary = "Create or update a workflow definition",
+    params(("name" = String, Path, description = "The workflow's name")),
+    request_body = bodies::Definition,
+    responses(
+        (status = 200, description = "The workflow at its newest version; `created` is false when the definition was identical to the latest (no new version)", body = views::WorkflowPut),
+        (status = 400, description = "Bad workflow name, body not JSON or not an object", body = ErrorBody),
+        (status = 422, description = "The definition is invalid (`invalid_definition`); `details` lists each problem", body = ErrorBody),
+    )
+)]
+pub(crate) async fn put(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let name = call.param.clone();
     if !is_workflow_name(&name) {
         return Err(ApiError::bad_request(
@@ -52,9 +67,7 @@ pub(super) async fn put(state: &AppState, call: Call) -> Result<Response<Body>, 
             if deployment.pinned_version.is_none() {
                 let report = super::declared::sync(state, &deployment, &definition).await?;
                 if !report.is_empty() {
-                    let mut changes = report.summary();
-                    changes["deployment_id"] = json!(deployment.id);
-                    synced.push(changes);
+                    synced.push(report.summary(&deployment.id));
                 }
             }
         }
@@ -64,14 +77,28 @@ pub(super) async fn put(state: &AppState, call: Call) -> Result<Response<Body>, 
         .get_workflow(&name)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("workflow {name} not found")))?;
-    let mut view = views::workflow(&row, &latest);
-    view["created"] = json!(created);
-    view["declared_triggers"] = json!(synced);
+    let view = views::WorkflowPut {
+        workflow: views::workflow(&row, &latest),
+        created,
+        declared_triggers: synced,
+    };
     Ok(json_response(StatusCode::OK, &view))
 }
 
 /// `GET /workflows/{name}`: the latest version.
-pub(super) async fn get(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/workflows/{name}",
+    operation_id = "get_workflow",
+    tag = "workflows",
+    summary = "Read a workflow at its latest version",
+    params(("name" = String, Path, description = "The workflow's name")),
+    responses(
+        (status = 200, description = "The workflow", body = views::WorkflowView),
+        (status = 404, description = "No such workflow", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let (row, latest) = state
         .store
         .get_workflow(&call.param)
@@ -84,38 +111,74 @@ pub(super) async fn get(state: &AppState, call: Call) -> Result<Response<Body>, 
 }
 
 /// `GET /workflows`: by name.
-pub(super) async fn list(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/workflows",
+    operation_id = "list_workflows",
+    tag = "workflows",
+    summary = "List workflows by name",
+    params(bodies::WorkflowPageParams),
+    responses(
+        (status = 200, description = "A page of workflows", body = views::WorkflowPage),
+        (status = 400, description = "Bad `limit` (`bad_request`) or unknown `cursor` (`invalid_cursor`)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let (limit, cursor) = call.page(is_workflow_name)?;
     let page = state.store.list_workflows(cursor.as_deref(), limit).await?;
-    Ok(list_response(
-        page.items.iter().map(views::workflow_summary).collect(),
-        page.next_cursor,
+    Ok(json_response(
+        StatusCode::OK,
+        &views::WorkflowPage {
+            data: page.items.iter().map(views::workflow_summary).collect(),
+            next_cursor: page.next_cursor,
+        },
     ))
 }
 
 /// `GET /workflows/{name}/versions`: newest first; the cursor is a version number.
-pub(super) async fn versions(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/workflows/{name}/versions",
+    operation_id = "list_workflow_versions",
+    tag = "workflows",
+    summary = "List a workflow's versions, newest first",
+    params(("name" = String, Path, description = "The workflow's name"), bodies::VersionPageParams),
+    responses(
+        (status = 200, description = "A page of versions", body = views::WorkflowVersionPage),
+        (status = 404, description = "No such workflow", body = ErrorBody),
+        (status = 400, description = "Bad `limit` (`bad_request`) or unknown `cursor` (`invalid_cursor`)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn versions(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let (limit, cursor) = call.page(|c| c.parse::<i64>().is_ok_and(|v| v > 0))?;
     let before = cursor.and_then(|c| c.parse::<i64>().ok());
     let (rows, next) = state
         .store
         .list_workflow_versions(&call.param, before, limit)
         .await?;
-    let data = rows
-        .iter()
-        .map(|v| {
-            json!({
-                "version": v.version,
-                "created_at": views::rfc3339(v.created_at),
-                "definition": serde_json::from_str::<Value>(&v.definition).unwrap_or(Value::Null),
-            })
-        })
-        .collect();
-    Ok(list_response(data, next.map(|v| v.to_string())))
+    Ok(json_response(
+        StatusCode::OK,
+        &views::WorkflowVersionPage {
+            data: rows.iter().map(views::workflow_version).collect(),
+            next_cursor: next.map(|v| v.to_string()),
+        },
+    ))
 }
 
 /// `GET /workflows/{name}/versions/{version}`.
-pub(super) async fn version(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/v1/workflows/{name}/versions/{version}",
+    operation_id = "get_workflow_version",
+    tag = "workflows",
+    summary = "Read one version of a workflow",
+    params(("name" = String, Path, description = "The workflow's name"), ("version" = i64, Path, description = "The version number")),
+    responses(
+        (status = 200, description = "The workflow at that version", body = views::WorkflowView),
+        (status = 404, description = "No such workflow or version", body = ErrorBody),
+    )
+)]
+pub(crate) async fn version(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let not_found = || {
         ApiError::not_found(format!(
             "version {} of workflow {} not found",
@@ -140,14 +203,39 @@ pub(super) async fn version(state: &AppState, call: Call) -> Result<Response<Bod
 }
 
 /// `DELETE /workflows/{name}`: 409 while deployments exist.
-pub(super) async fn delete(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+#[utoipa::path(
+    delete,
+    path = "/api/v1/workflows/{name}",
+    operation_id = "delete_workflow",
+    tag = "workflows",
+    summary = "Delete a workflow and all its versions",
+    params(("name" = String, Path, description = "The workflow's name")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such workflow", body = ErrorBody),
+        (status = 409, description = "The workflow still has deployments (`conflict`)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn delete(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     state.store.delete_workflow(&call.param).await?;
     tracing::info!(workflow = %call.param, "workflow deleted");
     Ok(no_content())
 }
 
 /// `GET /deployments`: newest first.
-pub(super) async fn list_deployments(
+#[utoipa::path(
+    get,
+    path = "/api/v1/deployments",
+    operation_id = "list_deployments",
+    tag = "deployments",
+    summary = "List deployments, newest first",
+    params(bodies::DeploymentPageParams),
+    responses(
+        (status = 200, description = "A page of deployments", body = views::DeploymentPage),
+        (status = 400, description = "Bad `limit` (`bad_request`) or unknown `cursor` (`invalid_cursor`)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_deployments(
     state: &AppState,
     call: Call,
 ) -> Result<Response<Body>, ApiError> {
@@ -156,14 +244,29 @@ pub(super) async fn list_deployments(
         .store
         .list_deployments(cursor.as_deref(), limit)
         .await?;
-    Ok(list_response(
-        page.items.iter().map(views::deployment).collect(),
-        page.next_cursor,
+    Ok(json_response(
+        StatusCode::OK,
+        &views::DeploymentPage {
+            data: page.items.iter().map(views::deployment).collect(),
+            next_cursor: page.next_cursor,
+        },
     ))
 }
 
 /// `DELETE /deployments/{id}`: its triggers stop at once.
-pub(super) async fn delete_deployment(
+#[utoipa::path(
+    delete,
+    path = "/api/v1/deployments/{id}",
+    operation_id = "delete_deployment",
+    tag = "deployments",
+    summary = "Delete a deployment; its triggers stop at once",
+    params(("id" = String, Path, description = "The deployment id (`dep_...`)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such deployment", body = ErrorBody),
+    )
+)]
+pub(crate) async fn delete_deployment(
     state: &AppState,
     call: Call,
 ) -> Result<Response<Body>, ApiError> {
@@ -175,7 +278,22 @@ pub(super) async fn delete_deployment(
 }
 
 /// `POST /workflows/{name}/deployments` `{name, version?}`.
-pub(super) async fn deploy(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/api/v1/workflows/{name}/deployments",
+    operation_id = "create_deployment",
+    tag = "deployments",
+    summary = "Deploy a workflow",
+    params(("name" = String, Path, description = "The workflow's name")),
+    request_body = bodies::CreateDeployment,
+    responses(
+        (status = 201, description = "The deployment, with the declared triggers created for it", body = views::DeploymentCreated),
+        (status = 400, description = "Bad body; `details` lists each problem", body = ErrorBody),
+        (status = 404, description = "No such workflow or version", body = ErrorBody),
+        (status = 409, description = "The deployment name is taken for this workflow (`conflict`)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn deploy(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let body = call.object()?;
     let mut problems = Vec::new();
     let name = match body.get("name").and_then(Value::as_str) {
@@ -190,7 +308,12 @@ pub(super) async fn deploy(state: &AppState, call: Call) -> Result<Response<Body
     };
     let pinned_version = match body.get("version") {
         None | Some(Value::Null) => None,
-        Some(v) => match v.as_i64() {
+        // A whole-number float (`2.0`) is an integer, as for inputs.
+        Some(v) => match v.as_i64().or_else(|| {
+            v.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15)
+                .map(|f| f as i64)
+        }) {
             Some(n) if n >= 1 => Some(n),
             _ => {
                 problems.push(Problem::new(
@@ -229,17 +352,31 @@ pub(super) async fn deploy(state: &AppState, call: Call) -> Result<Response<Body
     tracing::info!(deployment_id = %row.id, workflow = %row.workflow, name = %row.name, "deployment created");
     let (_, definition) = deployment_definition(state, &row).await?;
     let report = super::declared::sync(state, &row, &definition).await?;
-    let mut view = views::deployment(&row);
-    view["triggers"] = report
-        .created
-        .iter()
-        .map(|t| views::trigger(t, &state.config.public_url))
-        .collect();
+    let view = views::DeploymentCreated {
+        deployment: views::deployment(&row),
+        triggers: report
+            .created
+            .iter()
+            .map(|t| views::trigger(t, &state.config.public_url))
+            .collect(),
+    };
     Ok(json_response(StatusCode::CREATED, &view))
 }
 
 /// `GET /deployments/{id}`.
-pub(super) async fn get_deployment(
+#[utoipa::path(
+    get,
+    path = "/api/v1/deployments/{id}",
+    operation_id = "get_deployment",
+    tag = "deployments",
+    summary = "Read a deployment",
+    params(("id" = String, Path, description = "The deployment id (`dep_...`)")),
+    responses(
+        (status = 200, description = "The deployment", body = views::DeploymentView),
+        (status = 404, description = "No such deployment", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_deployment(
     state: &AppState,
     call: Call,
 ) -> Result<Response<Body>, ApiError> {
