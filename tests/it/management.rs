@@ -1,7 +1,9 @@
 //! Management routes beyond the webhook walk-through: the trigger dry run and run cancellation.
 
+use std::time::{Duration, Instant};
+
 use serde_json::json;
-use triggerd_tests::{Backend, RUN_TIMEOUT, TestServer, order_workflow, send};
+use triggerd_tests::{Backend, RUN_TIMEOUT, TestServer, order_workflow, send, str_field};
 
 async fn trigger_test_maps_and_validates_without_starting_anything(backend: Backend) {
     let server = TestServer::start(backend).await;
@@ -446,7 +448,55 @@ async fn a_config_file_sets_what_the_environment_does_not(backend: Backend) {
     );
 }
 
+async fn finished_runs_are_deleted_after_the_run_retention(backend: Backend) {
+    // 0.00002 days = 1.728 s; the sweep runs every second at that size.
+    let server = TestServer::start_with(
+        backend,
+        &[
+            ("TRIGGERD_RUN_RETENTION_DAYS", "0.00002"),
+            ("RUST_LOG", "info"),
+        ],
+    )
+    .await;
+    server
+        .put_workflow("short-lived", json!({"name": "short-lived"}))
+        .await;
+    let deployment = server.deploy("short-lived", "production").await;
+    let reply = send(
+        server
+            .client()
+            .post(server.api("/runs"))
+            .json(&json!({"deployment_id": deployment["id"], "input": {}})),
+    )
+    .await;
+    server.expect(&reply, 201, "POST /runs");
+    let run_id = str_field(&reply.body, "run_id");
+    server
+        .wait_for_run_status(&run_id, "completed", Duration::from_secs(10))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = send(server.client().get(server.api(&format!("/runs/{run_id}")))).await;
+        if reply.status == 404 {
+            break;
+        }
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        assert!(
+            Instant::now() < deadline,
+            "the finished run was not deleted within 30 s: {}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        server.logs().contains("deleted finished runs"),
+        "{}",
+        server.logs()
+    );
+}
+
 triggerd_tests::e2e_tests!(
+    finished_runs_are_deleted_after_the_run_retention,
     trigger_test_maps_and_validates_without_starting_anything,
     cancel_stops_an_unfinished_run_and_refuses_a_finished_one,
     declared_triggers_follow_the_definition_per_deployment,

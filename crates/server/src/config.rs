@@ -9,6 +9,7 @@
 //! public_url = "https://hooks.example.com"
 //! hide_unknown_tokens = true
 //! activity_retention = 5000
+//! run_retention_days = 30
 //! ```
 //!
 //! A value from the environment or a flag wins over the file; the file wins over the defaults.
@@ -33,6 +34,7 @@ pub struct FileConfig {
     api_token: Option<String>,
     hide_unknown_tokens: Option<bool>,
     activity_retention: Option<usize>,
+    run_retention_days: Option<f64>,
 }
 
 impl FileConfig {
@@ -40,8 +42,17 @@ impl FileConfig {
     pub fn read(path: &Path) -> Result<FileConfig, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read the config file {}: {e}", path.display()))?;
-        toml::from_str(&text)
-            .map_err(|e| format!("the config file {} is invalid: {e}", path.display()))
+        let file: FileConfig = toml::from_str(&text)
+            .map_err(|e| format!("the config file {} is invalid: {e}", path.display()))?;
+        if let Some(days) = file.run_retention_days
+            && !(days.is_finite() && days >= 0.0)
+        {
+            return Err(format!(
+                "the config file {} is invalid: run_retention_days must be a number of days ≥ 0, got {days}",
+                path.display()
+            ));
+        }
+        Ok(file)
     }
 
     /// Sets every option of `args` that still has its default (not given as a flag or in the
@@ -76,6 +87,12 @@ impl FileConfig {
             .filter(|_| unset("activity_retention"))
         {
             args.activity_retention = v;
+        }
+        if let Some(v) = self
+            .run_retention_days
+            .filter(|_| unset("run_retention_days"))
+        {
+            args.run_retention_days = Some(v);
         }
     }
 }

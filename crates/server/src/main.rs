@@ -14,6 +14,7 @@ use triggerd_storage::{Store, StoreOptions, redact_url};
 
 mod apply;
 mod config;
+mod retention;
 
 /// The settings key under which the admin token's SHA-256 is stored.
 const ADMIN_TOKEN_KEY: &str = "admin_token_sha256";
@@ -36,7 +37,8 @@ enum Command {
     ///
     /// Migrations run at start. On the first start without TRIGGERD_API_TOKEN an admin token is
     /// generated, printed once, and only its hash is stored. SIGTERM or Ctrl-C stops accepting,
-    /// finishes in-flight requests and leaves runs for the next start.
+    /// finishes in-flight requests and leaves runs for the next start. Logs go to stderr, filtered
+    /// by RUST_LOG (default: info).
     Serve(ServeArgs),
     /// Create or upgrade the database schema, then exit.
     Migrate(DbArgs),
@@ -98,6 +100,21 @@ struct ServeArgs {
     /// Activity-log rows kept per webhook trigger (the newest; 0 keeps all).
     #[arg(long, env = "TRIGGERD_ACTIVITY_RETENTION", default_value_t = 1000)]
     activity_retention: usize,
+    /// Delete finished runs (completed, failed, cancelled) older than this many days (a decimal
+    /// number, e.g. 30 or 0.5); unset keeps them forever. Checked at start and then every hour
+    /// (more often for retentions under ten hours).
+    #[arg(long, env = "TRIGGERD_RUN_RETENTION_DAYS", value_parser = parse_retention_days)]
+    run_retention_days: Option<f64>,
+}
+
+/// A retention in days: a finite number ≥ 0.
+fn parse_retention_days(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(days) if days.is_finite() && days >= 0.0 => Ok(days),
+        _ => Err(format!(
+            "expected a number of days such as 30 or 0.5, got {text:?}"
+        )),
+    }
 }
 
 fn main() -> ExitCode {
@@ -241,7 +258,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         new_id(IdKind::Request).trim_start_matches("req_")
     );
     let worker =
-        tokio::spawn(triggerd_scheduler::RunWorker::new(store.clone(), owner).run(stop_rx));
+        tokio::spawn(triggerd_scheduler::RunWorker::new(store.clone(), owner).run(stop_rx.clone()));
+    let retention = args
+        .run_retention_days
+        .map(|days| tokio::spawn(retention::run(store.clone(), days, stop_rx)));
 
     println!("triggerd listening on http://{local} (public URL {public_url})");
     tracing::info!(%local, %public_url, "listening");
@@ -249,6 +269,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
 
     tracing::info!("shutting down: stopping the run worker and flushing the database");
     let _ = stop_tx.send(true);
+    if let Some(retention) = retention {
+        let _ = retention.await;
+    }
     if tokio::time::timeout(Duration::from_secs(10), worker)
         .await
         .is_err()

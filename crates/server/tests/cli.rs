@@ -33,6 +33,10 @@ fn serve_help_documents_the_environment() {
         "TRIGGERD_PUBLIC_URL",
         "TRIGGERD_API_TOKEN",
         "TRIGGERD_HIDE_UNKNOWN_TOKENS",
+        "TRIGGERD_ACTIVITY_RETENTION",
+        "TRIGGERD_RUN_RETENTION_DAYS",
+        "TRIGGERD_CONFIG",
+        "RUST_LOG",
     ] {
         assert!(
             text.contains(var),
@@ -102,4 +106,15 @@ fn a_config_file_with_an_unknown_key_is_refused_before_starting() {
         stderr.contains("listen_port") && stderr.contains("triggerd.toml"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_negative_run_retention_is_refused_with_a_hint() {
+    let out = Command::new(env!("CARGO_BIN_EXE_triggerd"))
+        .args(["serve", "--run-retention-days=-1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("number of days"), "{text}");
 }

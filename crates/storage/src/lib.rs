@@ -32,6 +32,7 @@ mod context;
 mod deployments;
 mod error;
 mod ingest;
+mod retention;
 mod runs;
 mod schema;
 mod settings;

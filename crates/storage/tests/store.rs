@@ -1316,7 +1316,46 @@ async fn migrations_run_up_down_up(store: Store, db: TestDb) {
     store.shutdown().await;
 }
 
+async fn finished_runs_past_retention_are_deleted_and_others_kept(store: Store, _db: TestDb) {
+    seed(&store).await;
+    // 1,100 runs, more than two scan batches: every fourth one old and finished in each
+    // finished status, the others new, old but unfinished, or finished just at the cut-off.
+    let cutoff = T0 + 100 * SEC;
+    let mut tasks = Vec::new();
+    for n in 0..1100usize {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut run = new_run(&run_id(n), "dep_1", None);
+            let (status, finished_at) = match n % 4 {
+                0 => (
+                    ["completed", "failed", "cancelled"][n / 4 % 3],
+                    Some(cutoff - SEC),
+                ),
+                1 => ("completed", Some(cutoff + SEC)),
+                2 => (["pending", "running", "waiting"][n / 4 % 3], None),
+                _ => ("completed", Some(cutoff)),
+            };
+            run.status = status.into();
+            run.finished_at = finished_at;
+            store.create_run(run).await.unwrap();
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(
+        store.delete_finished_runs_before(cutoff).await.unwrap(),
+        275
+    );
+    for n in 0..1100usize {
+        let kept = store.get_run(&run_id(n)).await.unwrap().is_some();
+        assert_eq!(kept, n % 4 != 0, "run {n}");
+    }
+    assert_eq!(store.delete_finished_runs_before(cutoff).await.unwrap(), 0);
+}
+
 triggerd_storage::store_tests!(
+    finished_runs_past_retention_are_deleted_and_others_kept,
     open_ping_and_backend,
     unfinished_runs_cancel_and_finished_ones_conflict,
     context_keys_are_set_replaced_and_deleted,

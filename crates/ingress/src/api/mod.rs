@@ -258,10 +258,10 @@ impl Call {
         }
     }
 
-    /// The body as an object, or an empty one when there is no body.
+    /// The body as an object, or an empty one when there is no body (or a JSON `null`).
     pub fn object_or_empty(&self) -> Result<serde_json::Map<String, Value>, ApiError> {
         match &self.body {
-            None => Ok(serde_json::Map::new()),
+            None | Some(Value::Null) => Ok(serde_json::Map::new()),
             Some(_) => self.object().cloned(),
         }
     }
