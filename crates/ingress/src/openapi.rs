@@ -144,20 +144,72 @@ pub(crate) mod bodies {
         pub response: Option<Value>,
     }
 
-    /// A cron trigger's configuration (SPEC 5): `schedule` or `at`.
+    /// A cron trigger's configuration (SPEC 5): a `schedule`, or `at` for a one-time trigger.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(untagged)]
+    pub enum CronConfig {
+        /// Fires on a schedule.
+        Schedule(CronSchedule),
+        /// Fires once.
+        At(CronAt),
+    }
+
+    /// A cron trigger firing on a schedule.
     #[derive(Deserialize, ToSchema)]
     #[serde(deny_unknown_fields)]
-    pub struct CronConfig {
+    pub struct CronSchedule {
         /// Five-field cron (`0 9 * * 1`) or an alias (`@daily`).
-        pub schedule: Option<String>,
-        /// An RFC 3339 instant: a one-time trigger.
-        pub at: Option<String>,
+        pub schedule: String,
         /// IANA zone, default `UTC`.
         pub timezone: Option<String>,
         /// The fixed input, validated against the workflow's inputs.
         #[schema(value_type = Option<Object>)]
         pub input: Option<Value>,
         /// `none`, `latest` (default) or `all`.
+        #[schema(pattern = "^(none|latest|all)$")]
+        pub catch_up: Option<String>,
+    }
+
+    /// A one-time cron trigger.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct CronAt {
+        /// The RFC 3339 instant it fires at.
+        pub at: String,
+        /// IANA zone, default `UTC`.
+        pub timezone: Option<String>,
+        /// The fixed input, validated against the workflow's inputs.
+        #[schema(value_type = Option<Object>)]
+        pub input: Option<Value>,
+        /// `none`, `latest` (default) or `all`.
+        #[schema(pattern = "^(none|latest|all)$")]
+        pub catch_up: Option<String>,
+    }
+
+    /// Keys of a webhook or cron configuration to change; `null` removes a key.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(untagged)]
+    pub enum ConfigPatch {
+        /// A webhook trigger's keys.
+        Webhook(WebhookConfig),
+        /// A cron trigger's keys.
+        Cron(CronPatch),
+    }
+
+    /// Keys of a cron configuration to change.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct CronPatch {
+        /// Five-field cron or an alias.
+        pub schedule: Option<String>,
+        /// An RFC 3339 instant.
+        pub at: Option<String>,
+        /// IANA zone.
+        pub timezone: Option<String>,
+        /// The fixed input.
+        #[schema(value_type = Option<Object>)]
+        pub input: Option<Value>,
+        /// `none`, `latest` or `all`.
         #[schema(pattern = "^(none|latest|all)$")]
         pub catch_up: Option<String>,
     }
@@ -170,8 +222,7 @@ pub(crate) mod bodies {
         pub enabled: Option<bool>,
         /// Configuration keys to change; `null` removes a key (`"secret": null` turns signature
         /// checks off).
-        #[schema(value_type = Option<Object>)]
-        pub config: Option<Value>,
+        pub config: Option<ConfigPatch>,
     }
 
     /// `POST /triggers/{id}/rotate`.

@@ -333,9 +333,14 @@ pub(crate) async fn rotate(state: &AppState, call: Call) -> Result<Response<Body
         ));
     }
     let body = call.object_or_empty()?;
+    if let Some(key) = body.keys().find(|k| k.as_str() != "grace_seconds") {
+        return Err(ApiError::bad_request(format!(
+            "unknown field \"{key}\": a rotation takes grace_seconds"
+        )));
+    }
     let grace = match body.get("grace_seconds") {
         None | Some(Value::Null) => 0,
-        Some(v) => match v.as_u64() {
+        Some(v) => match super::whole_number(v).and_then(|n| u64::try_from(n).ok()) {
             Some(n) if n <= MAX_GRACE_SECONDS => n,
             _ => {
                 return Err(ApiError::bad_request(format!(

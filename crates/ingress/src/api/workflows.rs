@@ -308,12 +308,7 @@ pub(crate) async fn deploy(state: &AppState, call: Call) -> Result<Response<Body
     };
     let pinned_version = match body.get("version") {
         None | Some(Value::Null) => None,
-        // A whole-number float (`2.0`) is an integer, as for inputs.
-        Some(v) => match v.as_i64().or_else(|| {
-            v.as_f64()
-                .filter(|f| f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15)
-                .map(|f| f as i64)
-        }) {
+        Some(v) => match super::whole_number(v) {
             Some(n) if n >= 1 => Some(n),
             _ => {
                 problems.push(Problem::new(
