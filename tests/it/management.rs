@@ -260,6 +260,11 @@ async fn context_store_is_patched_read_and_seen_by_runs(backend: Backend) {
     send(server.client().patch(&url).json(&json!([1])))
         .await
         .assert_error(400, "bad_request");
+    // A NUL (or any control character) in a key is refused on both backends alike.
+    send(server.client().patch(&url).json(&json!({"a\u{0}b": 1})))
+        .await
+        .assert_error(400, "bad_request");
+    assert_eq!(send(server.client().get(&url)).await.body, patched.body);
     send(
         server
             .client()

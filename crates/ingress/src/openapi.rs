@@ -331,13 +331,14 @@ pub(crate) mod bodies {
             use utoipa::openapi::schema::{ObjectBuilder, Type};
             ObjectBuilder::new()
                 .description(Some(
-                    "Keys (1 to 128 characters) to JSON values (at most 64 KiB of JSON each); `null` deletes a key",
+                    "Keys (1 to 128 characters, no control characters) to JSON values (at most 64 KiB of JSON each); `null` deletes a key",
                 ))
                 .property_names(Some(
                     ObjectBuilder::new()
                         .schema_type(Type::String)
                         .min_length(Some(1))
-                        .max_length(Some(128)),
+                        .max_length(Some(128))
+                        .pattern(Some("^[^\\u0000-\\u001f\\u007f-\\u009f]+$")),
                 ))
                 .into()
         }

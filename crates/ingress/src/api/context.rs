@@ -62,9 +62,14 @@ pub(crate) async fn patch(state: &AppState, call: Call) -> Result<Response<Body>
     let body = call.object()?;
     let mut changes = Vec::with_capacity(body.len());
     for (key, value) in body {
-        if key.is_empty() || key.chars().count() > MAX_KEY_CHARS {
+        // No control characters: PostgreSQL text cannot hold NUL, and a key is a name for people
+        // and templates (`{{ context.key }}`) alike.
+        if key.is_empty()
+            || key.chars().count() > MAX_KEY_CHARS
+            || key.chars().any(char::is_control)
+        {
             return Err(ApiError::bad_request(format!(
-                "context keys have 1 to {MAX_KEY_CHARS} characters"
+                "context keys have 1 to {MAX_KEY_CHARS} characters and no control characters"
             )));
         }
         let text = match value {
