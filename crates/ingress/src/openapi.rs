@@ -138,10 +138,27 @@ pub(crate) mod bodies {
         #[schema(minimum = 1, maximum = 16777216)]
         pub max_body_bytes: Option<u64>,
         /// Allowed methods; default `["POST"]`.
-        pub methods: Option<Vec<String>>,
+        #[schema(min_items = 1)]
+        pub methods: Option<Vec<WebhookMethod>>,
         /// `{mode: "async"}` (default) or `{mode: "custom", status, content_type, body}`.
         #[schema(value_type = Option<Object>)]
         pub response: Option<Value>,
+    }
+
+    /// A method a webhook trigger may allow.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(rename_all = "UPPERCASE")]
+    pub enum WebhookMethod {
+        /// `GET` (no body).
+        Get,
+        /// `POST`.
+        Post,
+        /// `PUT`.
+        Put,
+        /// `PATCH`.
+        Patch,
+        /// `DELETE`.
+        Delete,
     }
 
     /// A cron trigger's configuration (SPEC 5): a `schedule`, or `at` for a one-time trigger.
@@ -175,6 +192,7 @@ pub(crate) mod bodies {
     #[serde(deny_unknown_fields)]
     pub struct CronAt {
         /// The RFC 3339 instant it fires at.
+        #[schema(format = DateTime)]
         pub at: String,
         /// IANA zone, default `UTC`.
         pub timezone: Option<String>,
@@ -291,9 +309,40 @@ pub(crate) mod bodies {
         /// Declared triggers: `{name, trigger_type, config}`.
         #[schema(value_type = Option<Vec<Object>>)]
         pub triggers: Option<Value>,
-        /// Declared event hooks: `{url, events}`.
-        #[schema(value_type = Option<Vec<Object>>)]
-        pub hooks: Option<Value>,
+        /// Declared event hooks (workflow scope).
+        pub hooks: Option<Vec<DeclaredHook>>,
+    }
+
+    /// An event hook declared in a definition.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct DeclaredHook {
+        /// An absolute `http://` or `https://` URL.
+        #[schema(pattern = "^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$")]
+        pub url: String,
+        /// The events sent; default all.
+        #[schema(min_items = 1)]
+        pub events: Option<Vec<EventName>>,
+    }
+
+    /// An event type.
+    #[derive(Deserialize, ToSchema)]
+    pub enum EventName {
+        /// A run started.
+        #[serde(rename = "run.started")]
+        Started,
+        /// A run completed.
+        #[serde(rename = "run.completed")]
+        Completed,
+        /// A run failed.
+        #[serde(rename = "run.failed")]
+        Failed,
+        /// A run is waiting (webhook or approval).
+        #[serde(rename = "run.waiting")]
+        Waiting,
+        /// A run was cancelled.
+        #[serde(rename = "run.cancelled")]
+        Cancelled,
     }
 
     /// Declares the `limit` and `cursor` query parameters of one list, whose cursors match
@@ -716,6 +765,25 @@ mod tests {
     fn webhook_routes_list_the_methods_a_trigger_may_allow() {
         let documented: Vec<&str> = crate::WEBHOOK_METHODS.iter().map(|m| m.as_str()).collect();
         assert_eq!(documented, triggerd_domain::trigger::WEBHOOK_METHODS);
+    }
+
+    #[test]
+    fn documented_webhook_methods_are_the_domain_ones() {
+        for method in triggerd_domain::trigger::WEBHOOK_METHODS {
+            assert!(serde_json::from_value::<bodies::WebhookMethod>(Value::from(method)).is_ok());
+        }
+    }
+
+    #[test]
+    fn documented_event_names_are_the_domain_events() {
+        for event in triggerd_domain::run::EventType::ALL {
+            assert!(
+                serde_json::from_value::<bodies::EventName>(Value::from(event.as_str())).is_ok(),
+                "{}",
+                event.as_str()
+            );
+        }
+        assert!(serde_json::from_value::<bodies::EventName>(Value::from("run.nope")).is_err());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::{ApiError, AppState, Body, json_response, now_micros};
     operation_id = "put_workflow",
     tag = "workflows",
     summary = "Create or update a workflow definition",
-    params(("name" = String, Path, description = "The workflow's name")),
+    params(("name" = String, Path, description = "The workflow's name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")),
     request_body = bodies::Definition,
     responses(
         (status = 200, description = "The workflow at its newest version; `created` is false when the definition was identical to the latest (no new version)", body = views::WorkflowPut),
@@ -92,7 +92,7 @@ pub(crate) async fn put(state: &AppState, call: Call) -> Result<Response<Body>, 
     operation_id = "get_workflow",
     tag = "workflows",
     summary = "Read a workflow at its latest version",
-    params(("name" = String, Path, description = "The workflow's name")),
+    params(("name" = String, Path, description = "The workflow's name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")),
     responses(
         (status = 200, description = "The workflow", body = views::WorkflowView),
         (status = 404, description = "No such workflow", body = ErrorBody),
@@ -142,7 +142,7 @@ pub(crate) async fn list(state: &AppState, call: Call) -> Result<Response<Body>,
     operation_id = "list_workflow_versions",
     tag = "workflows",
     summary = "List a workflow's versions, newest first",
-    params(("name" = String, Path, description = "The workflow's name"), bodies::VersionPageParams),
+    params(("name" = String, Path, description = "The workflow's name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"), bodies::VersionPageParams),
     responses(
         (status = 200, description = "A page of versions", body = views::WorkflowVersionPage),
         (status = 404, description = "No such workflow", body = ErrorBody),
@@ -172,7 +172,7 @@ pub(crate) async fn versions(state: &AppState, call: Call) -> Result<Response<Bo
     operation_id = "get_workflow_version",
     tag = "workflows",
     summary = "Read one version of a workflow",
-    params(("name" = String, Path, description = "The workflow's name"), ("version" = i64, Path, description = "The version number")),
+    params(("name" = String, Path, description = "The workflow's name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"), ("version" = i64, Path, description = "The version number")),
     responses(
         (status = 200, description = "The workflow at that version", body = views::WorkflowView),
         (status = 404, description = "No such workflow or version", body = ErrorBody),
@@ -209,7 +209,7 @@ pub(crate) async fn version(state: &AppState, call: Call) -> Result<Response<Bod
     operation_id = "delete_workflow",
     tag = "workflows",
     summary = "Delete a workflow and all its versions",
-    params(("name" = String, Path, description = "The workflow's name")),
+    params(("name" = String, Path, description = "The workflow's name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such workflow", body = ErrorBody),
@@ -284,7 +284,7 @@ pub(crate) async fn delete_deployment(
     operation_id = "create_deployment",
     tag = "deployments",
     summary = "Deploy a workflow",
-    params(("name" = String, Path, description = "The workflow's name")),
+    params(("name" = String, Path, description = "The workflow's name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")),
     request_body = bodies::CreateDeployment,
     responses(
         (status = 201, description = "The deployment, with the declared triggers created for it", body = views::DeploymentCreated),
