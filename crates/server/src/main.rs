@@ -10,11 +10,14 @@ use clap::{Args, Parser, Subcommand};
 use tokio::sync::watch;
 use triggerd_domain::ids::{IdKind, hash_token, new_id, new_secret_token};
 use triggerd_ingress::{AppState, IngressConfig};
-use triggerd_storage::{Store, StoreOptions, redact_url};
+use triggerd_storage::{Backend, Store, StoreOptions, redact_url};
 
 mod apply;
 mod config;
 mod retention;
+
+/// How long a cached webhook trigger is trusted on SQLite (see `serve`).
+const SQLITE_CACHE_TTL: Duration = Duration::from_secs(60);
 
 /// The settings key under which the admin token's SHA-256 is stored.
 const ADMIN_TOKEN_KEY: &str = "admin_token_sha256";
@@ -247,6 +250,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let mut config = IngressConfig::new(public_url.clone(), admin_hash);
     config.hide_unknown_tokens = args.hide_unknown_tokens;
     config.activity_retention = args.activity_retention;
+    if store.backend() == Backend::Sqlite {
+        // One node owns a SQLite file, and its own changes invalidate the trigger cache at once:
+        // the TTL (which bounds how late other nodes' changes are seen on PostgreSQL) is only a
+        // safety net here, so cache misses stay rare with many triggers.
+        config.cache_ttl = SQLITE_CACHE_TTL;
+    }
     let mut state = AppState::new(store.clone(), config);
     state.metrics = triggerd_ingress::metrics::install_recorder();
     let state = Arc::new(state);
