@@ -4,7 +4,10 @@
 //! followed by a ULID: 26 upper-case Crockford base32 characters whose first ten encode the
 //! creation time in milliseconds. Ids created in later milliseconds therefore sort after earlier
 //! ones as plain strings, which keeps "newest first" stable and lets ids serve as list cursors.
-//! Ids created in the same millisecond are ordered by their random part.
+//! Within one process ids are strictly increasing: in the same millisecond the random part counts
+//! up from the millisecond's first random value (as ULID's monotonic mode does), so two requests
+//! answered one after the other are listed in that order. Ids of different processes created in
+//! the same millisecond are ordered by their random part.
 //!
 //! Secrets (webhook tokens, resume and approval tokens, API keys, hook signing secrets) are 32
 //! bytes from the operating system's random source through `ring`, never from a weaker fallback:
@@ -22,6 +25,7 @@
 //! assert_eq!(id_time_ms(&id), Some(1_700_000_000_000));
 //! ```
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -141,19 +145,47 @@ pub fn id_from_parts(kind: IdKind, unix_ms: u64, random: u128) -> String {
 /// assert!(is_valid_id(IdKind::Trigger, &id));
 /// ```
 pub fn new_id(kind: IdKind) -> String {
+    /// The last `(milliseconds, random part)` handed out by this process.
+    static LAST: Mutex<(u64, u128)> = Mutex::new((0, 0));
     let since_epoch = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let unix_ms = u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX);
-    let mut bytes = [0u8; 16];
-    let random = if SystemRandom::new().fill(&mut bytes[6..]).is_ok() {
-        u128::from_be_bytes(bytes)
-    } else {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-        (u128::from(since_epoch.subsec_nanos()) << 48) | u128::from(count)
+    let mut last = LAST
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Fresh randomness only for a new millisecond; within one the random part counts up.
+    let fresh = || {
+        let mut bytes = [0u8; 16];
+        if SystemRandom::new().fill(&mut bytes[6..]).is_ok() {
+            u128::from_be_bytes(bytes)
+        } else {
+            static COUNTER: AtomicU64 = AtomicU64::new(0);
+            let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+            (u128::from(since_epoch.subsec_nanos()) << 48) | u128::from(count)
+        }
     };
-    id_from_parts(kind, unix_ms, random)
+    *last = next_parts(*last, unix_ms, fresh);
+    let (ms, random) = *last;
+    drop(last);
+    id_from_parts(kind, ms, random)
+}
+
+/// The largest random part of a ULID (80 bits).
+const MAX_RANDOM: u128 = (1 << 80) - 1;
+
+/// The parts of the id after `last`: a later millisecond takes a fresh random part; the same or
+/// an earlier one (the clock went back) keeps `last`'s millisecond and counts its random part up,
+/// borrowing the next millisecond when it would overflow. Strictly increasing either way.
+fn next_parts(last: (u64, u128), now_ms: u64, fresh: impl FnOnce() -> u128) -> (u64, u128) {
+    let (last_ms, last_random) = last;
+    if now_ms > last_ms {
+        (now_ms, fresh() & MAX_RANDOM)
+    } else if last_random < MAX_RANDOM {
+        (last_ms, last_random + 1)
+    } else {
+        (last_ms + 1, fresh() & MAX_RANDOM)
+    }
 }
 
 /// The ULID part of `s` if it is a well-formed id of `kind`.
@@ -385,6 +417,27 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn ids_of_one_process_are_strictly_increasing() {
+        let ids: Vec<String> = (0..10_000).map(|_| new_id(IdKind::Request)).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn within_a_millisecond_the_random_part_counts_up() {
+        let fresh = || 7;
+        assert_eq!(next_parts((5, 100), 6, fresh), (6, 7));
+        assert_eq!(next_parts((5, 100), 5, fresh), (5, 101));
+        // The clock went back: keep the last millisecond.
+        assert_eq!(next_parts((5, 100), 3, fresh), (5, 101));
+        // Overflow borrows the next millisecond.
+        assert_eq!(next_parts((5, MAX_RANDOM), 5, fresh), (6, 7));
+        assert!(
+            id_from_parts(IdKind::Run, 6, 7) > id_from_parts(IdKind::Run, 5, MAX_RANDOM),
+            "borrowing keeps the order"
+        );
+    }
 
     #[test]
     fn every_kind_has_its_prefix() {
