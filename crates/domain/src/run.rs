@@ -22,6 +22,29 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// The scope a step-less run's `output` renders against (SPEC 2): `input`, `trigger`, `context`
+/// (the deployment's context store with the run's own values laid over it), no `steps`, and
+/// `run` and `deployment`. The run worker and the webhook's completion at ingest both build it
+/// here, so a run gets the same `final_output` whichever path completes it.
+pub fn stepless_scope(
+    input: Value,
+    trigger: Value,
+    context: Value,
+    run_id: &str,
+    created_at: i64,
+    deployment_id: &str,
+) -> Value {
+    json!({
+        "input": input,
+        "trigger": trigger,
+        "context": context,
+        "steps": {},
+        "run": {"id": run_id, "created_at": created_at},
+        "deployment": {"id": deployment_id},
+    })
+}
 
 /// Errors of this module.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
