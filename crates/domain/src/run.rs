@@ -22,7 +22,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 /// The scope a step-less run's `output` renders against (SPEC 2): `input`, `trigger`, `context`
 /// (the deployment's context store with the run's own values laid over it), no `steps`, and
@@ -36,14 +36,19 @@ pub fn stepless_scope(
     created_at: i64,
     deployment_id: &str,
 ) -> Value {
-    json!({
-        "input": input,
-        "trigger": trigger,
-        "context": context,
-        "steps": {},
-        "run": {"id": run_id, "created_at": created_at},
-        "deployment": {"id": deployment_id},
-    })
+    // Moved in, not through `json!`: the macro serialises every interpolated value into a new
+    // one (a deep copy of the request's whole `trigger` document, then dropping the original).
+    let mut scope = Map::with_capacity(6);
+    scope.insert("input".to_owned(), input);
+    scope.insert("trigger".to_owned(), trigger);
+    scope.insert("context".to_owned(), context);
+    scope.insert("steps".to_owned(), Value::Object(Map::new()));
+    scope.insert(
+        "run".to_owned(),
+        json!({"id": run_id, "created_at": created_at}),
+    );
+    scope.insert("deployment".to_owned(), json!({"id": deployment_id}));
+    Value::Object(scope)
 }
 
 /// Errors of this module.
