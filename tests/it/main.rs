@@ -8,6 +8,7 @@ mod api;
 mod apply;
 mod cli;
 mod cluster;
+mod completion;
 mod concurrency;
 mod crash;
 mod hidden_tokens;

@@ -312,6 +312,17 @@ impl Definition {
         self.steps.iter().find(|s| s.id == id)
     }
 
+    /// Whether rendering `output` may read the scope root `root` — e.g. `context`, the
+    /// deployment's context store, which can change between storing a run and finishing it. A
+    /// path that does not start with a key counts as reading every root.
+    pub fn output_reads(&self, root: &str) -> bool {
+        self.output.as_ref().is_some_and(|t| {
+            t.expressions()
+                .iter()
+                .any(|p| p.root().is_none_or(|r| r == root))
+        })
+    }
+
     /// The run's `final_output`: `output` rendered against `scope` (an object with the roots
     /// `input`, `context`, `steps`, ...), or `scope.input` when there is no `output`.
     pub fn render_output(&self, scope: &Value) -> Result<Value, RenderError> {
@@ -1532,6 +1543,24 @@ config = { input_mapping = { email = "customer.email" } }
                 "triggers[0].config.schedule"
             ]
         );
+    }
+
+    #[test]
+    fn output_reads_names_the_roots_the_output_template_uses() {
+        let def = |output: Value| {
+            Definition::from_value(
+                json!({"name": "x", "inputs": {"a": {"type": "string"}}, "output": output}),
+            )
+            .unwrap()
+        };
+        let ctx = def(json!({"a": "{{ input.a }}", "b": ["id {{ context.k }}"]}));
+        assert!(ctx.output_reads("context"));
+        assert!(ctx.output_reads("input"));
+        assert!(!ctx.output_reads("trigger"));
+        assert!(!def(json!({"a": "{{ input.a }}"})).output_reads("context"));
+        assert!(!def(json!("static")).output_reads("context"));
+        let none = Definition::from_value(json!({"name": "x"})).unwrap();
+        assert!(!none.output_reads("context"));
     }
 
     #[test]

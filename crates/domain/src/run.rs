@@ -22,6 +22,34 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+/// The scope a step-less run's `output` renders against (SPEC 2): `input`, `trigger`, `context`
+/// (the deployment's context store with the run's own values laid over it), no `steps`, and
+/// `run` and `deployment`. The run worker and the webhook's completion at ingest both build it
+/// here, so a run gets the same `final_output` whichever path completes it.
+pub fn stepless_scope(
+    input: Value,
+    trigger: Value,
+    context: Value,
+    run_id: &str,
+    created_at: i64,
+    deployment_id: &str,
+) -> Value {
+    // Moved in, not through `json!`: the macro serialises every interpolated value into a new
+    // one (a deep copy of the request's whole `trigger` document, then dropping the original).
+    let mut scope = Map::with_capacity(6);
+    scope.insert("input".to_owned(), input);
+    scope.insert("trigger".to_owned(), trigger);
+    scope.insert("context".to_owned(), context);
+    scope.insert("steps".to_owned(), Value::Object(Map::new()));
+    scope.insert(
+        "run".to_owned(),
+        json!({"id": run_id, "created_at": created_at}),
+    );
+    scope.insert("deployment".to_owned(), json!({"id": deployment_id}));
+    Value::Object(scope)
+}
 
 /// Errors of this module.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -3,7 +3,8 @@
 //! Checks run in the SPEC's order — token → method → size → rate limit → signature/API key →
 //! parse → mapping/validation → run — and each answer to a known token is recorded in the
 //! trigger's activity log. The 201 is sent only after the store's group commit returns: from that
-//! instant the run survives a crash.
+//! instant the run survives a crash. A run of a step-less workflow is usually stored `completed`
+//! by that same write (see [`new_run`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use serde_json::{Value, json};
 use triggerd_domain::definition::Definition;
 use triggerd_domain::ids::{IdKind, constant_time_eq, is_plausible_webhook_token, new_id};
 use triggerd_domain::mapping::{headers_to_map, parse_urlencoded, trigger_input};
+use triggerd_domain::run::{RunStatus, stepless_scope};
 use triggerd_domain::trigger::{ResponseMode, TriggerConfig, TriggerType};
 use triggerd_storage::{IngestWrite, NewActivity, NewRun, StoreError};
 
@@ -133,23 +135,8 @@ pub async fn handle(
         )),
         _ => None,
     };
-    let run = NewRun {
-        id: run_id.clone(),
-        deployment_id: entry.deployment_id.clone(),
-        workflow: entry.workflow.clone(),
-        workflow_version: entry.workflow_version,
-        trigger_id: Some(entry.trigger_id.clone()),
-        source: "webhook".to_owned(),
-        status: "pending".to_owned(),
-        input: Value::Object(accepted.input).to_string(),
-        trigger_input: accepted.trigger_input.to_string(),
-        context: "{}".to_owned(),
-        step_executions: "[]".to_owned(),
-        final_output: None,
-        created_at: received_at,
-        started_at: None,
-        finished_at: None,
-    };
+    let run = new_run(&entry, &run_id, accepted, received_at);
+    let completed = run.status == RunStatus::Completed.as_str();
     let status = match &custom {
         Some((status, _, _)) => **status,
         None => 201,
@@ -172,6 +159,9 @@ pub async fn handle(
         Err(e) => return error_response(&ApiError::from(e)),
     }
     trim_activity(state, &entry);
+    if completed {
+        metrics::counter!("triggerd_runs_finished_total", "status" => "completed").increment(1);
+    }
     metrics::counter!("triggerd_webhook_requests_total", "outcome" => "accepted").increment(1);
     metrics::histogram!("triggerd_webhook_ingest_seconds").record(started.elapsed().as_secs_f64());
     match custom {
@@ -181,6 +171,63 @@ pub async fn handle(
             &json!({"run_id": run_id, "status": "pending", "request_id": request_id}),
         ),
     }
+}
+
+/// The run an accepted request starts.
+///
+/// A run of a workflow without steps is stored `completed` by the ingest write itself — the run
+/// object the run worker would have made (`final_output` = the output rendered over the same
+/// scope, `started_at` = `finished_at`, no lease), without the worker's claim and update, two
+/// more writer jobs per run. Only when the output does not read `context`: the deployment's
+/// context store can change (PATCH) between now and the commit, and the worker reads it when it
+/// finishes the run; decided from the definition, not from the values. A run whose output does
+/// not render (a missing value) is stored `pending` too, and the worker fails it with
+/// `template_error` as before.
+fn new_run(entry: &CachedTrigger, run_id: &str, accepted: Accepted, created_at: i64) -> NewRun {
+    let definition = &entry.definition;
+    let mut run = NewRun {
+        id: run_id.to_owned(),
+        deployment_id: entry.deployment_id.clone(),
+        workflow: entry.workflow.clone(),
+        workflow_version: entry.workflow_version,
+        trigger_id: Some(entry.trigger_id.clone()),
+        source: "webhook".to_owned(),
+        status: RunStatus::Pending.as_str().to_owned(),
+        input: String::new(),
+        trigger_input: String::new(),
+        context: "{}".to_owned(),
+        step_executions: "[]".to_owned(),
+        final_output: None,
+        created_at,
+        started_at: None,
+        finished_at: None,
+    };
+    let input = Value::Object(accepted.input);
+    if !definition.steps.is_empty() || definition.output_reads("context") {
+        run.input = input.to_string();
+        run.trigger_input = accepted.trigger_input.to_string();
+        return run;
+    }
+    // The output reads no `context`: what the worker would pass there does not matter.
+    let context = Value::Object(serde_json::Map::new());
+    let scope = stepless_scope(
+        input,
+        accepted.trigger_input,
+        context,
+        run_id,
+        created_at,
+        &entry.deployment_id,
+    );
+    if let Ok(output) = definition.render_output(&scope) {
+        let now = now_micros().max(created_at);
+        run.status = RunStatus::Completed.as_str().to_owned();
+        run.final_output = Some(output.to_string());
+        run.started_at = Some(now);
+        run.finished_at = Some(now);
+    }
+    run.input = scope["input"].to_string();
+    run.trigger_input = scope["trigger"].to_string();
+    run
 }
 
 /// Keeps the trigger's activity log at `activity_retention` rows: every tenth of that many new

@@ -6,7 +6,10 @@
 //!
 //! What exists today: runs of workflows **without steps** complete at once — `pending` →
 //! `running` → `completed` with `final_output` = the workflow's `output` rendered (or the input),
-//! or `failed` with code `template_error` when the output template reads a missing value. Runs of
+//! or `failed` with code `template_error` when the output template reads a missing value. (Most
+//! step-less webhook runs never reach the worker: the webhook stores them `completed` in the
+//! ingest write — see `triggerd-ingress`'s `webhook.rs` — when the output does not read the
+//! deployment's context store and renders.) Runs of
 //! workflows **with steps** are left `pending` (their lease is renewed rarely, so they cost
 //! nothing) until step execution is built. Cron firing arrives later in this crate too.
 //!
@@ -28,11 +31,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use triggerd_domain::definition::Definition;
-use triggerd_domain::run::{RunError, RunStatus};
+use triggerd_domain::run::{RunError, RunStatus, stepless_scope};
 use triggerd_storage::{RunRow, RunUpdate, Store, StoreError};
 
 /// How long a claim holds a run before another worker may take it over.
@@ -217,14 +220,14 @@ impl RunWorker {
         if let (Some(base), Value::Object(own)) = (context.as_object_mut(), parse(&run.context)) {
             base.extend(own);
         }
-        let scope = json!({
-            "input": parse(&run.input),
-            "trigger": parse(&run.trigger_input),
-            "context": context,
-            "steps": {},
-            "run": {"id": run.id, "created_at": run.created_at},
-            "deployment": {"id": run.deployment_id},
-        });
+        let scope = stepless_scope(
+            parse(&run.input),
+            parse(&run.trigger_input),
+            context,
+            &run.id,
+            run.created_at,
+            &run.deployment_id,
+        );
         match definition.render_output(&scope) {
             Ok(output) => {
                 update.status = Some(RunStatus::Completed.as_str().to_owned());

@@ -2,7 +2,8 @@
 //! writer.
 //!
 //! Accepted requests of one batch are first written together — one token lookup for all of them,
-//! one multi-row INSERT of the runs, one of the activity rows — inside one savepoint. If that
+//! then the runs and the activity rows (multi-row INSERTs on PostgreSQL; the cached one-row
+//! statements on SQLite) — inside one savepoint. If that
 //! fails (a duplicate id), the savepoint is rolled back and each request is written alone in its
 //! own savepoint, so only the bad one fails. Rejected requests (activity row only) are always
 //! written alone.
@@ -58,13 +59,18 @@ fn still_valid(state: Option<&TokenState>, trigger_id: &str, now: i64) -> bool {
 /// the newest row version), and one still running waits for this batch. On SQLite the single
 /// writer serialises everything already.
 fn token_states(c: &mut DbConn, tokens: &[&str]) -> QueryResult<HashMap<String, TokenState>> {
-    let rows: Vec<(String, String, Option<i64>, bool)> = if let [token] = tokens {
+    // A batch's requests mostly share a few tokens; each once. With one left, the lookup is the
+    // prepared single-key statement (SQLite prepares an `IN` list of N binds afresh each time).
+    let mut tokens = tokens.to_vec();
+    tokens.sort_unstable();
+    tokens.dedup();
+    let rows: Vec<(String, String, Option<i64>, bool)> = if let [token] = tokens[..] {
         // One request: a lookup by primary key, a statement SQLite and diesel keep prepared.
         // (`load`, not `first`: SQLite re-plans a statement whenever a bound LIMIT changes value,
         // and diesel re-binds `first`'s LIMIT 1 on every execution.)
         let q = webhook_tokens::table
             .inner_join(triggers::table)
-            .filter(webhook_tokens::token.eq(*token))
+            .filter(webhook_tokens::token.eq(token))
             .select((
                 webhook_tokens::token,
                 webhook_tokens::trigger_id,
@@ -78,7 +84,7 @@ fn token_states(c: &mut DbConn, tokens: &[&str]) -> QueryResult<HashMap<String, 
     } else {
         let q = webhook_tokens::table
             .inner_join(triggers::table)
-            .filter(webhook_tokens::token.eq_any(tokens))
+            .filter(webhook_tokens::token.eq_any(&tokens))
             .select((
                 webhook_tokens::token,
                 webhook_tokens::trigger_id,
@@ -159,11 +165,31 @@ pub(crate) fn ingest_many(c: &mut DbConn, writes: &[&IngestWrite]) -> Result<Vec
             }
         }
     }
-    if !new_runs.is_empty() {
-        per_backend!(c, c => {
-            diesel::insert_into(runs::table).values(new_runs).execute(c)?;
-            diesel::insert_into(activity::table).values(new_activity).execute(c)?;
-        });
+    if new_runs.is_empty() {
+        return Ok(results);
+    }
+    match c {
+        // SQLite: the one-row statements, prepared once and kept (diesel does not cache a
+        // multi-row INSERT, and SQLite would parse and plan it again for every batch); one row
+        // costs no more executed alone, as there is no round trip to save.
+        DbConn::Sqlite(c) => {
+            for run in new_runs {
+                diesel::insert_into(runs::table).values(run).execute(c)?;
+            }
+            for a in new_activity {
+                diesel::insert_into(activity::table).values(a).execute(c)?;
+            }
+        }
+        // PostgreSQL: each statement is a round trip on the one writer connection; one
+        // multi-row INSERT per table.
+        DbConn::Postgres(c) => {
+            diesel::insert_into(runs::table)
+                .values(new_runs)
+                .execute(c)?;
+            diesel::insert_into(activity::table)
+                .values(new_activity)
+                .execute(c)?;
+        }
     }
     Ok(results)
 }

@@ -116,7 +116,7 @@ pub(crate) struct IngestJob {
 impl IngestJob {
     /// As an ordinary job, in its own savepoint.
     fn into_job(self) -> Job {
-        let wakes: fn(&()) -> bool = if self.starts_run() {
+        let wakes: fn(&()) -> bool = if self.wakes_workers() {
             |_| true
         } else {
             |_| false
@@ -127,6 +127,15 @@ impl IngestJob {
 
     fn starts_run(&self) -> bool {
         self.write.run.is_some()
+    }
+
+    /// Whether storing it gives the run workers something to do: not for a rejected request, nor
+    /// for a run stored finished (a step-less run completed at ingest).
+    fn wakes_workers(&self) -> bool {
+        self.write
+            .run
+            .as_ref()
+            .is_some_and(|r| matches!(r.status.as_str(), "pending" | "running"))
     }
 }
 
@@ -271,7 +280,7 @@ impl Writer {
                         .combined_ingests
                         .fetch_add(results.len() as u64, Ordering::Relaxed);
                     for (job, result) in accepted.drain(..).zip(results) {
-                        let wakes = result.is_ok();
+                        let wakes = result.is_ok() && job.wakes_workers();
                         staged.push(stage(result, wakes, job.reply));
                     }
                 }

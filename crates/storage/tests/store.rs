@@ -487,6 +487,61 @@ async fn ingest_stores_run_and_activity_and_counts_the_fire(store: Store, _db: T
     assert_eq!(trg.last_fired_at, Some(T0 + SEC));
 }
 
+async fn ingest_stores_a_finished_run_as_given_and_it_is_never_claimed(store: Store, _db: TestDb) {
+    let (dep, trg) = seed(&store).await;
+    let finished = |n: usize| {
+        let mut write = accepted("wht_1", &trg.id, &dep.id, n, T0 + SEC);
+        let run = write.run.as_mut().unwrap();
+        run.status = "completed".into();
+        run.final_output = Some(r#"{"customer":"a@example.com"}"#.into());
+        run.started_at = Some(T0 + 2 * SEC);
+        run.finished_at = Some(T0 + 2 * SEC);
+        write
+    };
+    // Alone, and several at once (usually one batch: the combined multi-row write).
+    store.ingest(finished(1)).await.unwrap();
+    let mut tasks = Vec::new();
+    for n in 2..6 {
+        let store = store.clone();
+        let write = finished(n);
+        tasks.push(tokio::spawn(async move { store.ingest(write).await }));
+    }
+    for result in futures_join(tasks).await {
+        result.unwrap();
+    }
+    for n in 1..6 {
+        let run = store.get_run(&run_id(n)).await.unwrap().unwrap();
+        assert_eq!(run.status, "completed");
+        assert_eq!(
+            run.final_output.as_deref(),
+            Some(r#"{"customer":"a@example.com"}"#)
+        );
+        assert_eq!(run.started_at, Some(T0 + 2 * SEC));
+        assert_eq!(run.finished_at, Some(T0 + 2 * SEC));
+        assert_eq!(run.lease_owner, None);
+    }
+    assert!(
+        store
+            .claim_runs("w", T0 + 3 * SEC, T0 + 4 * SEC, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.count_runs_by_status().await.unwrap(),
+        [("completed".to_owned(), 5)]
+    );
+    assert_eq!(
+        store
+            .get_trigger("trg_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .fire_count,
+        5
+    );
+}
+
 async fn rejected_request_writes_only_activity(store: Store, _db: TestDb) {
     let (_, trg) = seed(&store).await;
     let rejected = |req: &str, trigger: &str| IngestWrite {
@@ -1369,6 +1424,7 @@ triggerd_storage::store_tests!(
     triggers_are_created_updated_listed_and_deleted,
     resolve_token_returns_the_definition_the_deployment_runs,
     ingest_stores_run_and_activity_and_counts_the_fire,
+    ingest_stores_a_finished_run_as_given_and_it_is_never_claimed,
     rejected_request_writes_only_activity,
     activity_is_pruned_to_the_newest_rows,
     token_gone_after_rotation_without_grace,
