@@ -59,28 +59,35 @@ fn still_valid(state: Option<&TokenState>, trigger_id: &str, now: i64) -> bool {
 /// the newest row version), and one still running waits for this batch. On SQLite the single
 /// writer serialises everything already.
 fn token_states(c: &mut DbConn, tokens: &[&str]) -> QueryResult<HashMap<String, TokenState>> {
-    // A batch's requests mostly share a few tokens; each once. With one left, the lookup is the
-    // prepared single-key statement (SQLite prepares an `IN` list of N binds afresh each time).
+    // A batch's requests mostly share a few tokens; each once.
     let mut tokens = tokens.to_vec();
     tokens.sort_unstable();
     tokens.dedup();
-    let rows: Vec<(String, String, Option<i64>, bool)> = if let [token] = tokens[..] {
-        // One request: a lookup by primary key, a statement SQLite and diesel keep prepared.
-        // (`load`, not `first`: SQLite re-plans a statement whenever a bound LIMIT changes value,
-        // and diesel re-binds `first`'s LIMIT 1 on every execution.)
-        let q = webhook_tokens::table
-            .inner_join(triggers::table)
-            .filter(webhook_tokens::token.eq(token))
-            .select((
-                webhook_tokens::token,
-                webhook_tokens::trigger_id,
-                webhook_tokens::expires_at,
-                triggers::enabled,
-            ));
-        match c {
-            DbConn::Postgres(pg) => q.for_no_key_update().load(pg)?,
-            DbConn::Sqlite(lite) => q.load(lite)?,
+    // SQLite, or one token on PostgreSQL: a lookup by primary key per token, a statement SQLite
+    // and diesel keep prepared. (SQLite would prepare an `IN` list of N binds afresh for every
+    // batch, and with no round trips to save, N prepared lookups cost less: `ingest-many` spreads
+    // a batch over hundreds of tokens.)
+    let one_by_one = matches!(c, DbConn::Sqlite(_)) || tokens.len() == 1;
+    let rows: Vec<(String, String, Option<i64>, bool)> = if one_by_one {
+        let mut rows = Vec::with_capacity(tokens.len());
+        for token in tokens {
+            // `load`, not `first`: SQLite re-plans a statement whenever a bound LIMIT changes
+            // value, and diesel re-binds `first`'s LIMIT 1 on every execution.
+            let q = webhook_tokens::table
+                .inner_join(triggers::table)
+                .filter(webhook_tokens::token.eq(token))
+                .select((
+                    webhook_tokens::token,
+                    webhook_tokens::trigger_id,
+                    webhook_tokens::expires_at,
+                    triggers::enabled,
+                ));
+            match c {
+                DbConn::Postgres(pg) => rows.extend(q.for_no_key_update().load(pg)?),
+                DbConn::Sqlite(lite) => rows.extend(q.load(lite)?),
+            }
         }
+        rows
     } else {
         let q = webhook_tokens::table
             .inner_join(triggers::table)
