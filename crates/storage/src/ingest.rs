@@ -15,7 +15,7 @@ use diesel::prelude::*;
 use crate::Store;
 use crate::conn::{DbConn, per_backend};
 use crate::error::{Result, StoreError};
-use crate::runs::{IngestWrite, NewActivity, NewRun};
+use crate::runs::{IngestWrite, NewActivity, NewRun, count_fires};
 use crate::schema::{activity, runs, triggers, webhook_tokens};
 use crate::writer::{IngestJob, Msg};
 
@@ -123,9 +123,9 @@ pub(crate) fn ingest_one(c: &mut DbConn, w: &IngestWrite) -> Result<bool> {
     if !still_valid(states.get(&w.token), &w.trigger_id, w.now) {
         return Err(StoreError::TokenGone);
     }
-    // The database bumps the trigger's `fire_count` and `last_fired_at` on this insert (the
-    // `runs_count_fire` trigger of the schema). On the inner connection: the hot path skips
-    // MultiConnection's extra pass over every query and its binds.
+    // The trigger's `fire_count` and `last_fired_at` follow this insert (`count_fires`). On the
+    // inner connection: the hot path skips MultiConnection's extra pass over every query and its
+    // binds.
     per_backend!(c, c => {
         diesel::insert_into(runs::table)
             .values(run)
@@ -144,6 +144,7 @@ pub(crate) fn ingest_one(c: &mut DbConn, w: &IngestWrite) -> Result<bool> {
                 "trigger",
             ))?;
     });
+    count_fires(c, [run])?;
     Ok(true)
 }
 
@@ -180,8 +181,8 @@ pub(crate) fn ingest_many(c: &mut DbConn, writes: &[&IngestWrite]) -> Result<Vec
         // multi-row INSERT, and SQLite would parse and plan it again for every batch); one row
         // costs no more executed alone, as there is no round trip to save.
         DbConn::Sqlite(c) => {
-            for run in new_runs {
-                diesel::insert_into(runs::table).values(run).execute(c)?;
+            for run in &new_runs {
+                diesel::insert_into(runs::table).values(*run).execute(c)?;
             }
             for a in new_activity {
                 diesel::insert_into(activity::table).values(a).execute(c)?;
@@ -191,13 +192,14 @@ pub(crate) fn ingest_many(c: &mut DbConn, writes: &[&IngestWrite]) -> Result<Vec
         // multi-row INSERT per table.
         DbConn::Postgres(c) => {
             diesel::insert_into(runs::table)
-                .values(new_runs)
+                .values(new_runs.clone())
                 .execute(c)?;
             diesel::insert_into(activity::table)
                 .values(new_activity)
                 .execute(c)?;
         }
     }
+    count_fires(c, new_runs)?;
     Ok(results)
 }
 

@@ -264,6 +264,57 @@ fn insert_run(c: &mut DbConn, run: &NewRun) -> Result<()> {
                 &format!("deployment {}", run.deployment_id),
             )
         })?;
+    count_fires(c, [run])?;
+    Ok(())
+}
+
+/// Counts the fires of the triggers that started `runs`, just inserted in this transaction:
+/// `fire_count` up by their number, `last_fired_at` the newest `created_at`.
+///
+/// On SQLite the schema's `runs_count_fire` trigger does this inside each INSERT (cheaper there
+/// than preparing an UPDATE, which diesel never caches). On PostgreSQL that row trigger ran
+/// PL/pgSQL and wrote a new version of the trigger's row per run; here it is ONE statement per
+/// batch, whatever the number of triggers — one round trip — over arrays of ids and counts.
+/// The rows are already locked by the token re-check of the same transaction.
+pub(crate) fn count_fires<'a>(
+    c: &mut DbConn,
+    runs: impl IntoIterator<Item = &'a NewRun>,
+) -> QueryResult<()> {
+    let DbConn::Postgres(pg) = c else {
+        return Ok(());
+    };
+    // A batch holds at most a few hundred runs over few triggers: a small vector beats a map.
+    let mut ids: Vec<&str> = Vec::new();
+    let mut counts: Vec<i64> = Vec::new();
+    let mut last: Vec<i64> = Vec::new();
+    for run in runs {
+        let Some(trigger_id) = run.trigger_id.as_deref() else {
+            continue;
+        };
+        match ids.iter().position(|id| *id == trigger_id) {
+            Some(i) => {
+                counts[i] += 1;
+                last[i] = last[i].max(run.created_at);
+            }
+            None => {
+                ids.push(trigger_id);
+                counts.push(1);
+                last.push(run.created_at);
+            }
+        }
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    use diesel::sql_types::Array;
+    diesel::sql_query(
+        "UPDATE triggers AS t SET fire_count = t.fire_count + f.n, last_fired_at = f.last \
+         FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS f(id, n, last) WHERE t.id = f.id",
+    )
+    .bind::<Array<Text>, _>(ids)
+    .bind::<Array<BigInt>, _>(counts)
+    .bind::<Array<BigInt>, _>(last)
+    .execute(pg)?;
     Ok(())
 }
 

@@ -857,6 +857,12 @@ async fn a_batch_of_ingests_checks_each_token(store: Store, _db: TestDb) {
     assert_eq!(count("trg_1").await, 3);
     assert_eq!(count("trg_2").await, 0);
     assert_eq!(count("trg_3").await, 3);
+    let last = |id: &'static str| {
+        let store = store.clone();
+        async move { store.get_trigger(id).await.unwrap().unwrap().last_fired_at }
+    };
+    assert_eq!(last("trg_1").await, Some(T0));
+    assert_eq!(last("trg_2").await, None);
     let runs = store
         .list_runs(RunFilter::default(), None, 100)
         .await
