@@ -27,6 +27,8 @@
 //! # }
 //! ```
 
+pub mod command;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
