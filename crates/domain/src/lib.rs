@@ -17,6 +17,7 @@
 //! | [`cron`] | five-field cron schedules in IANA time zones |
 //! | [`run`] | run statuses, the legal transitions, event types |
 //! | [`ids`] | prefixed time-sortable ids and random tokens |
+//! | [`activity`] | the outcomes of inbound webhook requests (the activity log) |
 //!
 //! ```
 //! use serde_json::json;
@@ -35,6 +36,7 @@
 //! This crate must never do I/O beyond reading the clock and the system's random source (for ids
 //! and tokens); callers pass in everything else.
 
+pub mod activity;
 pub mod cron;
 pub mod definition;
 pub mod ids;

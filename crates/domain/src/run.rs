@@ -207,6 +207,36 @@ impl RunStatus {
     }
 }
 
+/// The events a run emits when it moves from `from` through each status of `path` in turn — a
+/// compound move, such as a step-less run completed at once (`pending` → `running` →
+/// `completed`: `run.started`, then `run.completed`). Every step must be legal.
+///
+/// # Errors
+/// [`RunStateError::IllegalTransition`] naming the first illegal step; an empty `path` is not a
+/// move and emits nothing.
+///
+/// ```
+/// use triggerd_domain::run::{EventType, RunStatus::*, transition_events};
+/// assert_eq!(
+///     transition_events(Pending, &[Running, Completed]),
+///     Ok(vec![EventType::RunStarted, EventType::RunCompleted])
+/// );
+/// assert!(transition_events(Pending, &[Completed]).is_err());
+/// ```
+pub fn transition_events(
+    from: RunStatus,
+    path: &[RunStatus],
+) -> Result<Vec<EventType>, RunStateError> {
+    let mut events = Vec::with_capacity(path.len());
+    let mut at = from;
+    for &to in path {
+        let next = at.transition(to)?;
+        events.extend(EventType::for_transition(at, next));
+        at = next;
+    }
+    Ok(events)
+}
+
 impl fmt::Display for RunStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -560,6 +590,44 @@ mod tests {
                     "{from} -> {to}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn compound_moves_emit_each_event_and_stop_at_the_first_illegal_step() {
+        assert_eq!(
+            transition_events(Pending, &[Running, Completed]),
+            Ok(vec![EventType::RunStarted, EventType::RunCompleted])
+        );
+        assert_eq!(
+            transition_events(Pending, &[Running, Failed]),
+            Ok(vec![EventType::RunStarted, EventType::RunFailed])
+        );
+        assert_eq!(
+            transition_events(Waiting, &[Running, Waiting]),
+            Ok(vec![EventType::RunWaiting])
+        );
+        assert_eq!(transition_events(Running, &[]), Ok(vec![]));
+        assert_eq!(
+            transition_events(Pending, &[Running, Pending]),
+            Err(RunStateError::IllegalTransition {
+                from: Running,
+                to: Pending
+            })
+        );
+        assert_eq!(
+            transition_events(Completed, &[Running]),
+            Err(RunStateError::IllegalTransition {
+                from: Completed,
+                to: Running
+            })
+        );
+        // Every single legal move agrees with `for_transition`.
+        for (from, to) in LEGAL {
+            assert_eq!(
+                transition_events(from, &[to]),
+                Ok(EventType::for_transition(from, to).into_iter().collect())
+            );
         }
     }
 

@@ -3,8 +3,10 @@
 //! The hot path looks a token up here first: a hit costs one read lock and no database round
 //! trip. Entries hold everything the request needs already parsed — the trigger's configuration,
 //! the compiled workflow definition, the deployment — and expire after a short TTL so changes made
-//! on other nodes show up quickly. Management writes on this node invalidate the whole cache at
-//! once (they are rare). Correctness never rests on the cache: the write re-checks the token.
+//! on other nodes show up quickly. Every change made on this node goes through `triggerd-app`,
+//! whose [`TriggerChanges`] generation grows with it: an entry filled at an older generation is
+//! not used (one atomic load per lookup, no hand-placed invalidation). Correctness never rests on
+//! the cache: the write re-checks the token.
 //!
 //! Rate-limit buckets live beside the cache, keyed by trigger id, so an invalidation does not
 //! refill them.
@@ -14,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use triggerd_domain::definition::Definition;
-use triggerd_domain::trigger::WebhookConfig;
+use triggerd_app::TriggerChanges;
+use triggerd_app::triggers::WebhookTrigger;
 
 /// Entries beyond this are dropped wholesale (a bound, not an LRU: a cache miss is cheap).
 const MAX_ENTRIES: usize = 100_000;
@@ -23,26 +25,26 @@ const MAX_ENTRIES: usize = 100_000;
 /// What the hot path needs to know about a webhook token.
 #[derive(Debug)]
 pub struct CachedTrigger {
-    /// `trg_...`
-    pub trigger_id: String,
-    /// `dep_...`
-    pub deployment_id: String,
-    /// The workflow's name.
-    pub workflow: String,
-    /// The version the deployment runs.
-    pub workflow_version: i64,
-    /// Disabled triggers answer 404 (and the request is logged against them).
-    pub enabled: bool,
-    /// Set when the token was rotated with a grace period: valid until then (µs).
-    pub token_expires_at: Option<i64>,
-    /// The compiled definition.
-    pub definition: Arc<Definition>,
-    /// The parsed webhook configuration.
-    pub config: WebhookConfig,
+    /// The trigger, typed.
+    pub target: WebhookTrigger,
     /// The trigger's rate-limit bucket and activity counter (they outlive cache entries).
     pub runtime: Arc<TriggerRuntime>,
     /// When the entry was read from the database.
     pub loaded_at: Instant,
+    /// The [`TriggerChanges`] generation it was read at.
+    generation: u64,
+}
+
+impl CachedTrigger {
+    /// An entry for `target` read at `generation` (see [`TriggerCache::generation`]).
+    pub fn new(target: WebhookTrigger, runtime: Arc<TriggerRuntime>, generation: u64) -> Self {
+        CachedTrigger {
+            target,
+            runtime,
+            loaded_at: Instant::now(),
+            generation,
+        }
+    }
 }
 
 /// Token → trigger cache with a generation counter so a fill that raced an invalidation is not
@@ -51,52 +53,44 @@ pub struct CachedTrigger {
 pub struct TriggerCache {
     entries: RwLock<HashMap<String, Arc<CachedTrigger>>>,
     runtimes: Mutex<HashMap<String, Arc<TriggerRuntime>>>,
-    generation: AtomicU64,
+    changes: Arc<TriggerChanges>,
     ttl: Duration,
 }
 
 impl TriggerCache {
-    /// An empty cache whose entries live `ttl`.
-    pub fn new(ttl: Duration) -> Self {
+    /// An empty cache whose entries live `ttl` and no longer than the next change in `changes`.
+    pub fn new(ttl: Duration, changes: Arc<TriggerChanges>) -> Self {
         TriggerCache {
             entries: RwLock::new(HashMap::new()),
             runtimes: Mutex::new(HashMap::new()),
-            generation: AtomicU64::new(0),
+            changes,
             ttl,
         }
     }
 
-    /// The current generation; pass it to [`TriggerCache::insert`] after a fill.
+    /// The current generation: read it BEFORE reading a trigger from the database, and give it
+    /// to [`CachedTrigger::new`], so that a change committed meanwhile makes the entry stale.
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        self.changes.generation()
     }
 
-    /// A fresh entry for `token`.
+    /// A fresh entry for `token`: younger than the TTL and filled since the last change.
     pub fn get(&self, token: &str) -> Option<Arc<CachedTrigger>> {
+        let generation = self.changes.generation();
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         entries
             .get(token)
-            .filter(|e| e.loaded_at.elapsed() < self.ttl)
+            .filter(|e| e.generation == generation && e.loaded_at.elapsed() < self.ttl)
             .cloned()
     }
 
-    /// Stores a filled entry unless the cache was invalidated since `generation`.
-    pub fn insert(&self, token: &str, entry: Arc<CachedTrigger>, generation: u64) {
+    /// Stores a filled entry (a stale one is simply never used).
+    pub fn insert(&self, token: &str, entry: Arc<CachedTrigger>) {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        if self.generation.load(Ordering::Acquire) != generation {
-            return;
-        }
         if entries.len() >= MAX_ENTRIES {
             entries.clear();
         }
         entries.insert(token.to_owned(), entry);
-    }
-
-    /// Drops every entry (after any management write that could change a trigger).
-    pub fn invalidate_all(&self) {
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        entries.clear();
     }
 
     /// The per-trigger state that outlives cache entries (created on first use).

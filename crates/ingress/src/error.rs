@@ -3,6 +3,7 @@
 
 use http::StatusCode;
 use serde_json::{Value, json};
+use triggerd_app::AppError;
 use triggerd_domain::Problem;
 use triggerd_domain::inputs::InputProblem;
 use triggerd_storage::StoreError;
@@ -175,6 +176,34 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %other, "storage error");
                 ApiError::internal()
             }
+        }
+    }
+}
+
+impl From<AppError> for ApiError {
+    /// The one mapping of the application's errors to SPEC 3's statuses and codes.
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::NotFound { what } => ApiError::not_found(format!("{what} not found")),
+            AppError::Conflict { what } => ApiError::conflict(what),
+            AppError::IllegalTransition(e) => ApiError::conflict(e.to_string()),
+            AppError::LeaseLost { run_id } => {
+                ApiError::conflict(format!("run {run_id} was changed concurrently; retry"))
+            }
+            AppError::InvalidDefinition(problems) => {
+                ApiError::problems("invalid_definition", "the definition", problems)
+            }
+            AppError::InvalidConfig(problems) => {
+                ApiError::problems("invalid_config", "the trigger configuration", problems)
+            }
+            AppError::InvalidInput(problems) => ApiError::invalid_input(problems),
+            AppError::BadRequest { message } => ApiError::bad_request(message),
+            AppError::TokenGone => ApiError::not_found("unknown webhook token"),
+            AppError::Unavailable { reason } => {
+                tracing::warn!(%reason, "database unavailable");
+                ApiError::unavailable()
+            }
+            AppError::Internal { .. } => ApiError::internal(),
         }
     }
 }

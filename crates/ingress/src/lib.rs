@@ -1,9 +1,10 @@
 //! # triggerd-ingress
 //!
 //! The HTTP surface of triggerd: the webhook endpoints (`/api/webhooks/{token}[/{rest}]`), the
-//! management API under `/api/v1`, `/healthz` and `/metrics`. It turns requests into stored runs and wakes the
-//! workers through the store; it never executes runs itself, and it holds no SQL — every read and
-//! write is one call into `triggerd-storage`.
+//! management API under `/api/v1`, `/healthz` and `/metrics`. It parses requests, calls
+//! `triggerd-app` for every write (and reads from the store directly), and renders views; it
+//! never executes runs itself, holds no SQL and no business rule that cron or the workers would
+//! need too.
 //!
 //! The webhook hot path is [`webhook`]: read it top to bottom. Its trigger lookups come from an
 //! in-memory [`cache::TriggerCache`]; the write re-checks the token, so a stale cache can never
@@ -12,11 +13,13 @@
 //! ```no_run
 //! # async fn example(store: triggerd_storage::Store) -> std::io::Result<()> {
 //! use std::sync::Arc;
+//! use triggerd_app::{App, SystemClock};
 //! use triggerd_ingress::{AppState, IngressConfig};
 //!
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! let config = IngressConfig::new("http://127.0.0.1:8080", triggerd_domain::ids::hash_token("admin-token"));
-//! let state = Arc::new(AppState::new(store, config));
+//! let app = App::new(store, Arc::new(SystemClock), "http://127.0.0.1:8080");
+//! let config = IngressConfig::new(triggerd_domain::ids::hash_token("admin-token"));
+//! let state = Arc::new(AppState::new(app, config));
 //! triggerd_ingress::serve(listener, state, std::future::pending()).await;
 //! # Ok(()) }
 //! ```
@@ -46,6 +49,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+use triggerd_app::App;
 use triggerd_domain::ids::{IdKind, new_id};
 use triggerd_storage::Store;
 
@@ -58,8 +62,6 @@ pub type Body = Full<Bytes>;
 /// Settings of the HTTP layer.
 #[derive(Clone)]
 pub struct IngressConfig {
-    /// Base of the URLs shown to users (`url` of webhook triggers), without a trailing slash.
-    pub public_url: String,
     /// Answer 200 `{"received": true}` instead of 404 for unknown webhook tokens.
     pub hide_unknown_tokens: bool,
     /// Hex SHA-256 of the admin API token.
@@ -76,7 +78,6 @@ pub struct IngressConfig {
 impl std::fmt::Debug for IngressConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IngressConfig")
-            .field("public_url", &self.public_url)
             .field("hide_unknown_tokens", &self.hide_unknown_tokens)
             .field("max_api_body_bytes", &self.max_api_body_bytes)
             .field("activity_retention", &self.activity_retention)
@@ -86,10 +87,9 @@ impl std::fmt::Debug for IngressConfig {
 }
 
 impl IngressConfig {
-    /// Defaults for everything but the public URL and the admin token hash.
-    pub fn new(public_url: impl Into<String>, admin_token_hash: String) -> Self {
+    /// Defaults for everything but the admin token hash.
+    pub fn new(admin_token_hash: String) -> Self {
         IngressConfig {
-            public_url: public_url.into().trim_end_matches('/').to_owned(),
             hide_unknown_tokens: false,
             admin_token_hash,
             max_api_body_bytes: 1024 * 1024,
@@ -102,8 +102,8 @@ impl IngressConfig {
 /// Everything a request handler needs; built once by the server.
 #[derive(Debug)]
 pub struct AppState {
-    /// The database.
-    pub store: Store,
+    /// The application's operations (every write) and the store (reads).
+    pub app: App,
     /// Settings.
     pub config: IngressConfig,
     /// Webhook trigger cache and rate-limit buckets.
@@ -114,28 +114,20 @@ pub struct AppState {
 
 impl AppState {
     /// Builds the state.
-    pub fn new(store: Store, config: IngressConfig) -> Self {
-        let cache = cache::TriggerCache::new(config.cache_ttl);
+    pub fn new(app: App, config: IngressConfig) -> Self {
+        let cache = cache::TriggerCache::new(config.cache_ttl, app.trigger_changes().clone());
         AppState {
-            store,
+            app,
             config,
             cache,
             metrics: None,
         }
     }
 
-    /// The public URL of a webhook token.
-    pub fn webhook_url(&self, token: &str) -> String {
-        format!("{}/api/webhooks/{token}", self.config.public_url)
+    /// The store, for reads (writes go through [`AppState::app`]).
+    pub fn store(&self) -> &Store {
+        self.app.store()
     }
-}
-
-/// Microseconds since the Unix epoch, now.
-pub fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }
 
 /// Accepts connections on `listener` until `shutdown` resolves, then stops accepting and waits
@@ -265,7 +257,7 @@ pub async fn handle(
     )
 )]
 pub(crate) async fn health(state: &AppState) -> Response<Body> {
-    match state.store.ping().await {
+    match state.store().ping().await {
         Ok(()) => json_response(
             http::StatusCode::OK,
             &openapi::HealthBody {

@@ -60,17 +60,10 @@ pub async fn render(state: &AppState) -> Response<Body> {
         }
         None => String::new(),
     };
-    match state.store.count_runs_by_status().await {
+    match state.store().count_runs_by_status().await {
         Ok(counts) => {
             text.push_str("# HELP triggerd_runs Runs in the database by status (pending = queue depth).\n# TYPE triggerd_runs gauge\n");
-            for status in [
-                "pending",
-                "running",
-                "waiting",
-                "completed",
-                "failed",
-                "cancelled",
-            ] {
+            for status in triggerd_domain::run::RunStatus::ALL.map(|s| s.as_str()) {
                 let n = counts
                     .iter()
                     .find(|(s, _)| s == status)
@@ -80,7 +73,7 @@ pub async fn render(state: &AppState) -> Response<Body> {
         }
         Err(e) => tracing::warn!(error = %e, "metrics: cannot count runs"),
     }
-    let stats = state.store.stats();
+    let stats = state.store().stats();
     let _ = write!(
         text,
         "# HELP triggerd_store_commits_total Transactions committed by the group-commit writer.\n# TYPE triggerd_store_commits_total counter\ntriggerd_store_commits_total {}\n\

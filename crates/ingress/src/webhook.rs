@@ -3,8 +3,8 @@
 //! Checks run in the SPEC's order — token → method → size → rate limit → signature/API key →
 //! parse → mapping/validation → run — and each answer to a known token is recorded in the
 //! trigger's activity log. The 201 is sent only after the store's group commit returns: from that
-//! instant the run survives a crash. A run of a step-less workflow is usually stored `completed`
-//! by that same write (see [`new_run`]).
+//! instant the run survives a crash. `triggerd-app` prepares the run (a run of a step-less
+//! workflow is usually stored `completed` by that same write: `App::prepare_run`) and writes it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,24 +16,26 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
-use triggerd_domain::definition::Definition;
+use triggerd_app::AppError;
+use triggerd_app::runs::RunStart;
+use triggerd_domain::activity::Outcome;
 use triggerd_domain::ids::{IdKind, constant_time_eq, is_plausible_webhook_token, new_id};
 use triggerd_domain::mapping::{headers_to_map, parse_urlencoded, trigger_input};
-use triggerd_domain::run::{RunStatus, stepless_scope};
-use triggerd_domain::trigger::{ResponseMode, TriggerConfig, TriggerType};
-use triggerd_storage::{IngestWrite, NewActivity, NewRun, StoreError};
+use triggerd_domain::run::{RunSource, RunStatus};
+use triggerd_domain::trigger::ResponseMode;
+use triggerd_storage::{IngestWrite, NewActivity};
 
 use crate::cache::CachedTrigger;
-use crate::{ApiError, AppState, Body, error_response, json_response, now_micros};
+use crate::{ApiError, AppState, Body, error_response, json_response};
 
 /// A request refused after the token was known: the error to answer and the activity outcome.
 struct Refusal {
     error: ApiError,
-    outcome: &'static str,
+    outcome: Outcome,
 }
 
 impl Refusal {
-    fn new(error: ApiError, outcome: &'static str) -> Self {
+    fn new(error: ApiError, outcome: Outcome) -> Self {
         Refusal { error, outcome }
     }
 }
@@ -52,7 +54,7 @@ pub async fn handle(
     request_id: &str,
 ) -> Response<Body> {
     let started = Instant::now();
-    let received_at = now_micros();
+    let received_at = state.app.now();
     let tail = req
         .uri()
         .path()
@@ -70,14 +72,18 @@ pub async fn handle(
         Ok(None) => return unknown_token(state),
         Err(e) => return error_response(&e),
     };
-    if entry.token_expires_at.is_some_and(|t| t <= received_at) {
+    if entry
+        .target
+        .token_expires_at
+        .is_some_and(|t| t <= received_at)
+    {
         return unknown_token(state);
     }
     let token = token.to_owned();
     let rest = rest.to_owned();
     let method = req.method().as_str().to_owned();
 
-    let (result, body_bytes) = check(&entry, req, &rest).await;
+    let (result, body_bytes) = check(state, &entry, req, &rest).await;
     let duration_ms = started.elapsed().as_millis() as i64;
     let mut activity = NewActivity {
         id: request_id.to_owned(),
@@ -94,28 +100,28 @@ pub async fn handle(
     let accepted = match result {
         Ok(accepted) => accepted,
         Err(refusal) => {
-            metrics::counter!("triggerd_webhook_requests_total", "outcome" => refusal.outcome)
+            metrics::counter!("triggerd_webhook_requests_total", "outcome" => refusal.outcome.as_str())
                 .increment(1);
             activity.status_code = i32::from(refusal.error.status.as_u16());
-            activity.outcome = refusal.outcome.to_owned();
+            activity.outcome = refusal.outcome.as_str().to_owned();
             activity.error = Some(refusal.error.message.clone());
             // Refusals are logged before answering so the log and the answer agree; a failed log
             // write does not change the answer.
-            if !entry.enabled && state.config.hide_unknown_tokens {
+            if !entry.target.enabled && state.config.hide_unknown_tokens {
                 activity.status_code = 200;
             }
             let write = IngestWrite {
                 token,
-                trigger_id: entry.trigger_id.clone(),
+                trigger_id: entry.target.trigger_id.clone(),
                 now: received_at,
                 run: None,
                 activity,
             };
-            if let Err(e) = state.store.ingest(write).await {
-                tracing::warn!(error = %e, trigger_id = %entry.trigger_id, "could not log a refused webhook request");
+            if let Err(e) = state.app.ingest(write).await {
+                tracing::warn!(error = %e, trigger_id = %entry.target.trigger_id, "could not log a refused webhook request");
             }
             trim_activity(state, &entry);
-            if !entry.enabled {
+            if !entry.target.enabled {
                 return unknown_token(state);
             }
             return error_response(&refusal.error);
@@ -123,7 +129,8 @@ pub async fn handle(
     };
 
     let run_id = new_id(IdKind::Run);
-    let custom = match &entry.config.response {
+    let target = &entry.target;
+    let custom = match &target.config.response {
         ResponseMode::Custom {
             status,
             content_type,
@@ -135,99 +142,54 @@ pub async fn handle(
         )),
         _ => None,
     };
-    let run = new_run(&entry, &run_id, accepted, received_at);
-    let completed = run.status == RunStatus::Completed.as_str();
+    let start = RunStart {
+        run_id: run_id.clone(),
+        source: RunSource::Webhook,
+        deployment_id: target.deployment_id.clone(),
+        workflow: target.workflow.clone(),
+        workflow_version: target.workflow_version,
+        trigger_id: Some(target.trigger_id.clone()),
+        input: accepted.input,
+        trigger_input: accepted.trigger_input,
+        created_at: received_at,
+    };
+    let prepared = state.app.prepare_run(start, &target.definition);
     let status = match &custom {
         Some((status, _, _)) => **status,
         None => 201,
     };
     activity.status_code = i32::from(status);
-    activity.outcome = "accepted".to_owned();
+    activity.outcome = Outcome::Accepted.as_str().to_owned();
     activity.run_id = Some(run_id.clone());
-    let trigger_id = entry.trigger_id.clone();
     let write = IngestWrite {
         token,
-        trigger_id,
+        trigger_id: target.trigger_id.clone(),
         now: received_at,
-        run: Some(run),
+        run: Some(prepared.row),
         activity,
     };
     // SAFETY (durability): the answer below is sent only after this commit returned.
-    match state.store.ingest(write).await {
+    match state.app.ingest(write).await {
         Ok(()) => {}
-        Err(StoreError::TokenGone) => return unknown_token(state),
+        Err(AppError::TokenGone) => return unknown_token(state),
         Err(e) => return error_response(&ApiError::from(e)),
     }
     trim_activity(state, &entry);
-    if completed {
-        metrics::counter!("triggerd_runs_finished_total", "status" => "completed").increment(1);
+    if prepared.status.is_terminal() {
+        metrics::counter!("triggerd_runs_finished_total", "status" => prepared.status.as_str())
+            .increment(1);
     }
-    metrics::counter!("triggerd_webhook_requests_total", "outcome" => "accepted").increment(1);
+    metrics::counter!("triggerd_webhook_requests_total", "outcome" => Outcome::Accepted.as_str())
+        .increment(1);
     metrics::histogram!("triggerd_webhook_ingest_seconds").record(started.elapsed().as_secs_f64());
     match custom {
         Some((status, content_type, body)) => custom_response(*status, content_type, body),
         None => json_response(
             StatusCode::CREATED,
-            &json!({"run_id": run_id, "status": "pending", "request_id": request_id}),
+            // SPEC 4.5: the 201 says `pending` whatever the write stored.
+            &json!({"run_id": run_id, "status": RunStatus::Pending.as_str(), "request_id": request_id}),
         ),
     }
-}
-
-/// The run an accepted request starts.
-///
-/// A run of a workflow without steps is stored `completed` by the ingest write itself — the run
-/// object the run worker would have made (`final_output` = the output rendered over the same
-/// scope, `started_at` = `finished_at`, no lease), without the worker's claim and update, two
-/// more writer jobs per run. Only when the output does not read `context`: the deployment's
-/// context store can change (PATCH) between now and the commit, and the worker reads it when it
-/// finishes the run; decided from the definition, not from the values. A run whose output does
-/// not render (a missing value) is stored `pending` too, and the worker fails it with
-/// `template_error` as before.
-fn new_run(entry: &CachedTrigger, run_id: &str, accepted: Accepted, created_at: i64) -> NewRun {
-    let definition = &entry.definition;
-    let mut run = NewRun {
-        id: run_id.to_owned(),
-        deployment_id: entry.deployment_id.clone(),
-        workflow: entry.workflow.clone(),
-        workflow_version: entry.workflow_version,
-        trigger_id: Some(entry.trigger_id.clone()),
-        source: "webhook".to_owned(),
-        status: RunStatus::Pending.as_str().to_owned(),
-        input: String::new(),
-        trigger_input: String::new(),
-        context: "{}".to_owned(),
-        step_executions: "[]".to_owned(),
-        final_output: None,
-        created_at,
-        started_at: None,
-        finished_at: None,
-    };
-    let input = Value::Object(accepted.input);
-    if !definition.steps.is_empty() || definition.output_reads("context") {
-        run.input = input.to_string();
-        run.trigger_input = accepted.trigger_input.to_string();
-        return run;
-    }
-    // The output reads no `context`: what the worker would pass there does not matter.
-    let context = Value::Object(serde_json::Map::new());
-    let scope = stepless_scope(
-        input,
-        accepted.trigger_input,
-        context,
-        run_id,
-        created_at,
-        &entry.deployment_id,
-    );
-    if let Ok(output) = definition.render_output(&scope) {
-        let now = now_micros().max(created_at);
-        run.status = RunStatus::Completed.as_str().to_owned();
-        run.final_output = Some(output.to_string());
-        run.started_at = Some(now);
-        run.finished_at = Some(now);
-    }
-    run.input = scope["input"].to_string();
-    run.trigger_input = scope["trigger"].to_string();
-    run
 }
 
 /// Keeps the trigger's activity log at `activity_retention` rows: every tenth of that many new
@@ -238,10 +200,10 @@ fn trim_activity(state: &AppState, entry: &CachedTrigger) {
     if keep == 0 || !entry.runtime.note_logged((keep as u64 / 10).max(10)) {
         return;
     }
-    let store = state.store.clone();
-    let trigger_id = entry.trigger_id.clone();
+    let app = state.app.clone();
+    let trigger_id = entry.target.trigger_id.clone();
     tokio::spawn(async move {
-        match store.prune_activity(&trigger_id, keep).await {
+        match app.prune_activity(&trigger_id, keep).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(%trigger_id, deleted = n, "activity log trimmed"),
             Err(e) => tracing::warn!(%trigger_id, error = %e, "could not trim the activity log"),
@@ -265,53 +227,29 @@ async fn lookup(state: &AppState, token: &str) -> Result<Option<Arc<CachedTrigge
         return Ok(Some(entry));
     }
     let generation = state.cache.generation();
-    let Some(target) = state.store.resolve_token(token, now_micros()).await? else {
+    let Some(target) = state.app.resolve_webhook(token).await? else {
         return Ok(None);
     };
-    if target.trigger.trigger_type != TriggerType::Webhook.as_str() {
-        return Ok(None);
-    }
-    let definition = Definition::from_json_str(&target.definition).map_err(|e| {
-        tracing::error!(error = %e, workflow = %target.deployment.workflow, "stored definition does not parse");
-        ApiError::internal()
-    })?;
-    let config_value: Value = serde_json::from_str(&target.trigger.config).unwrap_or(Value::Null);
-    let config = match TriggerConfig::from_stored(TriggerType::Webhook, &config_value) {
-        Ok(TriggerConfig::Webhook(config)) => *config,
-        _ => {
-            tracing::error!(trigger_id = %target.trigger.id, "stored webhook config does not parse");
-            return Err(ApiError::internal());
-        }
-    };
-    let entry = Arc::new(CachedTrigger {
-        runtime: state.cache.runtime(&target.trigger.id),
-        trigger_id: target.trigger.id,
-        deployment_id: target.deployment.id,
-        workflow: target.deployment.workflow,
-        workflow_version: target.workflow_version,
-        enabled: target.trigger.enabled,
-        token_expires_at: target.token_expires_at,
-        definition: Arc::new(definition),
-        config,
-        loaded_at: Instant::now(),
-    });
-    state.cache.insert(token, entry.clone(), generation);
+    let runtime = state.cache.runtime(&target.trigger_id);
+    let entry = Arc::new(CachedTrigger::new(target, runtime, generation));
+    state.cache.insert(token, entry.clone());
     Ok(Some(entry))
 }
 
 /// Every check after the token; returns the mapped input or the refusal, and the body size read.
 async fn check(
+    state: &AppState,
     entry: &CachedTrigger,
     req: Request<Incoming>,
     rest: &str,
 ) -> (Result<Accepted, Refusal>, u64) {
-    let config = &entry.config;
-    if !entry.enabled {
+    let config = &entry.target.config;
+    if !entry.target.enabled {
         // Answered like an unknown token, but logged against the trigger (SPEC 4.6).
         return (
             Err(Refusal::new(
                 ApiError::not_found("trigger is disabled"),
-                "failed",
+                Outcome::Failed,
             )),
             0,
         );
@@ -320,7 +258,7 @@ async fn check(
         return (
             Err(Refusal::new(
                 ApiError::method_not_allowed(config.allow_header()),
-                "method_not_allowed",
+                Outcome::MethodNotAllowed,
             )),
             0,
         );
@@ -335,7 +273,7 @@ async fn check(
         return (
             Err(Refusal::new(
                 ApiError::payload_too_large(limit),
-                "too_large",
+                Outcome::TooLarge,
             )),
             declared_length.unwrap_or(0),
         );
@@ -353,14 +291,14 @@ async fn check(
                 return (
                     Err(Refusal::new(
                         ApiError::payload_too_large(limit),
-                        "too_large",
+                        Outcome::TooLarge,
                     )),
                     limit,
                 );
             }
             Err(e) => {
                 let error = ApiError::bad_request(format!("could not read the request body: {e}"));
-                return (Err(Refusal::new(error, "failed")), 0);
+                return (Err(Refusal::new(error, Outcome::Failed)), 0);
             }
         }
     };
@@ -374,10 +312,10 @@ async fn check(
         .unwrap_or_else(|e| e.into_inner())
         .take(config.rate_limit_per_minute, Instant::now());
     if let Err(retry_after) = allowed {
-        return refuse(ApiError::rate_limited(retry_after), "rate_limited");
+        return refuse(ApiError::rate_limited(retry_after), Outcome::RateLimited);
     }
     if let Some(secret) = &config.secret {
-        let now_secs = now_micros() / 1_000_000;
+        let now_secs = state.app.now() / 1_000_000;
         if let Err(e) = config
             .scheme
             .verify(secret, &parts.headers, &body, now_secs)
@@ -388,7 +326,7 @@ async fn check(
                     "bad_signature",
                     format!("signature check failed: {e}"),
                 ),
-                "bad_signature",
+                Outcome::BadSignature,
             );
         }
     }
@@ -396,11 +334,11 @@ async fn check(
         let error = ApiError::unauthorized(
             "missing or wrong API key: send Authorization: Bearer <key> or X-API-Key: <key>",
         );
-        return refuse(error, "unauthorized");
+        return refuse(error, Outcome::Unauthorized);
     }
     let parsed = match parse_body(&parts.headers, &body) {
         Ok(v) => v,
-        Err(()) => return refuse(ApiError::malformed_json(), "malformed"),
+        Err(()) => return refuse(ApiError::malformed_json(), Outcome::Malformed),
     };
     let redact: &[&str] = if config.secret.is_some() {
         config.scheme.header_names()
@@ -424,7 +362,7 @@ async fn check(
     );
     match config
         .input_mapping
-        .apply(&entry.definition.inputs, &trigger_input)
+        .apply(&entry.target.definition.inputs, &trigger_input)
     {
         Ok(input) => (
             Ok(Accepted {
@@ -433,7 +371,7 @@ async fn check(
             }),
             size,
         ),
-        Err(problems) => refuse(ApiError::invalid_input(problems), "invalid_input"),
+        Err(problems) => refuse(ApiError::invalid_input(problems), Outcome::InvalidInput),
     }
 }
 

@@ -8,7 +8,7 @@
 //! `running` → `completed` with `final_output` = the workflow's `output` rendered (or the input),
 //! or `failed` with code `template_error` when the output template reads a missing value. (Most
 //! step-less webhook runs never reach the worker: the webhook stores them `completed` in the
-//! ingest write — see `triggerd-ingress`'s `webhook.rs` — when the output does not read the
+//! ingest write — see `triggerd_app::App::prepare_run` — when the output does not read the
 //! deployment's context store and renders.) Runs of
 //! workflows **with steps** are left `pending` (their lease is renewed rarely, so they cost
 //! nothing) until step execution is built. Cron firing arrives later in this crate too.
@@ -17,9 +17,9 @@
 //! that runs were committed, or until the next lease could expire.
 //!
 //! ```no_run
-//! # async fn example(store: triggerd_storage::Store) {
+//! # async fn example(app: triggerd_app::App) {
 //! let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-//! let worker = triggerd_scheduler::RunWorker::new(store, "node-1".into());
+//! let worker = triggerd_scheduler::RunWorker::new(app, "node-1".into());
 //! let handle = tokio::spawn(worker.run(stop_rx));
 //! // ... later:
 //! let _ = stop_tx.send(true);
@@ -36,9 +36,11 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use triggerd_app::runs::RunChange;
+use triggerd_app::{App, AppError};
 use triggerd_domain::definition::Definition;
 use triggerd_domain::run::{RunError, RunStatus, stepless_scope};
-use triggerd_storage::{RunRow, RunUpdate, Store, StoreError};
+use triggerd_storage::RunRow;
 
 /// How long a claim holds a run before another worker may take it over.
 pub const LEASE: Duration = Duration::from_secs(60);
@@ -50,23 +52,16 @@ const BATCH: usize = 512;
 /// Claims runs and completes them.
 #[derive(Debug)]
 pub struct RunWorker {
-    store: Store,
+    app: App,
     owner: String,
     definitions: HashMap<(String, i64), Arc<Definition>>,
 }
 
-fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
-}
-
 impl RunWorker {
     /// A worker that claims runs under the lease owner name `owner` (unique per process).
-    pub fn new(store: Store, owner: String) -> Self {
+    pub fn new(app: App, owner: String) -> Self {
         RunWorker {
-            store,
+            app,
             owner,
             definitions: HashMap::new(),
         }
@@ -75,7 +70,7 @@ impl RunWorker {
     /// Works until `stop` turns true. Each round claims what is due, finishes it, and sleeps
     /// until the store signals new runs or the lease period passes (for takeovers).
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let notify = self.store.runs_notify();
+        let notify = self.app.store().runs_notify();
         tracing::info!(owner = %self.owner, "run worker started");
         loop {
             if *stop.borrow() {
@@ -107,12 +102,8 @@ impl RunWorker {
     }
 
     /// Claims one batch and finishes each run in it; returns how many were claimed.
-    pub async fn round(&mut self) -> Result<usize, StoreError> {
-        let now = now_micros();
-        let claimed = self
-            .store
-            .claim_runs(&self.owner, now, now + LEASE.as_micros() as i64, BATCH)
-            .await?;
+    pub async fn round(&mut self) -> Result<usize, AppError> {
+        let claimed = self.app.claim_runs(&self.owner, LEASE, BATCH).await?;
         let count = claimed.len();
         // The deployment context store, read once per deployment per round.
         let mut contexts: HashMap<String, Value> = HashMap::new();
@@ -120,38 +111,35 @@ impl RunWorker {
         for run in claimed {
             let definition = self.definition(&run).await?;
             if !contexts.contains_key(&run.deployment_id) {
-                let stored = match self.store.get_context(&run.deployment_id).await {
-                    Ok(pairs) => pairs,
-                    Err(StoreError::NotFound { .. }) => Vec::new(),
+                let stored = match self.app.context(&run.deployment_id).await {
+                    Ok(map) => map,
+                    Err(AppError::NotFound { .. }) => serde_json::Map::new(),
                     Err(e) => return Err(e),
                 };
-                let map: serde_json::Map<String, Value> = stored
-                    .into_iter()
-                    .map(|(k, v)| (k, serde_json::from_str(&v).unwrap_or(Value::Null)))
-                    .collect();
-                contexts.insert(run.deployment_id.clone(), Value::Object(map));
+                contexts.insert(run.deployment_id.clone(), Value::Object(stored));
             }
             let context = contexts
                 .get(&run.deployment_id)
                 .cloned()
                 .unwrap_or(Value::Null);
-            let update = self.finish(&run, definition.as_deref(), &context, now_micros());
-            let store = self.store.clone();
+            let (path, change) = self.finish(&run, definition.as_deref(), &context);
+            let (app, owner) = (self.app.clone(), self.owner.clone());
             // Updates go out together so the store's writer commits them in one batch.
-            let status = update.status.clone().unwrap_or_default();
             updates.spawn(async move {
-                let result = store.update_run(update.clone()).await;
-                if matches!(result, Ok(true)) && !status.is_empty() {
-                    metrics::counter!("triggerd_runs_finished_total", "status" => status)
+                let result = app.transition(&run, &owner, &path, change).await;
+                if let Ok(moved) = &result
+                    && moved.status.is_terminal()
+                {
+                    metrics::counter!("triggerd_runs_finished_total", "status" => moved.status.as_str())
                         .increment(1);
                 }
-                (update.id, result)
+                (run.id, result)
             });
         }
         while let Some(joined) = updates.join_next().await {
             match joined {
-                Ok((_, Ok(true))) => {}
-                Ok((id, Ok(false))) => {
+                Ok((_, Ok(_))) => {}
+                Ok((id, Err(AppError::LeaseLost { .. }))) => {
                     tracing::warn!(run_id = %id, "lost the lease of a run before finishing it")
                 }
                 Ok((id, Err(e))) => {
@@ -163,32 +151,27 @@ impl RunWorker {
         Ok(count)
     }
 
-    async fn definition(&mut self, run: &RunRow) -> Result<Option<Arc<Definition>>, StoreError> {
+    async fn definition(&mut self, run: &RunRow) -> Result<Option<Arc<Definition>>, AppError> {
         let key = (run.workflow.clone(), run.workflow_version);
         if let Some(d) = self.definitions.get(&key) {
             return Ok(Some(d.clone()));
         }
-        let Some(version) = self
-            .store
-            .get_workflow_version(&run.workflow, run.workflow_version)
-            .await?
-        else {
-            return Ok(None);
-        };
-        match Definition::from_json_str(&version.definition) {
-            Ok(d) => {
-                let d = Arc::new(d);
+        match self
+            .app
+            .workflow_definition(&run.workflow, run.workflow_version)
+            .await
+        {
+            Ok(Some(d)) => {
                 self.definitions.insert(key, d.clone());
                 Ok(Some(d))
             }
-            Err(e) => {
-                tracing::error!(workflow = %run.workflow, version = run.workflow_version, error = %e, "stored definition does not parse");
-                Ok(None)
-            }
+            Ok(None) => Ok(None),
+            Err(AppError::Internal { .. }) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
-    /// The state change for a claimed run.
+    /// The state move for a claimed run: the statuses it goes through and the changes.
     /// `stored_context` is the deployment's context store; the run's own context (values its
     /// steps extracted) is laid over it.
     fn finish(
@@ -196,27 +179,24 @@ impl RunWorker {
         run: &RunRow,
         definition: Option<&Definition>,
         stored_context: &Value,
-        now: i64,
-    ) -> RunUpdate {
-        let mut update = RunUpdate {
-            id: run.id.clone(),
-            owner: self.owner.clone(),
-            ..RunUpdate::default()
-        };
+    ) -> (Vec<RunStatus>, RunChange) {
         let Some(definition) = definition else {
             let error = RunError::new(
                 "workflow_missing",
                 format!(
-                    "workflow {} version {} is not stored",
+                    "workflow {} version {} is not stored or does not parse",
                     run.workflow, run.workflow_version
                 ),
             );
-            return fail(update, run, now, &error);
+            return fail(run, error);
         };
         if !definition.steps.is_empty() {
             // Step execution is not built yet: the run stays pending; look again much later.
-            update.lease_until = Some(now + PARK.as_micros() as i64);
-            return update;
+            let change = RunChange {
+                lease_until: Some(self.app.now() + PARK.as_micros() as i64),
+                ..RunChange::default()
+            };
+            return (Vec::new(), change);
         }
         let mut context = stored_context.clone();
         if let (Some(base), Value::Object(own)) = (context.as_object_mut(), parse(&run.context)) {
@@ -231,20 +211,14 @@ impl RunWorker {
             &run.deployment_id,
         );
         match definition.render_output(&scope) {
-            Ok(output) => {
-                update.status = Some(RunStatus::Completed.as_str().to_owned());
-                update.started_at = Some(run.started_at.unwrap_or(now));
-                update.finished_at = Some(now);
-                update.final_output = Some(output.to_string());
-                update.release_lease = true;
-                update
-            }
-            Err(e) => fail(
-                update,
-                run,
-                now,
-                &RunError::new("template_error", format!("output: {e}")),
+            Ok(output) => (
+                to_end(run, RunStatus::Completed),
+                RunChange {
+                    final_output: Some(output),
+                    ..RunChange::default()
+                },
             ),
+            Err(e) => fail(run, RunError::new("template_error", format!("output: {e}"))),
         }
     }
 }
@@ -253,11 +227,21 @@ fn parse(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
-fn fail(mut update: RunUpdate, run: &RunRow, now: i64, error: &RunError) -> RunUpdate {
-    update.status = Some(RunStatus::Failed.as_str().to_owned());
-    update.started_at = Some(run.started_at.unwrap_or(now));
-    update.finished_at = Some(now);
-    update.error = Some(serde_json::to_string(error).unwrap_or_default());
-    update.release_lease = true;
-    update
+/// The path from the run's status to `end`: through `running` unless it is running already.
+fn to_end(run: &RunRow, end: RunStatus) -> Vec<RunStatus> {
+    if run.status == RunStatus::Running.as_str() || end == RunStatus::Failed {
+        vec![end]
+    } else {
+        vec![RunStatus::Running, end]
+    }
+}
+
+fn fail(run: &RunRow, error: RunError) -> (Vec<RunStatus>, RunChange) {
+    (
+        to_end(run, RunStatus::Failed),
+        RunChange {
+            error: Some(error),
+            ..RunChange::default()
+        },
+    )
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use tokio::sync::watch;
+use triggerd_app::{App, SystemClock};
 use triggerd_domain::ids::{IdKind, hash_token, new_id, new_secret_token};
 use triggerd_ingress::{AppState, IngressConfig};
 use triggerd_storage::{Backend, Store, StoreOptions, redact_url};
@@ -197,7 +198,7 @@ fn generate_admin_token() -> Result<String, String> {
 async fn reset_token(args: DbArgs) -> Result<(), String> {
     let store = open(&args.database_url).await?;
     let token = generate_admin_token()?;
-    store
+    App::new(store.clone(), Arc::new(SystemClock), "")
         .set_setting(ADMIN_TOKEN_KEY, &hash_token(&token))
         .await
         .map_err(|e| format!("cannot store the new token: {e}"))?;
@@ -210,11 +211,12 @@ async fn reset_token(args: DbArgs) -> Result<(), String> {
 
 /// The admin token's hash: from TRIGGERD_API_TOKEN, else the stored one, else a new one that is
 /// printed once.
-async fn admin_token_hash(store: &Store, configured: Option<&str>) -> Result<String, String> {
+async fn admin_token_hash(app: &App, configured: Option<&str>) -> Result<String, String> {
     if let Some(token) = configured.filter(|t| !t.is_empty()) {
         return Ok(hash_token(token));
     }
-    let stored = store
+    let stored = app
+        .store()
         .get_setting(ADMIN_TOKEN_KEY)
         .await
         .map_err(|e| format!("cannot read settings: {e}"))?;
@@ -223,8 +225,7 @@ async fn admin_token_hash(store: &Store, configured: Option<&str>) -> Result<Str
     }
     let token = generate_admin_token()?;
     let hash = hash_token(&token);
-    store
-        .set_setting(ADMIN_TOKEN_KEY, &hash)
+    app.set_setting(ADMIN_TOKEN_KEY, &hash)
         .await
         .map_err(|e| format!("cannot store the admin token: {e}"))?;
     println!(
@@ -236,7 +237,6 @@ async fn admin_token_hash(store: &Store, configured: Option<&str>) -> Result<Str
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let store = open(&args.db.database_url).await?;
     tracing::info!(database = %redact_url(&args.db.database_url), backend = ?store.backend(), "database ready");
-    let admin_hash = admin_token_hash(&store, args.api_token.as_deref()).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -247,7 +247,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{local}"));
-    let mut config = IngressConfig::new(public_url.clone(), admin_hash);
+    let app = App::new(store.clone(), Arc::new(SystemClock), &public_url);
+    let admin_hash = admin_token_hash(&app, args.api_token.as_deref()).await?;
+    let mut config = IngressConfig::new(admin_hash);
     config.hide_unknown_tokens = args.hide_unknown_tokens;
     config.activity_retention = args.activity_retention;
     if store.backend() == Backend::Sqlite {
@@ -256,7 +258,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         // safety net here, so cache misses stay rare with many triggers.
         config.cache_ttl = SQLITE_CACHE_TTL;
     }
-    let mut state = AppState::new(store.clone(), config);
+    let mut state = AppState::new(app.clone(), config);
     state.metrics = triggerd_ingress::metrics::install_recorder();
     let state = Arc::new(state);
 
@@ -267,10 +269,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         new_id(IdKind::Request).trim_start_matches("req_")
     );
     let worker =
-        tokio::spawn(triggerd_scheduler::RunWorker::new(store.clone(), owner).run(stop_rx.clone()));
+        tokio::spawn(triggerd_scheduler::RunWorker::new(app.clone(), owner).run(stop_rx.clone()));
     let retention = args
         .run_retention_days
-        .map(|days| tokio::spawn(retention::run(store.clone(), days, stop_rx)));
+        .map(|days| tokio::spawn(retention::run(app.clone(), days, stop_rx)));
 
     println!("triggerd listening on http://{local} (public URL {public_url})");
     tracing::info!(%local, %public_url, "listening");

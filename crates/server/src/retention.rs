@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use tokio::sync::watch;
-use triggerd_storage::Store;
+use triggerd_app::App;
 
 /// Longest wait between two sweeps.
 const MAX_INTERVAL: Duration = Duration::from_secs(3600);
@@ -19,13 +19,13 @@ pub fn interval(days: f64) -> Duration {
 }
 
 /// Sweeps until `stop` turns true.
-pub async fn run(store: Store, days: f64, mut stop: watch::Receiver<bool>) {
+pub async fn run(app: App, days: f64, mut stop: watch::Receiver<bool>) {
     let keep_micros = (days * 86_400.0 * 1e6) as i64;
     let every = interval(days);
     tracing::info!(days, every_secs = every.as_secs_f64(), "run retention on");
     loop {
-        let cutoff = triggerd_ingress::now_micros().saturating_sub(keep_micros);
-        match store.delete_finished_runs_before(cutoff).await {
+        let cutoff = app.now().saturating_sub(keep_micros);
+        match app.delete_finished_runs_before(cutoff).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 deleted = n,

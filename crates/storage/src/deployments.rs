@@ -3,6 +3,7 @@
 use diesel::prelude::*;
 
 use crate::Store;
+use crate::conn::DbConn;
 use crate::error::{Result, StoreError};
 use crate::schema::{deployments, workflows};
 use crate::store::{Page, fetch_limit, page};
@@ -40,54 +41,65 @@ pub struct NewDeployment {
     pub now: i64,
 }
 
+pub(crate) fn create_deployment(c: &mut DbConn, new: NewDeployment) -> Result<DeploymentRow> {
+    let latest: Option<i64> = workflows::table
+        .find(&new.workflow)
+        .select(workflows::latest_version)
+        .first(c)
+        .optional()?;
+    let Some(latest) = latest else {
+        return Err(StoreError::not_found(format!("workflow {}", new.workflow)));
+    };
+    if let Some(v) = new.pinned_version {
+        if v < 1 || v > latest {
+            return Err(StoreError::not_found(format!(
+                "version {v} of workflow {}",
+                new.workflow
+            )));
+        }
+    }
+    let row = DeploymentRow {
+        id: new.id,
+        workflow: new.workflow,
+        name: new.name,
+        pinned_version: new.pinned_version,
+        created_at: new.now,
+    };
+    diesel::insert_into(deployments::table)
+        .values(&row)
+        .execute(c)
+        .map_err(|e| {
+            StoreError::on_constraint(
+                e,
+                &format!(
+                    "workflow {} already has a deployment named {} (or id {} is taken)",
+                    row.workflow, row.name, row.id
+                ),
+                &format!("workflow {}", row.workflow),
+            )
+        })?;
+    Ok(row)
+}
+
+/// Every deployment of a workflow (a workflow has few), oldest first.
+pub(crate) fn deployments_of_workflow(
+    c: &mut DbConn,
+    workflow: &str,
+) -> QueryResult<Vec<DeploymentRow>> {
+    deployments::table
+        .filter(deployments::workflow.eq(workflow))
+        .order(deployments::id.asc())
+        .select(DeploymentRow::as_select())
+        .load(c)
+}
+
 impl Store {
     /// Creates a deployment. `NotFound` when the workflow (or the pinned version) does not
     /// exist, `Conflict` when the workflow already has a deployment of that name (or the id is
     /// taken).
     pub async fn create_deployment(&self, new: NewDeployment) -> Result<DeploymentRow> {
-        self.write(
-            move |c| {
-                let latest: Option<i64> = workflows::table
-                    .find(&new.workflow)
-                    .select(workflows::latest_version)
-                    .first(c)
-                    .optional()?;
-                let Some(latest) = latest else {
-                    return Err(StoreError::not_found(format!("workflow {}", new.workflow)));
-                };
-                if let Some(v) = new.pinned_version {
-                    if v < 1 || v > latest {
-                        return Err(StoreError::not_found(format!(
-                            "version {v} of workflow {}",
-                            new.workflow
-                        )));
-                    }
-                }
-                let row = DeploymentRow {
-                    id: new.id,
-                    workflow: new.workflow,
-                    name: new.name,
-                    pinned_version: new.pinned_version,
-                    created_at: new.now,
-                };
-                diesel::insert_into(deployments::table)
-                    .values(&row)
-                    .execute(c)
-                    .map_err(|e| {
-                        StoreError::on_constraint(
-                            e,
-                            &format!(
-                                "workflow {} already has a deployment named {} (or id {} is taken)",
-                                row.workflow, row.name, row.id
-                            ),
-                            &format!("workflow {}", row.workflow),
-                        )
-                    })?;
-                Ok(row)
-            },
-            |_| false,
-        )
-        .await
+        self.write(move |c| create_deployment(c, new), |_| false)
+            .await
     }
 
     /// A deployment by id.
@@ -124,14 +136,8 @@ impl Store {
     /// Every deployment of a workflow (a workflow has few), oldest first.
     pub async fn deployments_of_workflow(&self, workflow: &str) -> Result<Vec<DeploymentRow>> {
         let workflow = workflow.to_owned();
-        self.read(move |c| {
-            Ok(deployments::table
-                .filter(deployments::workflow.eq(workflow))
-                .order(deployments::id.asc())
-                .select(DeploymentRow::as_select())
-                .load(c)?)
-        })
-        .await
+        self.read(move |c| Ok(deployments_of_workflow(c, &workflow)?))
+            .await
     }
 
     /// Deployments newest first, starting after `cursor` (an id from a previous page).

@@ -38,6 +38,14 @@ pub enum StoreError {
     #[error("webhook token is no longer valid")]
     TokenGone,
 
+    /// A [`Tx`](crate::Tx) closure gave up: everything it wrote is rolled back. `reason` says
+    /// why, for the operator's log.
+    #[error("transaction aborted: {reason}")]
+    Aborted {
+        /// Why the caller gave up.
+        reason: String,
+    },
+
     /// The database URL is not one this crate understands.
     #[error("invalid database URL: {reason} (expected sqlite://PATH or postgres://...)")]
     InvalidUrl {
@@ -74,6 +82,13 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 impl StoreError {
+    /// A [`Tx`](crate::Tx) closure's way to give up and roll back what it wrote.
+    pub fn aborted(reason: impl Into<String>) -> Self {
+        Self::Aborted {
+            reason: reason.into(),
+        }
+    }
+
     pub(crate) fn not_found(what: impl Into<String>) -> Self {
         Self::NotFound { what: what.into() }
     }

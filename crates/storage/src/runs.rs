@@ -253,7 +253,7 @@ fn claimable() -> diesel::expression::SqlLiteral<Bool> {
     diesel::dsl::sql::<Bool>("runs.status IN ('pending', 'running')")
 }
 
-fn insert_run(c: &mut DbConn, run: &NewRun) -> Result<()> {
+pub(crate) fn insert_run(c: &mut DbConn, run: &NewRun) -> Result<()> {
     diesel::insert_into(runs::table)
         .values(run)
         .execute(c)
@@ -362,6 +362,45 @@ impl diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite> for BumpFires<
 
 impl RunQueryDsl<SqliteConnection> for BumpFires<'_> {}
 
+/// Applies `update` to its run — only while `update.owner` holds the lease when
+/// `require_lease` — and tells whether a row was changed (or, for an empty update, whether the
+/// lease is held).
+pub(crate) fn apply_update(c: &mut DbConn, update: RunUpdate, require_lease: bool) -> Result<bool> {
+    let (lease_owner, lease_expires_at) = if update.release_lease {
+        (Some(None), Some(None))
+    } else {
+        (None, update.lease_until.map(Some))
+    };
+    let changes = RunChanges {
+        status: update.status,
+        started_at: update.started_at,
+        finished_at: update.finished_at,
+        final_output: update.final_output,
+        error: update.error,
+        step_executions: update.step_executions,
+        context: update.context,
+        waiting_reason: update.waiting_reason,
+        waiting_payload: update.waiting_payload,
+        waiting_expires_at: update.waiting_expires_at,
+        lease_owner,
+        lease_expires_at,
+    };
+    let held = runs::table
+        .filter(runs::id.eq(&update.id))
+        .filter(runs::lease_owner.eq(&update.owner));
+    if changes.is_empty() {
+        return Ok(diesel::select(diesel::dsl::exists(held)).get_result(c)?);
+    }
+    let n = if require_lease {
+        diesel::update(held).set(changes).execute(c)?
+    } else {
+        diesel::update(runs::table.find(&update.id))
+            .set(changes)
+            .execute(c)?
+    };
+    Ok(n == 1)
+}
+
 impl Store {
     /// Stores a run started through the API (`POST /runs`), through the group-commit writer.
     /// `Conflict` when the id is taken. The caller checks that the deployment exists.
@@ -379,46 +418,6 @@ impl Store {
                 .first(c)
                 .optional()?)
         })
-        .await
-    }
-
-    /// Cancels a run that has not finished (`pending`, `running` or `waiting`): status
-    /// `cancelled`, `finished_at = now`, lease and wait cleared. `NotFound` for an unknown id,
-    /// `Conflict` when the run already finished. A worker holding the run's lease loses it: its
-    /// next `update_run` for the run returns `false`.
-    pub async fn cancel_run(&self, id: &str, now: i64) -> Result<RunRow> {
-        let id = id.to_owned();
-        self.write(
-            move |c| {
-                let status: Option<String> = runs::table
-                    .find(&id)
-                    .select(runs::status)
-                    .first(c)
-                    .optional()?;
-                match status.as_deref() {
-                    None => return Err(StoreError::not_found(format!("run {id}"))),
-                    Some("pending" | "running" | "waiting") => {}
-                    Some(other) => {
-                        return Err(StoreError::Conflict {
-                            what: format!("run {id} already finished ({other})"),
-                        });
-                    }
-                }
-                diesel::update(runs::table.find(&id))
-                    .set((
-                        runs::status.eq("cancelled"),
-                        runs::finished_at.eq(Some(now)),
-                        runs::lease_owner.eq(None::<String>),
-                        runs::lease_expires_at.eq(None::<i64>),
-                        runs::waiting_reason.eq(None::<String>),
-                        runs::waiting_payload.eq(None::<String>),
-                        runs::waiting_expires_at.eq(None::<i64>),
-                    ))
-                    .execute(c)?;
-                Ok(runs::table.find(&id).select(RunRow::as_select()).first(c)?)
-            },
-            |_| false,
-        )
         .await
     }
 
@@ -613,37 +612,7 @@ impl Store {
         let wakes = update.release_lease
             && matches!(update.status.as_deref(), Some("pending") | Some("running"));
         let result = self
-            .write(
-                move |c| {
-                    let (lease_owner, lease_expires_at) = if update.release_lease {
-                        (Some(None), Some(None))
-                    } else {
-                        (None, update.lease_until.map(Some))
-                    };
-                    let changes = RunChanges {
-                        status: update.status,
-                        started_at: update.started_at,
-                        finished_at: update.finished_at,
-                        final_output: update.final_output,
-                        error: update.error,
-                        step_executions: update.step_executions,
-                        context: update.context,
-                        waiting_reason: update.waiting_reason,
-                        waiting_payload: update.waiting_payload,
-                        waiting_expires_at: update.waiting_expires_at,
-                        lease_owner,
-                        lease_expires_at,
-                    };
-                    let held = runs::table
-                        .filter(runs::id.eq(&update.id))
-                        .filter(runs::lease_owner.eq(&update.owner));
-                    if changes.is_empty() {
-                        return Ok(diesel::select(diesel::dsl::exists(held)).get_result(c)?);
-                    }
-                    Ok(diesel::update(held).set(changes).execute(c)? == 1)
-                },
-                |_| false,
-            )
+            .write(move |c| apply_update(c, update, true), |_| false)
             .await?;
         if result && wakes {
             // A run handed back unfinished can be claimed again at once.

@@ -3,6 +3,7 @@
 use diesel::prelude::*;
 
 use crate::Store;
+use crate::conn::DbConn;
 use crate::deployments::DeploymentRow;
 use crate::error::{Result, StoreError};
 use crate::schema::{deployments, triggers, webhook_tokens, workflow_versions, workflows};
@@ -147,7 +148,7 @@ type TargetTuple = (
 );
 
 /// A trigger with its current token, by id.
-fn load_trigger(c: &mut crate::conn::DbConn, id: &str) -> QueryResult<Option<TriggerRow>> {
+pub(crate) fn load_trigger(c: &mut DbConn, id: &str) -> QueryResult<Option<TriggerRow>> {
     let row: Option<(TriggerRecord, Option<String>)> = triggers::table
         .left_join(
             webhook_tokens::table.on(webhook_tokens::trigger_id
@@ -161,8 +162,76 @@ fn load_trigger(c: &mut crate::conn::DbConn, id: &str) -> QueryResult<Option<Tri
     Ok(row.map(|(t, token)| t.with_token(token)))
 }
 
-fn trigger_exists(c: &mut crate::conn::DbConn, id: &str) -> QueryResult<bool> {
+fn trigger_exists(c: &mut DbConn, id: &str) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(triggers::table.find(id))).get_result(c)
+}
+
+pub(crate) fn create_trigger(c: &mut DbConn, new: NewTrigger) -> Result<TriggerRow> {
+    let deployment_exists: bool = diesel::select(diesel::dsl::exists(
+        deployments::table.find(&new.deployment_id),
+    ))
+    .get_result(c)?;
+    if !deployment_exists {
+        return Err(StoreError::not_found(format!(
+            "deployment {}",
+            new.deployment_id
+        )));
+    }
+    let record = TriggerRecord {
+        id: new.id,
+        deployment_id: new.deployment_id,
+        name: new.name,
+        trigger_type: new.trigger_type,
+        enabled: new.enabled,
+        config: new.config,
+        declared: new.declared,
+        fire_count: 0,
+        last_fired_at: None,
+        next_fire_at: new.next_fire_at,
+        created_at: new.now,
+        updated_at: new.now,
+    };
+    diesel::insert_into(triggers::table)
+        .values(&record)
+        .execute(c)
+        .map_err(|e| {
+            StoreError::on_constraint(
+                e,
+                &format!(
+                    "deployment {} already has a trigger named {} (or id {} is taken)",
+                    record.deployment_id,
+                    record.name.as_deref().unwrap_or("-"),
+                    record.id
+                ),
+                &format!("deployment {}", record.deployment_id),
+            )
+        })?;
+    if let Some(token) = &new.token {
+        insert_token(c, token, &record.id, new.now)?;
+    }
+    Ok(record.with_token(new.token))
+}
+
+pub(crate) fn update_trigger(
+    c: &mut DbConn,
+    id: &str,
+    patch: &TriggerPatch,
+    now: i64,
+) -> Result<TriggerRow> {
+    let updated = diesel::update(triggers::table.find(id))
+        .set((patch, triggers::updated_at.eq(now)))
+        .execute(c)?;
+    if updated == 0 {
+        return Err(StoreError::not_found(format!("trigger {id}")));
+    }
+    load_trigger(c, id)?.ok_or_else(|| StoreError::not_found(format!("trigger {id}")))
+}
+
+pub(crate) fn delete_trigger(c: &mut DbConn, id: &str) -> Result<()> {
+    if diesel::delete(triggers::table.find(id)).execute(c)? == 0 {
+        return Err(StoreError::not_found(format!("trigger {id}")));
+    }
+    Ok(())
 }
 
 impl Store {
@@ -170,55 +239,7 @@ impl Store {
     /// the deployment does not exist, `Conflict` when the deployment already has a trigger of that
     /// name (or the id or token is taken).
     pub async fn create_trigger(&self, new: NewTrigger) -> Result<TriggerRow> {
-        self.write(
-            move |c| {
-                let deployment_exists: bool = diesel::select(diesel::dsl::exists(
-                    deployments::table.find(&new.deployment_id),
-                ))
-                .get_result(c)?;
-                if !deployment_exists {
-                    return Err(StoreError::not_found(format!(
-                        "deployment {}",
-                        new.deployment_id
-                    )));
-                }
-                let record = TriggerRecord {
-                    id: new.id,
-                    deployment_id: new.deployment_id,
-                    name: new.name,
-                    trigger_type: new.trigger_type,
-                    enabled: new.enabled,
-                    config: new.config,
-                    declared: new.declared,
-                    fire_count: 0,
-                    last_fired_at: None,
-                    next_fire_at: new.next_fire_at,
-                    created_at: new.now,
-                    updated_at: new.now,
-                };
-                diesel::insert_into(triggers::table)
-                    .values(&record)
-                    .execute(c)
-                    .map_err(|e| {
-                        StoreError::on_constraint(
-                            e,
-                            &format!(
-                                "deployment {} already has a trigger named {} (or id {} is taken)",
-                                record.deployment_id,
-                                record.name.as_deref().unwrap_or("-"),
-                                record.id
-                            ),
-                            &format!("deployment {}", record.deployment_id),
-                        )
-                    })?;
-                if let Some(token) = &new.token {
-                    insert_token(c, token, &record.id, new.now)?;
-                }
-                Ok(record.with_token(new.token))
-            },
-            |_| false,
-        )
-        .await
+        self.write(move |c| create_trigger(c, new), |_| false).await
     }
 
     /// A trigger with its current token.
@@ -267,35 +288,15 @@ impl Store {
         now: i64,
     ) -> Result<TriggerRow> {
         let id = id.to_owned();
-        self.write(
-            move |c| {
-                let updated = diesel::update(triggers::table.find(&id))
-                    .set((&patch, triggers::updated_at.eq(now)))
-                    .execute(c)?;
-                if updated == 0 {
-                    return Err(StoreError::not_found(format!("trigger {id}")));
-                }
-                load_trigger(c, &id)?.ok_or_else(|| StoreError::not_found(format!("trigger {id}")))
-            },
-            |_| false,
-        )
-        .await
+        self.write(move |c| update_trigger(c, &id, &patch, now), |_| false)
+            .await
     }
 
     /// Deletes a trigger and its tokens; its URL stops at once. Its runs and activity stay
     /// readable. `NotFound` when there is no such trigger.
     pub async fn delete_trigger(&self, id: &str) -> Result<()> {
         let id = id.to_owned();
-        self.write(
-            move |c| {
-                if diesel::delete(triggers::table.find(&id)).execute(c)? == 0 {
-                    return Err(StoreError::not_found(format!("trigger {id}")));
-                }
-                Ok(())
-            },
-            |_| false,
-        )
-        .await
+        self.write(move |c| delete_trigger(c, &id), |_| false).await
     }
 
     /// Gives a trigger a new current token. The old current token keeps working until
@@ -409,12 +410,7 @@ impl Store {
     }
 }
 
-fn insert_token(
-    c: &mut crate::conn::DbConn,
-    token: &str,
-    trigger_id: &str,
-    now: i64,
-) -> Result<()> {
+fn insert_token(c: &mut DbConn, token: &str, trigger_id: &str, now: i64) -> Result<()> {
     diesel::insert_into(webhook_tokens::table)
         .values((
             webhook_tokens::token.eq(token),

@@ -3,6 +3,7 @@
 use diesel::prelude::*;
 
 use crate::Store;
+use crate::conn::DbConn;
 use crate::error::{Result, StoreError};
 use crate::schema::{deployments, workflow_versions, workflows};
 use crate::store::{Page, fetch_limit, page};
@@ -36,8 +37,8 @@ pub struct WorkflowVersionRow {
 }
 
 /// The latest version of `name`, on the connection given.
-fn latest_version(
-    c: &mut crate::conn::DbConn,
+pub(crate) fn latest_version(
+    c: &mut DbConn,
     name: &str,
 ) -> QueryResult<Option<WorkflowVersionRow>> {
     workflow_versions::table
@@ -50,6 +51,56 @@ fn latest_version(
         .select(WorkflowVersionRow::as_select())
         .first(c)
         .optional()
+}
+
+pub(crate) fn put_workflow(
+    c: &mut DbConn,
+    name: &str,
+    definition: &str,
+    now: i64,
+) -> Result<(WorkflowVersionRow, bool)> {
+    let latest = latest_version(c, name)?;
+    let version = match &latest {
+        Some(l) if l.definition == definition => return Ok((l.clone(), false)),
+        Some(l) => l.version + 1,
+        None => 1,
+    };
+    let row = WorkflowVersionRow {
+        workflow: name.to_owned(),
+        version,
+        definition: definition.to_owned(),
+        created_at: now,
+    };
+    let concurrent = |e| {
+        StoreError::on_constraint(
+            e,
+            &format!("workflow {name} was changed concurrently; retry"),
+            &format!("workflow {name}"),
+        )
+    };
+    if latest.is_none() {
+        diesel::insert_into(workflows::table)
+            .values(WorkflowRow {
+                name: name.to_owned(),
+                latest_version: version,
+                created_at: now,
+                updated_at: now,
+            })
+            .execute(c)
+            .map_err(concurrent)?;
+    } else {
+        diesel::update(workflows::table.find(name))
+            .set((
+                workflows::latest_version.eq(version),
+                workflows::updated_at.eq(now),
+            ))
+            .execute(c)?;
+    }
+    diesel::insert_into(workflow_versions::table)
+        .values(&row)
+        .execute(c)
+        .map_err(concurrent)?;
+    Ok((row, true))
 }
 
 impl Store {
@@ -66,54 +117,8 @@ impl Store {
         now: i64,
     ) -> Result<(WorkflowVersionRow, bool)> {
         let (name, definition) = (name.to_owned(), definition_json.to_owned());
-        self.write(
-            move |c| {
-                let latest = latest_version(c, &name)?;
-                let version = match &latest {
-                    Some(l) if l.definition == definition => return Ok((l.clone(), false)),
-                    Some(l) => l.version + 1,
-                    None => 1,
-                };
-                let row = WorkflowVersionRow {
-                    workflow: name.clone(),
-                    version,
-                    definition,
-                    created_at: now,
-                };
-                let concurrent = |e| {
-                    StoreError::on_constraint(
-                        e,
-                        &format!("workflow {name} was changed concurrently; retry"),
-                        &format!("workflow {name}"),
-                    )
-                };
-                if latest.is_none() {
-                    diesel::insert_into(workflows::table)
-                        .values(WorkflowRow {
-                            name: name.clone(),
-                            latest_version: version,
-                            created_at: now,
-                            updated_at: now,
-                        })
-                        .execute(c)
-                        .map_err(concurrent)?;
-                } else {
-                    diesel::update(workflows::table.find(&name))
-                        .set((
-                            workflows::latest_version.eq(version),
-                            workflows::updated_at.eq(now),
-                        ))
-                        .execute(c)?;
-                }
-                diesel::insert_into(workflow_versions::table)
-                    .values(&row)
-                    .execute(c)
-                    .map_err(concurrent)?;
-                Ok((row, true))
-            },
-            |_| false,
-        )
-        .await
+        self.write(move |c| put_workflow(c, &name, &definition, now), |_| false)
+            .await
     }
 
     /// The workflow and its latest version.

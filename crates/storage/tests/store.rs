@@ -1033,13 +1033,16 @@ async fn create_run_and_conflict_on_duplicate_id(store: Store, _db: TestDb) {
     assert_eq!(trg.last_fired_at, Some(T0 + 5 * SEC));
 }
 
-async fn unfinished_runs_cancel_and_finished_ones_conflict(store: Store, _db: TestDb) {
+async fn a_forced_update_takes_the_run_from_its_worker_and_an_aborted_transaction_writes_nothing(
+    store: Store,
+    _db: TestDb,
+) {
     seed(&store).await;
     store
         .create_run(new_run("run_1", "dep_1", None))
         .await
         .unwrap();
-    // A worker holds the run; cancelling takes it away from the worker.
+    // A worker holds the run; a forced update (a cancellation) takes it away from the worker.
     assert_eq!(
         store
             .claim_runs("a", T0, T0 + 10 * SEC, 10)
@@ -1048,7 +1051,25 @@ async fn unfinished_runs_cancel_and_finished_ones_conflict(store: Store, _db: Te
             .len(),
         1
     );
-    let cancelled = store.cancel_run("run_1", T0 + SEC).await.unwrap();
+    let status = store
+        .transaction(|tx| {
+            let row = tx.lock_run("run_1")?.expect("the run exists");
+            tx.force_update_run(RunUpdate {
+                id: "run_1".into(),
+                status: Some("cancelled".into()),
+                finished_at: Some(T0 + SEC),
+                release_lease: true,
+                ..RunUpdate::default()
+            })?;
+            Ok(row.status)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        status, "pending",
+        "the locked read saw the row before the change"
+    );
+    let cancelled = store.get_run("run_1").await.unwrap().unwrap();
     assert_eq!(cancelled.status, "cancelled");
     assert_eq!(cancelled.finished_at, Some(T0 + SEC));
     assert_eq!(cancelled.lease_owner, None);
@@ -1063,10 +1084,6 @@ async fn unfinished_runs_cancel_and_finished_ones_conflict(store: Store, _db: Te
         !store.update_run(late).await.unwrap(),
         "the worker lost the run"
     );
-    assert_eq!(
-        store.get_run("run_1").await.unwrap().unwrap().status,
-        "cancelled"
-    );
     assert!(
         store
             .claim_runs("b", T0 + 20 * SEC, T0 + 30 * SEC, 10)
@@ -1074,12 +1091,32 @@ async fn unfinished_runs_cancel_and_finished_ones_conflict(store: Store, _db: Te
             .unwrap()
             .is_empty()
     );
+    // A transaction that gives up after writing leaves nothing of what it wrote.
+    let aborted = store
+        .transaction(|tx| {
+            tx.force_update_run(RunUpdate {
+                id: "run_1".into(),
+                status: Some("failed".into()),
+                ..RunUpdate::default()
+            })?;
+            tx.delete_trigger("trg_1")?;
+            Err::<(), _>(StoreError::aborted("changed my mind"))
+        })
+        .await;
+    assert!(matches!(aborted, Err(StoreError::Aborted { .. })));
+    assert_eq!(
+        store.get_run("run_1").await.unwrap().unwrap().status,
+        "cancelled"
+    );
+    assert!(store.get_trigger("trg_1").await.unwrap().is_some());
     assert!(matches!(
-        store.cancel_run("run_1", T0 + 2 * SEC).await,
-        Err(StoreError::Conflict { .. })
-    ));
-    assert!(matches!(
-        store.cancel_run("run_nope", T0).await,
+        store
+            .transaction(|tx| tx.force_update_run(RunUpdate {
+                id: "run_nope".into(),
+                status: Some("failed".into()),
+                ..RunUpdate::default()
+            }))
+            .await,
         Err(StoreError::NotFound { .. })
     ));
 }
@@ -1418,7 +1455,7 @@ async fn finished_runs_past_retention_are_deleted_and_others_kept(store: Store, 
 triggerd_storage::store_tests!(
     finished_runs_past_retention_are_deleted_and_others_kept,
     open_ping_and_backend,
-    unfinished_runs_cancel_and_finished_ones_conflict,
+    a_forced_update_takes_the_run_from_its_worker_and_an_aborted_transaction_writes_nothing,
     context_keys_are_set_replaced_and_deleted,
     reopening_keeps_data_and_migrations_are_idempotent,
     settings_are_upserted,

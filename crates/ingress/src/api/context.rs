@@ -2,27 +2,11 @@
 //! to JSON values; a PATCH with `null` deletes a key. Runs read it as the `context` root.
 
 use http::{Response, StatusCode};
-use serde_json::{Map, Value};
 
 use super::Call;
-use super::workflows::find_deployment;
 use crate::openapi::{ErrorBody, bodies};
-use crate::{ApiError, AppState, Body, json_response, now_micros};
+use crate::{ApiError, AppState, Body, json_response};
 
-/// Longest key.
-const MAX_KEY_CHARS: usize = 128;
-/// Largest value, as JSON text.
-const MAX_VALUE_BYTES: usize = 64 * 1024;
-
-fn object(pairs: Vec<(String, String)>) -> Value {
-    let mut map = Map::with_capacity(pairs.len());
-    for (key, value) in pairs {
-        map.insert(key, serde_json::from_str(&value).unwrap_or(Value::Null));
-    }
-    Value::Object(map)
-}
-
-/// `GET /deployments/{id}/context`: the whole store as one object.
 #[utoipa::path(
     get,
     path = "/api/v1/deployments/{id}/context",
@@ -36,9 +20,9 @@ fn object(pairs: Vec<(String, String)>) -> Value {
     )
 )]
 pub(crate) async fn get(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
-    let deployment = find_deployment(state, &call.param).await?;
-    let pairs = state.store.get_context(&deployment.id).await?;
-    Ok(json_response(StatusCode::OK, &object(pairs)))
+    let deployment = state.app.deployment(&call.param).await?;
+    let context = state.app.context(&deployment.id).await?;
+    Ok(json_response(StatusCode::OK, &context))
 }
 
 /// `PATCH /deployments/{id}/context` `{key: value | null, ...}`: sets and deletes keys in one
@@ -58,38 +42,8 @@ pub(crate) async fn get(state: &AppState, call: Call) -> Result<Response<Body>, 
     )
 )]
 pub(crate) async fn patch(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
-    let deployment = find_deployment(state, &call.param).await?;
-    let body = call.object()?;
-    let mut changes = Vec::with_capacity(body.len());
-    for (key, value) in body {
-        // No control characters: PostgreSQL text cannot hold NUL, and a key is a name for people
-        // and templates (`{{ context.key }}`) alike.
-        if key.is_empty()
-            || key.chars().count() > MAX_KEY_CHARS
-            || key.chars().any(char::is_control)
-        {
-            return Err(ApiError::bad_request(format!(
-                "context keys have 1 to {MAX_KEY_CHARS} characters and no control characters"
-            )));
-        }
-        let text = match value {
-            Value::Null => None,
-            other => {
-                let text = other.to_string();
-                if text.len() > MAX_VALUE_BYTES {
-                    return Err(ApiError::bad_request(format!(
-                        "the value of \"{key}\" is {} bytes of JSON; the limit is {MAX_VALUE_BYTES}",
-                        text.len()
-                    )));
-                }
-                Some(text)
-            }
-        };
-        changes.push((key.clone(), text));
-    }
-    let pairs = state
-        .store
-        .patch_context(&deployment.id, changes, now_micros())
-        .await?;
-    Ok(json_response(StatusCode::OK, &object(pairs)))
+    let deployment = state.app.deployment(&call.param).await?;
+    let changes = call.object()?.clone();
+    let context = state.app.patch_context(&deployment.id, changes).await?;
+    Ok(json_response(StatusCode::OK, &context))
 }

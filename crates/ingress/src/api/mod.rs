@@ -2,7 +2,6 @@
 //! query parsing. One module per group of routes; JSON views of stored rows in [`views`].
 
 pub(crate) mod context;
-mod declared;
 pub(crate) mod runs;
 pub(crate) mod triggers;
 pub mod views;

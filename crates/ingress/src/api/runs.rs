@@ -2,14 +2,15 @@
 
 use http::{Response, StatusCode};
 use serde_json::Value;
+use triggerd_app::AppError;
+use triggerd_app::runs::RunStart;
 use triggerd_domain::ids::{IdKind, is_valid_id, new_id};
-use triggerd_domain::run::RunStatus;
-use triggerd_storage::{NewRun, RunFilter};
+use triggerd_domain::run::{RunSource, RunStatus};
+use triggerd_storage::RunFilter;
 
-use super::workflows::{deployment_definition, find_deployment};
 use super::{Call, views};
 use crate::openapi::{ErrorBody, bodies};
-use crate::{ApiError, AppState, Body, json_response, now_micros};
+use crate::{ApiError, AppState, Body, json_response};
 
 /// `POST /runs` `{deployment_id, input}`: validated like a webhook's input.
 #[utoipa::path(
@@ -48,34 +49,25 @@ pub(crate) async fn create(state: &AppState, call: Call) -> Result<Response<Body
         Some(Value::Object(map)) => map.clone(),
         Some(_) => return Err(ApiError::bad_request("input must be a JSON object")),
     };
-    let deployment = find_deployment(state, deployment_id).await?;
-    let (version, definition) = deployment_definition(state, &deployment).await?;
+    let deployment = state.app.deployment(deployment_id).await?;
+    let (version, definition) = state.app.deployment_definition(&deployment).await?;
     let input = definition
         .inputs
         .validate(input)
-        .map_err(ApiError::invalid_input)?;
+        .map_err(|p| ApiError::from(AppError::InvalidInput(p)))?;
     let run_id = new_id(IdKind::Run);
-    let now = now_micros();
-    state
-        .store
-        .create_run(NewRun {
-            id: run_id.clone(),
-            deployment_id: deployment.id.clone(),
-            workflow: deployment.workflow.clone(),
-            workflow_version: version.version,
-            trigger_id: None,
-            source: "api".to_owned(),
-            status: RunStatus::Pending.as_str().to_owned(),
-            input: Value::Object(input).to_string(),
-            trigger_input: "null".to_owned(),
-            context: "{}".to_owned(),
-            step_executions: "[]".to_owned(),
-            final_output: None,
-            created_at: now,
-            started_at: None,
-            finished_at: None,
-        })
-        .await?;
+    let start = RunStart {
+        run_id: run_id.clone(),
+        source: RunSource::Api,
+        deployment_id: deployment.id,
+        workflow: deployment.workflow,
+        workflow_version: version.version,
+        trigger_id: None,
+        input,
+        trigger_input: Value::Null,
+        created_at: state.app.now(),
+    };
+    state.app.start_run(start, &definition).await?;
     Ok(json_response(
         StatusCode::CREATED,
         &views::RunCreated {
@@ -104,7 +96,7 @@ pub(crate) async fn get(state: &AppState, call: Call) -> Result<Response<Body>, 
         return Err(not_found());
     }
     let row = state
-        .store
+        .store()
         .get_run(&call.param)
         .await?
         .ok_or_else(not_found)?;
@@ -130,7 +122,7 @@ pub(crate) async fn cancel(state: &AppState, call: Call) -> Result<Response<Body
     if !is_valid_id(IdKind::Run, &call.param) {
         return Err(ApiError::not_found(format!("run {} not found", call.param)));
     }
-    let row = state.store.cancel_run(&call.param, now_micros()).await?;
+    let row = state.app.cancel_run(&call.param).await?;
     tracing::info!(run_id = %row.id, "run cancelled");
     Ok(json_response(StatusCode::OK, &views::run(&row)))
 }
@@ -177,7 +169,7 @@ pub(crate) async fn list(state: &AppState, call: Call) -> Result<Response<Body>,
         status,
     };
     let page = state
-        .store
+        .store()
         .list_runs(filter, cursor.as_deref(), limit)
         .await?;
     Ok(json_response(

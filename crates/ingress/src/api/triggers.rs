@@ -2,70 +2,27 @@
 
 use http::{Response, StatusCode};
 use serde_json::Value;
+use triggerd_app::AppError;
+use triggerd_app::triggers::{MAX_GRACE_SECONDS, TriggerRequest, config_of};
 use triggerd_domain::Problem;
-use triggerd_domain::ids::{IdKind, is_valid_id, new_id, new_webhook_token};
+use triggerd_domain::activity::Outcome;
+use triggerd_domain::ids::{IdKind, is_valid_id};
 use triggerd_domain::inputs::is_valid_name;
 use triggerd_domain::mapping::{headers_to_map, trigger_input};
-use triggerd_domain::trigger::{ResponseMode, TriggerConfig, TriggerType, merge_config};
-use triggerd_storage::{NewTrigger, TriggerPatch, TriggerRow};
+use triggerd_domain::trigger::{TriggerConfig, TriggerType};
+use triggerd_storage::TriggerRow;
 
-use super::workflows::{deployment_definition, find_deployment};
 use super::{Call, views};
 use crate::openapi::{ErrorBody, bodies};
 use crate::respond::no_content;
-use crate::{ApiError, AppState, Body, json_response, now_micros};
-
-/// Longest `grace_seconds` of a rotation: 7 days.
-const MAX_GRACE_SECONDS: u64 = 7 * 86_400;
-
-/// Activity outcomes a `?outcome=` filter may name (SPEC 4.6).
-const OUTCOMES: [&str; 9] = [
-    "accepted",
-    "method_not_allowed",
-    "too_large",
-    "rate_limited",
-    "bad_signature",
-    "unauthorized",
-    "malformed",
-    "invalid_input",
-    "failed",
-];
+use crate::{ApiError, AppState, Body, json_response};
 
 fn invalid_config(problems: Vec<Problem>) -> ApiError {
-    ApiError::problems("invalid_config", "the trigger configuration", problems)
-}
-
-/// Validates a trigger configuration for the deployment's workflow, refusing what this build
-/// cannot honour yet.
-fn validate(
-    trigger_type: TriggerType,
-    config: &Value,
-    inputs: &triggerd_domain::inputs::InputSpecs,
-) -> Result<TriggerConfig, ApiError> {
-    let parsed = TriggerConfig::parse(trigger_type, config, inputs).map_err(invalid_config)?;
-    if let TriggerConfig::Webhook(w) = &parsed
-        && matches!(w.response, ResponseMode::Sync { .. })
-    {
-        return Err(invalid_config(vec![Problem::new(
-            "config.response.mode",
-            "the sync response mode is not available in this version: use async or custom",
-        )]));
-    }
-    Ok(parsed)
-}
-
-/// The next slot of a cron trigger from now, in microseconds; `None` for webhooks.
-pub(super) fn next_fire_at(config: &TriggerConfig) -> Option<i64> {
-    match config {
-        TriggerConfig::Cron(c) => c
-            .next_after(chrono::Utc::now())
-            .map(|t| t.timestamp_micros()),
-        TriggerConfig::Webhook(_) => None,
-    }
+    ApiError::from(AppError::InvalidConfig(problems))
 }
 
 fn view(state: &AppState, row: &TriggerRow) -> views::TriggerView {
-    views::trigger(row, &state.config.public_url)
+    views::trigger(row, state.app.public_url())
 }
 
 /// `POST /deployments/{id}/triggers` `{trigger_type, name?, enabled?, config}`.
@@ -85,7 +42,7 @@ fn view(state: &AppState, row: &TriggerRow) -> views::TriggerView {
     )
 )]
 pub(crate) async fn create(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
-    let deployment = find_deployment(state, &call.param).await?;
+    let deployment = state.app.deployment(&call.param).await?;
     let body = call.object()?;
     if let Some(key) = body
         .keys()
@@ -121,35 +78,13 @@ pub(crate) async fn create(state: &AppState, call: Call) -> Result<Response<Body
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(ApiError::bad_request("enabled must be true or false")),
     };
-    let (_, definition) = deployment_definition(state, &deployment).await?;
-    let config = validate(
+    let request = TriggerRequest {
         trigger_type,
-        body.get("config").unwrap_or(&Value::Null),
-        &definition.inputs,
-    )?;
-    let token = match trigger_type {
-        TriggerType::Webhook => Some(new_webhook_token().map_err(|e| {
-            tracing::error!(error = %e, "no randomness for a webhook token");
-            ApiError::internal()
-        })?),
-        TriggerType::Cron => None,
+        name,
+        enabled,
+        config: body.get("config").cloned().unwrap_or(Value::Null),
     };
-    let row = state
-        .store
-        .create_trigger(NewTrigger {
-            id: new_id(IdKind::Trigger),
-            deployment_id: deployment.id.clone(),
-            name,
-            trigger_type: trigger_type.as_str().to_owned(),
-            enabled,
-            config: config.stored_json().to_string(),
-            declared: false,
-            next_fire_at: next_fire_at(&config),
-            token,
-            now: now_micros(),
-        })
-        .await?;
-    tracing::info!(trigger_id = %row.id, deployment_id = %row.deployment_id, trigger_type = %row.trigger_type, "trigger created");
+    let row = state.app.create_trigger(&deployment.id, request).await?;
     Ok(json_response(StatusCode::CREATED, &view(state, &row)))
 }
 
@@ -168,10 +103,10 @@ pub(crate) async fn create(state: &AppState, call: Call) -> Result<Response<Body
     )
 )]
 pub(crate) async fn list(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
-    let deployment = find_deployment(state, &call.param).await?;
+    let deployment = state.app.deployment(&call.param).await?;
     let (limit, cursor) = call.page(|c| is_valid_id(IdKind::Trigger, c))?;
     let page = state
-        .store
+        .store()
         .list_triggers(&deployment.id, cursor.as_deref(), limit)
         .await?;
     let data = page.items.iter().map(|row| view(state, row)).collect();
@@ -189,7 +124,7 @@ async fn find(state: &AppState, id: &str) -> Result<TriggerRow, ApiError> {
         return Err(ApiError::not_found(format!("trigger {id} not found")));
     }
     state
-        .store
+        .store()
         .get_trigger(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("trigger {id} not found")))
@@ -245,41 +180,17 @@ pub(crate) async fn patch(state: &AppState, call: Call) -> Result<Response<Body>
         Some(Value::Bool(b)) => Some(*b),
         Some(_) => return Err(ApiError::bad_request("enabled must be true or false")),
     };
-    let mut patch = TriggerPatch {
-        enabled,
-        ..TriggerPatch::default()
-    };
-    if let Some(changes) = body.get("config").filter(|v| !v.is_null()) {
-        if !changes.is_object() {
+    let changes = match body.get("config").filter(|v| !v.is_null()) {
+        None => None,
+        Some(changes) if changes.is_object() => Some(changes.clone()),
+        Some(_) => {
             return Err(invalid_config(vec![Problem::new(
                 "config",
                 "must be an object of the keys to change",
             )]));
         }
-        let deployment = find_deployment(state, &row.deployment_id).await?;
-        let (_, definition) = deployment_definition(state, &deployment).await?;
-        let trigger_type = row
-            .trigger_type
-            .parse::<TriggerType>()
-            .map_err(|_| ApiError::internal())?;
-        let stored: Value = serde_json::from_str(&row.config).unwrap_or(Value::Null);
-        let mut merged = merge_config(&stored, changes);
-        if changes.get("secret").is_some_and(Value::is_null)
-            && changes.get("signature").is_none()
-            && let Some(map) = merged.as_object_mut()
-        {
-            // Removing the secret turns signature checking off; its scheme goes with it.
-            map.shift_remove("signature");
-        }
-        let config = validate(trigger_type, &merged, &definition.inputs)?;
-        patch.next_fire_at = Some(next_fire_at(&config));
-        patch.config = Some(config.stored_json().to_string());
-    }
-    let row = state
-        .store
-        .update_trigger(&row.id, patch, now_micros())
-        .await?;
-    state.cache.invalidate_all();
+    };
+    let row = state.app.patch_trigger(&row.id, enabled, changes).await?;
     Ok(json_response(StatusCode::OK, &view(state, &row)))
 }
 
@@ -303,9 +214,7 @@ pub(crate) async fn delete(state: &AppState, call: Call) -> Result<Response<Body
             call.param
         )));
     }
-    state.store.delete_trigger(&call.param).await?;
-    state.cache.invalidate_all();
-    tracing::info!(trigger_id = %call.param, "trigger removed");
+    state.app.delete_trigger(&call.param).await?;
     Ok(no_content())
 }
 
@@ -327,11 +236,6 @@ pub(crate) async fn delete(state: &AppState, call: Call) -> Result<Response<Body
 )]
 pub(crate) async fn rotate(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let row = find(state, &call.param).await?;
-    if row.trigger_type != TriggerType::Webhook.as_str() {
-        return Err(ApiError::conflict(
-            "only webhook triggers have a token to rotate",
-        ));
-    }
     let body = call.object_or_empty()?;
     if let Some(key) = body.keys().find(|k| k.as_str() != "grace_seconds") {
         return Err(ApiError::bad_request(format!(
@@ -349,18 +253,7 @@ pub(crate) async fn rotate(state: &AppState, call: Call) -> Result<Response<Body
             }
         },
     };
-    let now = now_micros();
-    let old_valid_until = (grace > 0).then(|| now + (grace as i64) * 1_000_000);
-    let token = new_webhook_token().map_err(|e| {
-        tracing::error!(error = %e, "no randomness for a webhook token");
-        ApiError::internal()
-    })?;
-    let row = state
-        .store
-        .rotate_trigger(&row.id, &token, old_valid_until, now)
-        .await?;
-    state.cache.invalidate_all();
-    tracing::info!(trigger_id = %row.id, grace_seconds = grace, "webhook token rotated");
+    let (row, old_valid_until) = state.app.rotate_trigger(&row.id, grace).await?;
     let view = views::TriggerRotated {
         trigger: view(state, &row),
         previous_token_valid_until: old_valid_until.map(views::rfc3339),
@@ -386,16 +279,12 @@ pub(crate) async fn requests(state: &AppState, call: Call) -> Result<Response<Bo
     let row = find(state, &call.param).await?;
     let (limit, cursor) = call.page(|c| is_valid_id(IdKind::Request, c))?;
     let outcome = call.query_str("outcome");
-    if let Some(o) = outcome
-        && !OUTCOMES.contains(&o)
-    {
-        return Err(ApiError::bad_request(format!(
-            "unknown outcome \"{o}\": expected one of {}",
-            OUTCOMES.join(", ")
-        )));
+    if let Some(o) = outcome {
+        o.parse::<Outcome>()
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
     let page = state
-        .store
+        .store()
         .list_activity(&row.id, outcome, cursor.as_deref(), limit)
         .await?;
     Ok(json_response(
@@ -427,7 +316,7 @@ pub(crate) async fn requests(state: &AppState, call: Call) -> Result<Response<Bo
 )]
 pub(crate) async fn test(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let row = find(state, &call.param).await?;
-    if row.trigger_type != TriggerType::Webhook.as_str() {
+    if triggerd_app::triggers::type_of(&row)? != TriggerType::Webhook {
         return Err(ApiError::bad_request(
             "only webhook triggers map requests; a cron trigger's input is fixed",
         ));
@@ -468,11 +357,7 @@ pub(crate) async fn test(state: &AppState, call: Call) -> Result<Response<Body>,
     };
     let raw_headers = object("headers")?;
     let query = object("query")?;
-    let stored: Value = serde_json::from_str(&row.config).unwrap_or(Value::Null);
-    let Ok(TriggerConfig::Webhook(config)) =
-        TriggerConfig::from_stored(TriggerType::Webhook, &stored)
-    else {
-        tracing::error!(trigger_id = %row.id, "stored webhook config does not parse");
+    let TriggerConfig::Webhook(config) = config_of(&row)? else {
         return Err(ApiError::internal());
     };
     let header_texts: Vec<(String, String)> = raw_headers
@@ -502,8 +387,8 @@ pub(crate) async fn test(state: &AppState, call: Call) -> Result<Response<Body>,
         Value::Object(headers),
         body.get("body").cloned().unwrap_or(Value::Null),
     );
-    let deployment = find_deployment(state, &row.deployment_id).await?;
-    let (_, definition) = deployment_definition(state, &deployment).await?;
+    let deployment = state.app.deployment(&row.deployment_id).await?;
+    let (_, definition) = state.app.deployment_definition(&deployment).await?;
     let input = config
         .input_mapping
         .apply(&definition.inputs, &request)

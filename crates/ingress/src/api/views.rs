@@ -7,7 +7,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use triggerd_domain::trigger::{TriggerConfig, TriggerType};
+use triggerd_domain::trigger::TriggerType;
 use triggerd_storage::{
     ActivityRow, DeploymentRow, RunRow, TriggerRow, WorkflowRow, WorkflowVersionRow,
 };
@@ -78,6 +78,16 @@ pub struct DeclaredSync {
     pub updated: Vec<String>,
     /// Names of the triggers removed.
     pub removed: Vec<String>,
+}
+
+/// The view of one deployment's declared-trigger sync.
+pub fn declared_sync(report: &triggerd_app::deployments::SyncReport) -> DeclaredSync {
+    DeclaredSync {
+        deployment_id: report.deployment_id.clone(),
+        created: report.created_names(),
+        updated: report.updated.clone(),
+        removed: report.removed.clone(),
+    }
 }
 
 /// A workflow in a list (no definition).
@@ -367,17 +377,12 @@ pub fn deployment(row: &DeploymentRow) -> DeploymentView {
 
 /// A trigger; `public_url` builds a webhook's `url`.
 pub fn trigger(row: &TriggerRow, public_url: &str) -> TriggerView {
-    let stored = parsed(&row.config);
-    let trigger_type = if row.trigger_type == "cron" {
-        TriggerType::Cron
-    } else {
-        TriggerType::Webhook
-    };
-    let config = match TriggerConfig::from_stored(trigger_type, &stored) {
+    let trigger_type = triggerd_app::triggers::type_of(row).unwrap_or(TriggerType::Webhook);
+    let config = match triggerd_app::triggers::config_of(row) {
         Ok(config) => config.public_json(),
         Err(_) => {
             // Never show secrets, even for a configuration this build cannot read.
-            let mut shown = stored;
+            let mut shown = parsed(&row.config);
             if let Some(map) = shown.as_object_mut() {
                 map.shift_remove("secret");
                 map.shift_remove("api_keys");

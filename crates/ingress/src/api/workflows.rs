@@ -1,17 +1,16 @@
 //! Workflows and deployments.
 
 use http::{Response, StatusCode};
-use serde_json::{Value, json};
+use serde_json::Value;
 use triggerd_domain::Problem;
-use triggerd_domain::definition::{Definition, is_workflow_name};
-use triggerd_domain::ids::{IdKind, is_valid_id, new_id};
+use triggerd_domain::definition::is_workflow_name;
+use triggerd_domain::ids::{IdKind, is_valid_id};
 use triggerd_domain::inputs::is_valid_name;
-use triggerd_storage::{DeploymentRow, NewDeployment, WorkflowVersionRow};
 
 use super::{Call, views};
 use crate::openapi::{ErrorBody, bodies};
 use crate::respond::no_content;
-use crate::{ApiError, AppState, Body, json_response, now_micros};
+use crate::{ApiError, AppState, Body, json_response};
 
 /// `PUT /workflows/{name}`: a new version unless identical to the latest.
 #[utoipa::path(
@@ -35,45 +34,14 @@ pub(crate) async fn put(state: &AppState, call: Call) -> Result<Response<Body>, 
             "workflow names use letters, digits, `.`, `_` and `-`, starting with a letter or digit",
         ));
     }
-    let mut document = call.object()?.clone();
-    match document.get("name") {
-        None | Some(Value::Null) => {
-            document.insert("name".into(), json!(name));
-        }
-        Some(Value::String(n)) if *n == name => {}
-        Some(_) => {
-            let problem = Problem::new(
-                "name",
-                format!("must match the name in the URL (\"{name}\")"),
-            );
-            return Err(ApiError::problems(
-                "invalid_definition",
-                "the definition",
-                vec![problem],
-            ));
-        }
-    }
-    let definition = Definition::from_value(Value::Object(document))
-        .map_err(|problems| ApiError::problems("invalid_definition", "the definition", problems))?;
-    let text = definition.source().to_string();
-    let (version, created) = state.store.put_workflow(&name, &text, now_micros()).await?;
-    let mut synced = Vec::new();
-    if created {
-        // Deployments that track the latest version run the new one from now on, with its
-        // declared triggers.
-        state.cache.invalidate_all();
-        tracing::info!(workflow = %name, version = version.version, "workflow version stored");
-        for deployment in state.store.deployments_of_workflow(&name).await? {
-            if deployment.pinned_version.is_none() {
-                let report = super::declared::sync(state, &deployment, &definition).await?;
-                if !report.is_empty() {
-                    synced.push(report.summary(&deployment.id));
-                }
-            }
-        }
-    }
+    let put = state
+        .app
+        .put_workflow(&name, call.object()?.clone())
+        .await?;
+    let synced = put.synced.iter().map(views::declared_sync).collect();
+    let created = put.created;
     let (row, latest) = state
-        .store
+        .store()
         .get_workflow(&name)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("workflow {name} not found")))?;
@@ -100,7 +68,7 @@ pub(crate) async fn put(state: &AppState, call: Call) -> Result<Response<Body>, 
 )]
 pub(crate) async fn get(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let (row, latest) = state
-        .store
+        .store()
         .get_workflow(&call.param)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("workflow {} not found", call.param)))?;
@@ -125,7 +93,10 @@ pub(crate) async fn get(state: &AppState, call: Call) -> Result<Response<Body>, 
 )]
 pub(crate) async fn list(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
     let (limit, cursor) = call.page(is_workflow_name)?;
-    let page = state.store.list_workflows(cursor.as_deref(), limit).await?;
+    let page = state
+        .store()
+        .list_workflows(cursor.as_deref(), limit)
+        .await?;
     Ok(json_response(
         StatusCode::OK,
         &views::WorkflowPage {
@@ -153,7 +124,7 @@ pub(crate) async fn versions(state: &AppState, call: Call) -> Result<Response<Bo
     let (limit, cursor) = call.page(|c| c.parse::<i64>().is_ok_and(|v| v > 0))?;
     let before = cursor.and_then(|c| c.parse::<i64>().ok());
     let (rows, next) = state
-        .store
+        .store()
         .list_workflow_versions(&call.param, before, limit)
         .await?;
     Ok(json_response(
@@ -187,12 +158,12 @@ pub(crate) async fn version(state: &AppState, call: Call) -> Result<Response<Bod
     };
     let number = call.param2.parse::<i64>().map_err(|_| not_found())?;
     let (row, _) = state
-        .store
+        .store()
         .get_workflow(&call.param)
         .await?
         .ok_or_else(not_found)?;
     let version = state
-        .store
+        .store()
         .get_workflow_version(&call.param, number)
         .await?
         .ok_or_else(not_found)?;
@@ -217,8 +188,7 @@ pub(crate) async fn version(state: &AppState, call: Call) -> Result<Response<Bod
     )
 )]
 pub(crate) async fn delete(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
-    state.store.delete_workflow(&call.param).await?;
-    tracing::info!(workflow = %call.param, "workflow deleted");
+    state.app.delete_workflow(&call.param).await?;
     Ok(no_content())
 }
 
@@ -241,7 +211,7 @@ pub(crate) async fn list_deployments(
 ) -> Result<Response<Body>, ApiError> {
     let (limit, cursor) = call.page(|c| is_valid_id(IdKind::Deployment, c))?;
     let page = state
-        .store
+        .store()
         .list_deployments(cursor.as_deref(), limit)
         .await?;
     Ok(json_response(
@@ -270,10 +240,7 @@ pub(crate) async fn delete_deployment(
     state: &AppState,
     call: Call,
 ) -> Result<Response<Body>, ApiError> {
-    let row = find_deployment(state, &call.param).await?;
-    state.store.delete_deployment(&row.id).await?;
-    state.cache.invalidate_all();
-    tracing::info!(deployment_id = %row.id, "deployment deleted");
+    state.app.delete_deployment(&call.param).await?;
     Ok(no_content())
 }
 
@@ -334,25 +301,13 @@ pub(crate) async fn deploy(state: &AppState, call: Call) -> Result<Response<Body
                 .with_status(StatusCode::BAD_REQUEST),
         );
     }
-    let row = state
-        .store
-        .create_deployment(NewDeployment {
-            id: new_id(IdKind::Deployment),
-            workflow: call.param.clone(),
-            name,
-            pinned_version,
-            now: now_micros(),
-        })
-        .await?;
-    tracing::info!(deployment_id = %row.id, workflow = %row.workflow, name = %row.name, "deployment created");
-    let (_, definition) = deployment_definition(state, &row).await?;
-    let report = super::declared::sync(state, &row, &definition).await?;
+    let (row, report) = state.app.deploy(&call.param, &name, pinned_version).await?;
     let view = views::DeploymentCreated {
         deployment: views::deployment(&row),
         triggers: report
             .created
             .iter()
-            .map(|t| views::trigger(t, &state.config.public_url))
+            .map(|t| views::trigger(t, state.app.public_url()))
             .collect(),
     };
     Ok(json_response(StatusCode::CREATED, &view))
@@ -375,49 +330,6 @@ pub(crate) async fn get_deployment(
     state: &AppState,
     call: Call,
 ) -> Result<Response<Body>, ApiError> {
-    let row = find_deployment(state, &call.param).await?;
+    let row = state.app.deployment(&call.param).await?;
     Ok(json_response(StatusCode::OK, &views::deployment(&row)))
-}
-
-/// The deployment `id`, or 404.
-pub(super) async fn find_deployment(state: &AppState, id: &str) -> Result<DeploymentRow, ApiError> {
-    if !is_valid_id(IdKind::Deployment, id) {
-        return Err(ApiError::not_found(format!("deployment {id} not found")));
-    }
-    state
-        .store
-        .get_deployment(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("deployment {id} not found")))
-}
-
-/// The definition a deployment runs now: its pinned version, or the workflow's latest.
-pub(super) async fn deployment_definition(
-    state: &AppState,
-    deployment: &DeploymentRow,
-) -> Result<(WorkflowVersionRow, Definition), ApiError> {
-    let version = match deployment.pinned_version {
-        Some(v) => {
-            state
-                .store
-                .get_workflow_version(&deployment.workflow, v)
-                .await?
-        }
-        None => state
-            .store
-            .get_workflow(&deployment.workflow)
-            .await?
-            .map(|(_, latest)| latest),
-    }
-    .ok_or_else(|| {
-        ApiError::not_found(format!(
-            "workflow {} of deployment {} not found",
-            deployment.workflow, deployment.id
-        ))
-    })?;
-    let definition = Definition::from_json_str(&version.definition).map_err(|e| {
-        tracing::error!(error = %e, workflow = %deployment.workflow, "stored definition does not parse");
-        ApiError::internal()
-    })?;
-    Ok((version, definition))
 }

@@ -1,0 +1,357 @@
+//! Runs: starting one (from a webhook, the API or cron), moving it between states, cancelling.
+//!
+//! Every status change goes through [`App::transition`] (or [`App::cancel_run`]), which asks the
+//! domain's state machine ([`transition_events`]) whether the move is legal and which events it
+//! emits; an illegal move is an [`AppError::IllegalTransition`], never a silent write. A run of
+//! a workflow without steps is completed at start when it can be ([`App::prepare_run`]): that is
+//! the compound move `pending` → `running` → `completed`, which emits `run.started` and
+//! `run.completed`.
+
+use serde_json::{Map, Value};
+use triggerd_domain::definition::Definition;
+use triggerd_domain::run::{
+    EventType, RunError, RunSource, RunStatus, stepless_scope, transition_events,
+};
+use triggerd_storage::{IngestWrite, NewRun, RunRow, RunUpdate};
+
+use crate::{App, AppError};
+
+/// The run a source wants to start, with its input already mapped and validated.
+#[derive(Debug, Clone)]
+pub struct RunStart {
+    /// `run_...`, chosen by the caller (a webhook answers with it).
+    pub run_id: String,
+    /// What started it.
+    pub source: RunSource,
+    /// The deployment.
+    pub deployment_id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// The version the deployment runs.
+    pub workflow_version: i64,
+    /// The trigger that started it (webhook, cron).
+    pub trigger_id: Option<String>,
+    /// The validated input.
+    pub input: Map<String, Value>,
+    /// `trigger` of the templates: the request (webhook), `{scheduled_for}` (cron), `null` (API).
+    pub trigger_input: Value,
+    /// Microseconds since the epoch.
+    pub created_at: i64,
+}
+
+/// A run ready to be written: the row, the status it is stored in, and the events that its
+/// storing emits (`run.started` and `run.completed` for a run completed at start; none for a
+/// pending one).
+#[derive(Debug, Clone)]
+pub struct PreparedRun {
+    /// The row to store.
+    pub row: NewRun,
+    /// Its status.
+    pub status: RunStatus,
+    /// The events the write emits.
+    pub events: Vec<EventType>,
+}
+
+/// The typed changes of a state move (see [`App::transition`]); `None` fields are left as they
+/// are.
+#[derive(Debug, Clone, Default)]
+pub struct RunChange {
+    /// The run's result.
+    pub final_output: Option<Value>,
+    /// Why it failed.
+    pub error: Option<RunError>,
+    /// The whole `step_executions` array.
+    pub step_executions: Option<Value>,
+    /// The run's own context (values its steps extracted).
+    pub context: Option<Value>,
+    /// Park (`Some(Some(..))`) or clear (`Some(None)`) the wait.
+    pub waiting: Option<Option<Waiting>>,
+    /// Extend the lease to this instant (µs) instead of releasing it.
+    pub lease_until: Option<i64>,
+}
+
+/// What a waiting run waits for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waiting {
+    /// `webhook` or `approval`.
+    pub reason: String,
+    /// `waiting_payload` (URLs to resume or decide).
+    pub payload: Value,
+    /// When the wait expires, µs since the epoch.
+    pub expires_at: i64,
+}
+
+/// The result of a state move.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transitioned {
+    /// The run's status now.
+    pub status: RunStatus,
+    /// The events the move emitted, in order.
+    pub events: Vec<EventType>,
+}
+
+/// A stored status as the domain's type; a row this build cannot read is a bug.
+pub fn status_of(row: &RunRow) -> Result<RunStatus, AppError> {
+    row.status
+        .parse()
+        .map_err(|e| AppError::internal(format!("run {}: {e}", row.id)))
+}
+
+impl App {
+    /// The row for `start`. A run of a workflow without steps is completed here — `final_output`
+    /// rendered from `output` over the run's scope — unless `output` reads `context` (the
+    /// deployment's context store can change before the write commits; the run worker finishes
+    /// those) or fails to render (the worker then fails it with `template_error`). Decided from
+    /// the definition, not from the values. Pure: nothing is written.
+    pub fn prepare_run(&self, start: RunStart, definition: &Definition) -> PreparedRun {
+        let mut row = NewRun {
+            id: start.run_id,
+            deployment_id: start.deployment_id,
+            workflow: start.workflow,
+            workflow_version: start.workflow_version,
+            trigger_id: start.trigger_id,
+            source: start.source.as_str().to_owned(),
+            status: RunStatus::Pending.as_str().to_owned(),
+            input: String::new(),
+            trigger_input: String::new(),
+            context: EMPTY_OBJECT.to_owned(),
+            step_executions: EMPTY_ARRAY.to_owned(),
+            final_output: None,
+            created_at: start.created_at,
+            started_at: None,
+            finished_at: None,
+        };
+        let input = Value::Object(start.input);
+        if !definition.steps.is_empty() || definition.output_reads("context") {
+            row.input = input.to_string();
+            row.trigger_input = start.trigger_input.to_string();
+            return pending(row);
+        }
+        // The output reads no `context`: what the worker would pass there does not matter.
+        let scope = stepless_scope(
+            input,
+            start.trigger_input,
+            Value::Object(Map::new()),
+            &row.id,
+            row.created_at,
+            &row.deployment_id,
+        );
+        let rendered = definition.render_output(&scope);
+        row.input = scope["input"].to_string();
+        row.trigger_input = scope["trigger"].to_string();
+        let Ok(output) = rendered else {
+            return pending(row);
+        };
+        let path = [RunStatus::Running, RunStatus::Completed];
+        let Ok(events) = transition_events(RunStatus::Pending, &path) else {
+            return pending(row);
+        };
+        let now = self.now().max(row.created_at);
+        row.status = RunStatus::Completed.as_str().to_owned();
+        row.final_output = Some(output.to_string());
+        row.started_at = Some(now);
+        row.finished_at = Some(now);
+        PreparedRun {
+            row,
+            status: RunStatus::Completed,
+            events,
+        }
+    }
+
+    /// Prepares and stores a run (API, cron); returns once it is committed.
+    pub async fn start_run(
+        &self,
+        start: RunStart,
+        definition: &Definition,
+    ) -> Result<PreparedRun, AppError> {
+        let prepared = self.prepare_run(start, definition);
+        let row = prepared.row.clone();
+        self.store()
+            .transaction(move |tx| tx.insert_run(&row))
+            .await?;
+        log_events(&prepared.row.id, &prepared.events);
+        Ok(prepared)
+    }
+
+    /// The webhook hot path's write: the request's run (prepared by [`App::prepare_run`]) and its
+    /// activity row, batched with concurrent requests (group commit). Returns once durably
+    /// committed; `TokenGone` when the token was rotated, removed or disabled in flight.
+    pub async fn ingest(&self, write: IngestWrite) -> Result<(), AppError> {
+        self.store().ingest(write).await?;
+        Ok(())
+    }
+
+    /// Moves a run held by worker `owner` along `path` (each step checked by the domain: e.g.
+    /// `[Running, Completed]` from `pending`), with `change` applied in the same write, and
+    /// returns the events the move emits. An empty `path` stores `change` without a move.
+    /// Entering `running` from `pending` sets `started_at`; entering a final state sets
+    /// `finished_at` and releases the lease, as does parking (`waiting`) — unless
+    /// `change.lease_until` keeps it.
+    ///
+    /// `IllegalTransition` for a move the state machine forbids (nothing is written),
+    /// `LeaseLost` when `owner` no longer holds the run.
+    pub async fn transition(
+        &self,
+        run: &RunRow,
+        owner: &str,
+        path: &[RunStatus],
+        change: RunChange,
+    ) -> Result<Transitioned, AppError> {
+        let from = status_of(run)?;
+        let events = transition_events(from, path)?;
+        let to = path.last().copied().unwrap_or(from);
+        let now = self.now();
+        let mut update = RunUpdate {
+            id: run.id.clone(),
+            owner: owner.to_owned(),
+            status: (to != from).then(|| to.as_str().to_owned()),
+            final_output: change.final_output.map(|v| v.to_string()),
+            error: change.error.map(|e| json_text(&e)),
+            step_executions: change.step_executions.map(|v| v.to_string()),
+            context: change.context.map(|v| v.to_string()),
+            lease_until: change.lease_until,
+            ..RunUpdate::default()
+        };
+        if from == RunStatus::Pending && path.contains(&RunStatus::Running) {
+            update.started_at = Some(run.started_at.unwrap_or(now));
+        }
+        if to.is_terminal() {
+            update.finished_at = Some(now);
+            update
+                .started_at
+                .get_or_insert(run.started_at.unwrap_or(now));
+        }
+        match change.waiting {
+            Some(Some(w)) => {
+                update.waiting_reason = Some(Some(w.reason));
+                update.waiting_payload = Some(Some(w.payload.to_string()));
+                update.waiting_expires_at = Some(Some(w.expires_at));
+            }
+            Some(None) => clear_wait(&mut update),
+            None if to.is_terminal() => clear_wait(&mut update),
+            None => {}
+        }
+        update.release_lease =
+            (to.is_terminal() || to == RunStatus::Waiting) && update.lease_until.is_none();
+        if !self.store().update_run(update).await? {
+            return Err(AppError::LeaseLost {
+                run_id: run.id.clone(),
+            });
+        }
+        log_events(&run.id, &events);
+        Ok(Transitioned { status: to, events })
+    }
+
+    /// Hands a run back unfinished (its lease released) so that any worker may claim it again,
+    /// e.g. on shutdown. No status change, no event.
+    pub async fn release_run(&self, run: &RunRow, owner: &str) -> Result<(), AppError> {
+        let update = RunUpdate {
+            id: run.id.clone(),
+            owner: owner.to_owned(),
+            release_lease: true,
+            ..RunUpdate::default()
+        };
+        if !self.store().update_run(update).await? {
+            return Err(AppError::LeaseLost {
+                run_id: run.id.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Claims up to `limit` runnable runs for worker `owner`, leased for `lease` from now.
+    pub async fn claim_runs(
+        &self,
+        owner: &str,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<RunRow>, AppError> {
+        let now = self.now();
+        Ok(self
+            .store()
+            .claim_runs(owner, now, now + lease.as_micros() as i64, limit)
+            .await?)
+    }
+
+    /// Cancels a `pending`, `running` or `waiting` run, whoever works it: status `cancelled`,
+    /// `finished_at` now, lease and wait cleared — in one transaction that locks the run. A
+    /// worker holding it loses its lease (its next write is refused). `NotFound` for an unknown
+    /// run; `IllegalTransition` (409) when it already finished.
+    pub async fn cancel_run(&self, id: &str) -> Result<RunRow, AppError> {
+        let id = id.to_owned();
+        let now = self.now();
+        let outcome = self
+            .store()
+            .transaction(move |tx| {
+                let Some(row) = tx.lock_run(&id)? else {
+                    return Ok(Err(AppError::not_found(format!("run {id}"))));
+                };
+                let from = match status_of(&row) {
+                    Ok(s) => s,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let events = match transition_events(from, &[RunStatus::Cancelled]) {
+                    Ok(events) => events,
+                    Err(e) => return Ok(Err(e.into())),
+                };
+                let mut update = RunUpdate {
+                    id: id.clone(),
+                    status: Some(RunStatus::Cancelled.as_str().to_owned()),
+                    finished_at: Some(now),
+                    release_lease: true,
+                    ..RunUpdate::default()
+                };
+                clear_wait(&mut update);
+                tx.force_update_run(update)?;
+                let row = tx.lock_run(&id)?.ok_or_else(|| {
+                    triggerd_storage::StoreError::aborted(format!("run {id} vanished"))
+                })?;
+                Ok(Ok((row, events)))
+            })
+            .await?;
+        let (row, events) = outcome?;
+        log_events(&row.id, &events);
+        Ok(row)
+    }
+
+    /// Deletes finished runs created before `cutoff` (µs); returns how many.
+    pub async fn delete_finished_runs_before(&self, cutoff: i64) -> Result<u64, AppError> {
+        Ok(self.store().delete_finished_runs_before(cutoff).await?)
+    }
+
+    /// Keeps the newest `keep` activity rows of a trigger; returns how many were deleted.
+    pub async fn prune_activity(&self, trigger_id: &str, keep: usize) -> Result<u64, AppError> {
+        Ok(self.store().prune_activity(trigger_id, keep).await?)
+    }
+}
+
+/// `{}` as stored.
+const EMPTY_OBJECT: &str = "{}";
+/// `[]` as stored.
+const EMPTY_ARRAY: &str = "[]";
+
+fn pending(row: NewRun) -> PreparedRun {
+    PreparedRun {
+        row,
+        status: RunStatus::Pending,
+        events: Vec::new(),
+    }
+}
+
+fn clear_wait(update: &mut RunUpdate) {
+    update.waiting_reason = Some(None);
+    update.waiting_payload = Some(None);
+    update.waiting_expires_at = Some(None);
+}
+
+fn json_text(error: &RunError) -> String {
+    serde_json::to_string(error).unwrap_or_else(|_| "null".to_owned())
+}
+
+/// The events a change emitted. Event-hook deliveries will be written in the same transaction
+/// as the change; until then they are logged.
+fn log_events(run_id: &str, events: &[EventType]) {
+    for event in events {
+        tracing::debug!(%run_id, event = %event, "run event");
+    }
+}

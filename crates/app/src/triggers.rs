@@ -1,0 +1,303 @@
+//! Triggers: create, change, rotate, remove; a webhook token resolved to a typed trigger; the
+//! next cron slot. The one place where a stored trigger row becomes a typed
+//! [`TriggerConfig`] ([`config_of`]) and where webhook tokens are generated ([`new_token`]).
+//!
+//! Every committed change calls [`TriggerChanges::changed`](crate::TriggerChanges::changed), so
+//! caches and the cron scheduler learn of it without hand-placed invalidations.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use triggerd_domain::Problem;
+use triggerd_domain::definition::Definition;
+use triggerd_domain::ids::{IdKind, new_id, new_webhook_token};
+use triggerd_domain::inputs::InputSpecs;
+use triggerd_domain::trigger::{
+    ResponseMode, TriggerConfig, TriggerType, WebhookConfig, merge_config,
+};
+use triggerd_storage::{NewTrigger, StoreError, TriggerPatch, TriggerRow};
+
+use crate::{App, AppError};
+
+/// Longest `grace_seconds` of a rotation: 7 days.
+pub const MAX_GRACE_SECONDS: u64 = 7 * 86_400;
+
+/// Everything the webhook hot path needs to know about a token, parsed once.
+#[derive(Debug, Clone)]
+pub struct WebhookTrigger {
+    /// `trg_...`
+    pub trigger_id: String,
+    /// `dep_...`
+    pub deployment_id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// The version the deployment runs.
+    pub workflow_version: i64,
+    /// Disabled triggers answer 404 (and the request is logged against them).
+    pub enabled: bool,
+    /// Set when the token was rotated with a grace period: valid until then (µs).
+    pub token_expires_at: Option<i64>,
+    /// The compiled definition.
+    pub definition: Arc<Definition>,
+    /// The parsed webhook configuration.
+    pub config: WebhookConfig,
+}
+
+/// A trigger to create through the API (`POST /deployments/{id}/triggers`).
+#[derive(Debug, Clone)]
+pub struct TriggerRequest {
+    /// `webhook` or `cron`.
+    pub trigger_type: TriggerType,
+    /// Unique per deployment when set.
+    pub name: Option<String>,
+    /// Whether it starts runs (default true).
+    pub enabled: bool,
+    /// The configuration as submitted.
+    pub config: Value,
+}
+
+/// A stored trigger's type.
+pub fn type_of(row: &TriggerRow) -> Result<TriggerType, AppError> {
+    row.trigger_type
+        .parse()
+        .map_err(|p: Problem| AppError::internal(format!("trigger {}: {}", row.id, p.message)))
+}
+
+/// A stored trigger's configuration, typed. Stored configurations were validated when stored;
+/// one this build cannot read is a bug.
+pub fn config_of(row: &TriggerRow) -> Result<TriggerConfig, AppError> {
+    let trigger_type = type_of(row)?;
+    let stored: Value = serde_json::from_str(&row.config)
+        .map_err(|e| AppError::internal(format!("trigger {}: config: {e}", row.id)))?;
+    TriggerConfig::from_stored(trigger_type, &stored).map_err(|problems| {
+        AppError::internal(format!(
+            "trigger {}: stored config does not parse: {}",
+            row.id,
+            problems
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        ))
+    })
+}
+
+/// A new webhook token (`wht_` + 256 random bits).
+pub fn new_token() -> Result<String, AppError> {
+    new_webhook_token().map_err(|e| AppError::internal(format!("no randomness for a token: {e}")))
+}
+
+/// Checks a trigger configuration against a workflow's inputs, refusing what this build cannot
+/// honour yet (SPEC: never accept and ignore). Problems are reported at `prefix` + their path
+/// (`config.…` for the API, `triggers[0].config.…` for a definition).
+pub fn validate_config(
+    trigger_type: TriggerType,
+    config: &Value,
+    inputs: &InputSpecs,
+) -> Result<TriggerConfig, Vec<Problem>> {
+    let parsed = TriggerConfig::parse(trigger_type, config, inputs)?;
+    unsupported(&parsed, "config").map_or(Ok(parsed), |p| Err(vec![p]))
+}
+
+/// The problem with a parsed configuration this build cannot honour, if any.
+pub(crate) fn unsupported(config: &TriggerConfig, at: &str) -> Option<Problem> {
+    match config {
+        TriggerConfig::Webhook(w) if matches!(w.response, ResponseMode::Sync { .. }) => {
+            Some(Problem::new(
+                format!("{at}.response.mode"),
+                "the sync response mode is not available in this version: use async or custom",
+            ))
+        }
+        _ => None,
+    }
+}
+
+impl App {
+    /// The next slot of a cron trigger from now, in µs; `None` for webhooks and for one-time
+    /// triggers whose instant has passed.
+    pub fn next_fire_at(&self, config: &TriggerConfig) -> Option<i64> {
+        match config {
+            TriggerConfig::Cron(c) => c
+                .next_after(self.clock().now())
+                .map(|t| t.timestamp_micros()),
+            TriggerConfig::Webhook(_) => None,
+        }
+    }
+
+    /// The typed trigger a webhook token maps to now: `None` when the token is unknown, rotated
+    /// away past its grace, or not a webhook's.
+    pub async fn resolve_webhook(&self, token: &str) -> Result<Option<WebhookTrigger>, AppError> {
+        let Some(target) = self.store().resolve_token(token, self.now()).await? else {
+            return Ok(None);
+        };
+        if type_of(&target.trigger)? != TriggerType::Webhook {
+            return Ok(None);
+        }
+        let TriggerConfig::Webhook(config) = config_of(&target.trigger)? else {
+            return Ok(None);
+        };
+        let definition = crate::deployments::parse_stored(
+            &target.deployment.workflow,
+            target.workflow_version,
+            &target.definition,
+        )?;
+        Ok(Some(WebhookTrigger {
+            trigger_id: target.trigger.id,
+            deployment_id: target.deployment.id,
+            workflow: target.deployment.workflow,
+            workflow_version: target.workflow_version,
+            enabled: target.trigger.enabled,
+            token_expires_at: target.token_expires_at,
+            definition: Arc::new(definition),
+            config: *config,
+        }))
+    }
+
+    /// Creates a trigger in a deployment: the configuration is validated against the inputs of
+    /// the version the deployment runs, a webhook gets its token, a cron trigger its first slot.
+    /// `NotFound` for an unknown deployment, `InvalidConfig` (422), `Conflict` for a taken name.
+    pub async fn create_trigger(
+        &self,
+        deployment_id: &str,
+        request: TriggerRequest,
+    ) -> Result<TriggerRow, AppError> {
+        let deployment = self.deployment(deployment_id).await?;
+        let (_, definition) = self.deployment_definition(&deployment).await?;
+        let config = validate_config(request.trigger_type, &request.config, &definition.inputs)
+            .map_err(AppError::InvalidConfig)?;
+        let token = match request.trigger_type {
+            TriggerType::Webhook => Some(new_token()?),
+            TriggerType::Cron => None,
+        };
+        let now = self.now();
+        let new = NewTrigger {
+            id: new_id(IdKind::Trigger),
+            deployment_id: deployment.id.clone(),
+            name: request.name,
+            trigger_type: request.trigger_type.as_str().to_owned(),
+            enabled: request.enabled,
+            config: config.stored_json().to_string(),
+            declared: false,
+            next_fire_at: self.next_fire_at(&config),
+            token,
+            now,
+        };
+        let row = self.store().create_trigger(new).await?;
+        self.trigger_changes().changed();
+        tracing::info!(trigger_id = %row.id, deployment_id = %row.deployment_id, trigger_type = %row.trigger_type, "trigger created");
+        Ok(row)
+    }
+
+    /// Changes `enabled` and merges `config_changes` into the stored configuration (top-level
+    /// keys; `null` removes one), validated against the deployment's inputs. The read, merge
+    /// and write are ONE transaction that locks the trigger's row, so concurrent changes (on
+    /// this node or another) are applied one after the other and none is lost.
+    pub async fn patch_trigger(
+        &self,
+        id: &str,
+        enabled: Option<bool>,
+        config_changes: Option<Value>,
+    ) -> Result<TriggerRow, AppError> {
+        let current = self
+            .store()
+            .get_trigger(id)
+            .await?
+            .ok_or_else(|| AppError::not_found(format!("trigger {id}")))?;
+        let inputs = match &config_changes {
+            Some(_) => {
+                let deployment = self.deployment(&current.deployment_id).await?;
+                let (_, definition) = self.deployment_definition(&deployment).await?;
+                Some(definition.inputs.clone())
+            }
+            None => None,
+        };
+        let trigger_type = type_of(&current)?;
+        let (id, now, clock) = (id.to_owned(), self.now(), self.clock().clone());
+        let outcome = self
+            .store()
+            .transaction(move |tx| {
+                let Some(row) = tx.lock_trigger(&id)? else {
+                    return Ok(Err(AppError::not_found(format!("trigger {id}"))));
+                };
+                let mut patch = TriggerPatch {
+                    enabled,
+                    ..TriggerPatch::default()
+                };
+                if let (Some(changes), Some(inputs)) = (&config_changes, &inputs) {
+                    let stored: Value = serde_json::from_str(&row.config).unwrap_or(Value::Null);
+                    let mut merged = merge_config(&stored, changes);
+                    if changes.get("secret").is_some_and(Value::is_null)
+                        && changes.get("signature").is_none()
+                        && let Some(map) = merged.as_object_mut()
+                    {
+                        // Removing the secret turns signature checking off; its scheme goes too.
+                        map.shift_remove("signature");
+                    }
+                    let config = match validate_config(trigger_type, &merged, inputs) {
+                        Ok(config) => config,
+                        Err(problems) => return Ok(Err(AppError::InvalidConfig(problems))),
+                    };
+                    patch.next_fire_at = Some(match &config {
+                        TriggerConfig::Cron(c) => {
+                            c.next_after(clock.now()).map(|t| t.timestamp_micros())
+                        }
+                        TriggerConfig::Webhook(_) => None,
+                    });
+                    patch.config = Some(config.stored_json().to_string());
+                }
+                Ok(Ok(tx.update_trigger(&id, &patch, now)?))
+            })
+            .await?;
+        let row = outcome?;
+        self.trigger_changes().changed();
+        tracing::info!(trigger_id = %row.id, enabled = row.enabled, "trigger changed");
+        Ok(row)
+    }
+
+    /// Removes a trigger; its URL stops at once. `NotFound` when there is none.
+    pub async fn delete_trigger(&self, id: &str) -> Result<(), AppError> {
+        self.store().delete_trigger(id).await?;
+        self.trigger_changes().changed();
+        tracing::info!(trigger_id = %id, "trigger removed");
+        Ok(())
+    }
+
+    /// Gives a webhook trigger a new token. The old one stops at once, or keeps working for
+    /// `grace_seconds` (at most [`MAX_GRACE_SECONDS`]). Returns the trigger and, with a grace,
+    /// until when the old token works (µs). `Conflict` for a cron trigger.
+    pub async fn rotate_trigger(
+        &self,
+        id: &str,
+        grace_seconds: u64,
+    ) -> Result<(TriggerRow, Option<i64>), AppError> {
+        let row = self
+            .store()
+            .get_trigger(id)
+            .await?
+            .ok_or_else(|| AppError::not_found(format!("trigger {id}")))?;
+        if type_of(&row)? != TriggerType::Webhook {
+            return Err(AppError::conflict(
+                "only webhook triggers have a token to rotate",
+            ));
+        }
+        if grace_seconds > MAX_GRACE_SECONDS {
+            return Err(AppError::bad_request(format!(
+                "grace_seconds must be a whole number from 0 to {MAX_GRACE_SECONDS} (7 days)"
+            )));
+        }
+        let now = self.now();
+        let old_valid_until = (grace_seconds > 0).then(|| now + (grace_seconds as i64) * 1_000_000);
+        let token = new_token()?;
+        let row = self
+            .store()
+            .rotate_trigger(&row.id, &token, old_valid_until, now)
+            .await?;
+        self.trigger_changes().changed();
+        tracing::info!(trigger_id = %row.id, grace_seconds, "webhook token rotated");
+        Ok((row, old_valid_until))
+    }
+}
+
+/// A token for a trigger created inside a storage transaction (no `AppError` there).
+pub(crate) fn new_token_in_tx() -> Result<String, StoreError> {
+    new_webhook_token().map_err(|e| StoreError::aborted(format!("no randomness for a token: {e}")))
+}
