@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use triggerd_domain::Problem;
-use triggerd_domain::definition::Definition;
+use triggerd_domain::definition::{Definition, StepKind};
 use triggerd_domain::ids::{IdKind, is_valid_id, new_id};
 use triggerd_domain::trigger::TriggerConfig;
 use triggerd_storage::{
@@ -20,7 +20,7 @@ use triggerd_storage::{
 };
 
 use crate::triggers::{new_token_in_tx, unsupported};
-use crate::{App, AppError, Clock};
+use crate::{App, AppError, AppOptions, Clock};
 
 /// Longest context key, in characters.
 pub const MAX_CONTEXT_KEY_CHARS: usize = 128;
@@ -78,10 +78,13 @@ pub(crate) fn parse_stored(
 }
 
 /// Checks a submitted definition for the workflow `name`: its `name` field (when given) must
-/// match, and everything the domain checks, plus what this build cannot honour yet.
+/// match, and everything the domain checks, plus what this server does not allow
+/// (`command` steps without `TRIGGERD_ALLOW_COMMANDS=true`) and what this build cannot honour yet
+/// (`wait_for_webhook` and `approval` steps, the `sync` response mode).
 pub fn parse_definition(
     name: &str,
     mut document: Map<String, Value>,
+    options: AppOptions,
 ) -> Result<Definition, AppError> {
     match document.get("name") {
         None | Some(Value::Null) => {
@@ -97,12 +100,36 @@ pub fn parse_definition(
     }
     let definition =
         Definition::from_value(Value::Object(document)).map_err(AppError::InvalidDefinition)?;
-    let problems: Vec<Problem> = definition
-        .triggers
+    let mut problems: Vec<Problem> = definition
+        .steps
         .iter()
         .enumerate()
-        .filter_map(|(i, t)| unsupported(&t.config, &format!("triggers[{i}].config")))
+        .filter_map(|(i, step)| {
+            let at = format!("steps[{i}].type");
+            match &step.kind {
+                StepKind::Command(_) if !options.allow_commands => Some(Problem::new(
+                    at,
+                    "command steps run programs on the server and are off: start the server \
+                     with TRIGGERD_ALLOW_COMMANDS=true to allow them",
+                )),
+                StepKind::WaitForWebhook { .. } | StepKind::Approval { .. } => Some(Problem::new(
+                    at,
+                    format!(
+                        "{} steps are not available in this version: use http or command steps",
+                        step.kind.type_name()
+                    ),
+                )),
+                _ => None,
+            }
+        })
         .collect();
+    problems.extend(
+        definition
+            .triggers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| unsupported(&t.config, &format!("triggers[{i}].config"))),
+    );
     if !problems.is_empty() {
         return Err(AppError::InvalidDefinition(problems));
     }
@@ -170,7 +197,7 @@ impl App {
         name: &str,
         document: Map<String, Value>,
     ) -> Result<PutWorkflow, AppError> {
-        let definition = parse_definition(name, document)?;
+        let definition = parse_definition(name, document, self.options())?;
         let text = definition.source().to_string();
         let (name, now, clock) = (name.to_owned(), self.now(), self.clock().clone());
         let fail_after = self.inner.fail_sync_after;
@@ -273,6 +300,33 @@ impl App {
         self.trigger_changes().changed();
         tracing::info!(deployment_id = %row.id, "deployment deleted");
         Ok(())
+    }
+
+    /// The `deployment` root of a run's template scope: `{id, name, webhook_urls}`, where
+    /// `webhook_urls` maps each named webhook trigger of the deployment to its URL. A deleted
+    /// deployment shows its id only.
+    pub async fn deployment_root(&self, deployment_id: &str) -> Result<Value, AppError> {
+        let Some(row) = self.store().get_deployment(deployment_id).await? else {
+            return Ok(serde_json::json!({"id": deployment_id, "webhook_urls": {}}));
+        };
+        let mut urls = Map::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self
+                .store()
+                .list_triggers(deployment_id, cursor.as_deref(), 1000)
+                .await?;
+            for t in &page.items {
+                if let (Some(name), Some(token)) = (&t.name, &t.token) {
+                    urls.insert(name.clone(), Value::String(self.webhook_url(token)));
+                }
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        Ok(serde_json::json!({"id": row.id, "name": row.name, "webhook_urls": urls}))
     }
 
     /// A deployment's context store as an object. `NotFound` for an unknown deployment.

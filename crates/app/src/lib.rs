@@ -66,6 +66,7 @@ struct Inner {
     store: Store,
     clock: Arc<dyn Clock>,
     public_url: String,
+    options: AppOptions,
     changes: Arc<TriggerChanges>,
     /// Tests only: make the declared-trigger sync fail after this many changes.
     fail_sync_after: Option<usize>,
@@ -80,19 +81,42 @@ impl fmt::Debug for App {
     }
 }
 
+/// What the server allows (SPEC 8 settings that change what definitions may hold).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppOptions {
+    /// `TRIGGERD_ALLOW_COMMANDS`: definitions may use `command` steps.
+    pub allow_commands: bool,
+}
+
 impl App {
     /// The application over `store`, reading time from `clock`; `public_url` (no trailing slash
-    /// needed) is the base of the webhook URLs it hands out.
+    /// needed) is the base of the webhook URLs it hands out. Default [`AppOptions`].
     pub fn new(store: Store, clock: Arc<dyn Clock>, public_url: &str) -> App {
+        Self::with_options(store, clock, public_url, AppOptions::default())
+    }
+
+    /// [`App::new`] with `options`.
+    pub fn with_options(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        public_url: &str,
+        options: AppOptions,
+    ) -> App {
         App {
             inner: Arc::new(Inner {
                 store,
                 clock,
+                options,
                 public_url: public_url.trim_end_matches('/').to_owned(),
                 changes: Arc::new(TriggerChanges::default()),
                 fail_sync_after: None,
             }),
         }
+    }
+
+    /// What the server allows.
+    pub fn options(&self) -> AppOptions {
+        self.inner.options
     }
 
     /// The store, for reads.

@@ -10,7 +10,7 @@
 use serde_json::{Map, Value};
 use triggerd_domain::definition::Definition;
 use triggerd_domain::run::{
-    EventType, RunError, RunSource, RunStatus, stepless_scope, transition_events,
+    EventType, RunError, RunSource, RunStatus, run_root, run_scope, transition_events,
 };
 use triggerd_storage::{IngestWrite, NewRun, RunRow, RunUpdate};
 
@@ -100,9 +100,10 @@ pub fn status_of(row: &RunRow) -> Result<RunStatus, AppError> {
 impl App {
     /// The row for `start`. A run of a workflow without steps is completed here — `final_output`
     /// rendered from `output` over the run's scope — unless `output` reads `context` (the
-    /// deployment's context store can change before the write commits; the run worker finishes
-    /// those) or fails to render (the worker then fails it with `template_error`). Decided from
-    /// the definition, not from the values. Pure: nothing is written.
+    /// deployment's context store can change before the write commits) or `deployment` (its
+    /// name and webhook URLs are read from the database) — the run worker finishes those — or
+    /// fails to render (the worker then fails it with `template_error`). Decided from the
+    /// definition, not from the values. Pure: nothing is written.
     pub fn prepare_run(&self, start: RunStart, definition: &Definition) -> PreparedRun {
         let mut row = NewRun {
             id: start.run_id,
@@ -122,19 +123,22 @@ impl App {
             finished_at: None,
         };
         let input = Value::Object(start.input);
-        if !definition.steps.is_empty() || definition.output_reads("context") {
+        if !definition.steps.is_empty()
+            || definition.output_reads("context")
+            || definition.output_reads("deployment")
+        {
             row.input = input.to_string();
             row.trigger_input = start.trigger_input.to_string();
             return pending(row);
         }
-        // The output reads no `context`: what the worker would pass there does not matter.
-        let scope = stepless_scope(
+        // The output reads neither `context` nor `deployment`: empty stand-ins do not matter.
+        let scope = run_scope(
             input,
             start.trigger_input,
             Value::Object(Map::new()),
-            &row.id,
-            row.created_at,
-            &row.deployment_id,
+            Value::Object(Map::new()),
+            run_root(&row.id, row.created_at),
+            Value::Object(Map::new()),
         );
         let rendered = definition.render_output(&scope);
         row.input = scope["input"].to_string();

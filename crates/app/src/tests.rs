@@ -48,7 +48,7 @@ fn start(dep: &str, source: RunSource, trigger_id: Option<&str>) -> RunStart {
 const STEPLESS: &str =
     r#"{"inputs": {"n": {"type": "integer"}}, "output": {"twice": "{{ input.n }}"}}"#;
 const WITH_STEP: &str = r#"{"inputs": {"n": {"type": "integer"}},
-    "steps": [{"id": "wait", "type": "wait_for_webhook"}]}"#;
+    "steps": [{"id": "call", "type": "http", "request": {"url": "https://example.com/"}}]}"#;
 
 async fn start_for_each_source_completes_stepless_runs_and_leaves_others_pending(
     app: App,
@@ -300,6 +300,7 @@ async fn deploy_and_put_sync_declared_triggers_in_one_transaction(app: App, cloc
             store: failing.store().clone(),
             clock: failing.clock().clone(),
             public_url: failing.public_url().to_owned(),
+            options: failing.options(),
             changes: failing.trigger_changes().clone(),
             fail_sync_after: Some(2),
         }),
@@ -352,6 +353,7 @@ async fn deploy_and_put_sync_declared_triggers_in_one_transaction(app: App, cloc
             store: app.store().clone(),
             clock: app.clock().clone(),
             public_url: app.public_url().to_owned(),
+            options: app.options(),
             changes: app.trigger_changes().clone(),
             fail_sync_after: Some(1),
         }),
@@ -370,6 +372,32 @@ async fn definitions_and_configs_this_build_cannot_honour_are_refused(
     app: App,
     _clock: Arc<TestClock>,
 ) {
+    for (step, says) in [
+        (
+            json!({"id": "c", "type": "command", "command": ["true"]}),
+            "TRIGGERD_ALLOW_COMMANDS=true",
+        ),
+        (
+            json!({"id": "w", "type": "wait_for_webhook"}),
+            "not available",
+        ),
+        (json!({"id": "a", "type": "approval"}), "not available"),
+    ] {
+        match app
+            .put_workflow("wf", object(json!({"steps": [step]})))
+            .await
+        {
+            Err(AppError::InvalidDefinition(problems)) => {
+                assert_eq!(problems[0].path, "steps[0].type");
+                assert!(
+                    problems[0].message.contains(says),
+                    "{}",
+                    problems[0].message
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
     let sync = json!({"triggers": [{"name": "s", "trigger_type": "webhook",
         "config": {"response": {"mode": "sync"}}}]});
     match app.put_workflow("wf", object(sync)).await {

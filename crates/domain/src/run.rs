@@ -24,17 +24,18 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-/// The scope a step-less run's `output` renders against (SPEC 2): `input`, `trigger`, `context`
-/// (the deployment's context store with the run's own values laid over it), no `steps`, and
-/// `run` and `deployment`. The run worker and the webhook's completion at ingest both build it
-/// here, so a run gets the same `final_output` whichever path completes it.
-pub fn stepless_scope(
+/// The scope a run's templates render against (SPEC 2.1): `input`, `trigger`, `context` (the
+/// deployment's context store with the run's own values laid over it), `steps` (`<id>.output` of
+/// each finished step), `run` ([`run_root`]) and `deployment` (`{id, name, webhook_urls}`). The
+/// webhook's completion at ingest, the run worker and every step build it here, so a template
+/// sees the same values whichever path renders it.
+pub fn run_scope(
     input: Value,
     trigger: Value,
     context: Value,
-    run_id: &str,
-    created_at: i64,
-    deployment_id: &str,
+    steps: Value,
+    run: Value,
+    deployment: Value,
 ) -> Value {
     // Moved in, not through `json!`: the macro serialises every interpolated value into a new
     // one (a deep copy of the request's whole `trigger` document, then dropping the original).
@@ -42,13 +43,28 @@ pub fn stepless_scope(
     scope.insert("input".to_owned(), input);
     scope.insert("trigger".to_owned(), trigger);
     scope.insert("context".to_owned(), context);
-    scope.insert("steps".to_owned(), Value::Object(Map::new()));
-    scope.insert(
-        "run".to_owned(),
-        json!({"id": run_id, "created_at": created_at}),
-    );
-    scope.insert("deployment".to_owned(), json!({"id": deployment_id}));
+    scope.insert("steps".to_owned(), steps);
+    scope.insert("run".to_owned(), run);
+    scope.insert("deployment".to_owned(), deployment);
     Value::Object(scope)
+}
+
+/// The `run` root of the template scope: `{id, created_at}`, the instant as RFC 3339 UTC text.
+///
+/// ```
+/// use triggerd_domain::run::run_root;
+/// let run = run_root("run_1", 1_700_000_000_000_000);
+/// assert_eq!(run["created_at"], "2023-11-14T22:13:20.000000Z");
+/// ```
+pub fn run_root(id: &str, created_at_micros: i64) -> Value {
+    json!({"id": id, "created_at": rfc3339(created_at_micros)})
+}
+
+/// RFC 3339 UTC text (microseconds) of an instant in microseconds since the epoch.
+pub fn rfc3339(micros: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_micros(micros)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 /// Errors of this module.

@@ -2,35 +2,40 @@
 //!
 //! Run execution. The [`RunWorker`] claims runs from the store (a lease per run, so two
 //! processes on one PostgreSQL database never work the same run, and a run held by a dead
-//! process is taken over when its lease expires) and moves them to a final state.
+//! process is taken over when its lease expires) and moves them to a final state:
+//! - runs of workflows **without steps** complete at once (`final_output` = `output` rendered,
+//!   or `failed` with `template_error`); most never reach the worker, as the webhook's ingest
+//!   write completes them (`triggerd_app::App::prepare_run`);
+//! - runs **with steps** are worked by the [`executor`], one task per run: each step in order
+//!   ([`steps`]: `http` through the SSRF-guarded client of `triggerd-delivery`, `command`
+//!   through [`command`]), its execution recorded and committed before and after it runs, so a
+//!   run interrupted at any point resumes at its current step.
 //!
-//! What exists today: runs of workflows **without steps** complete at once — `pending` →
-//! `running` → `completed` with `final_output` = the workflow's `output` rendered (or the input),
-//! or `failed` with code `template_error` when the output template reads a missing value. (Most
-//! step-less webhook runs never reach the worker: the webhook stores them `completed` in the
-//! ingest write — see `triggerd_app::App::prepare_run` — when the output does not read the
-//! deployment's context store and renders.) Runs of
-//! workflows **with steps** are left `pending` (their lease is renewed rarely, so they cost
-//! nothing) until step execution is built. Cron firing arrives later in this crate too.
+//! Every state change goes through `triggerd_app::App::transition`. Cron firing arrives later in
+//! this crate too.
 //!
 //! The worker never polls on a fixed interval for new work: it sleeps until the store signals
 //! that runs were committed, or until the next lease could expire.
 //!
 //! ```no_run
-//! # async fn example(app: triggerd_app::App) {
+//! # async fn example(app: triggerd_app::App) -> Result<(), triggerd_delivery::OutboundError> {
+//! use triggerd_delivery::{OutboundClient, OutboundConfig};
 //! let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-//! let worker = triggerd_scheduler::RunWorker::new(app, "node-1".into());
+//! let client = OutboundClient::new(OutboundConfig::default())?;
+//! let worker = triggerd_scheduler::RunWorker::new(app, "node-1".into(), client);
 //! let handle = tokio::spawn(worker.run(stop_rx));
 //! // ... later:
 //! let _ = stop_tx.send(true);
 //! let _ = handle.await;
-//! # }
+//! # Ok(()) }
 //! ```
 
 pub mod command;
+pub mod executor;
+pub mod steps;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -38,14 +43,19 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use triggerd_app::runs::RunChange;
 use triggerd_app::{App, AppError};
+use triggerd_delivery::OutboundClient;
 use triggerd_domain::definition::Definition;
-use triggerd_domain::run::{RunError, RunStatus, stepless_scope};
+use triggerd_domain::run::{RunError, RunStatus, run_root, run_scope};
+
+use crate::executor::{Ended, Executor};
 use triggerd_storage::RunRow;
 
 /// How long a claim holds a run before another worker may take it over.
 pub const LEASE: Duration = Duration::from_secs(60);
-/// How long runs with steps stay parked before they are looked at again.
-const PARK: Duration = Duration::from_secs(3600);
+/// Runs with steps worked at once by one worker; more wait, claimed, for a free slot.
+const MAX_EXECUTING: usize = 256;
+/// How long a stopping worker gives its runs to hand back their current step.
+const HAND_BACK: Duration = Duration::from_secs(10);
 /// Runs claimed per round.
 const BATCH: usize = 512;
 
@@ -55,21 +65,39 @@ pub struct RunWorker {
     app: App,
     owner: String,
     definitions: HashMap<(String, i64), Arc<Definition>>,
+    executor: Executor,
+    /// Runs with steps this worker is executing (their tasks hold the lease).
+    executing: Arc<Mutex<HashSet<String>>>,
+    tasks: JoinSet<()>,
+    slots: Arc<tokio::sync::Semaphore>,
+    stop: watch::Receiver<bool>,
 }
 
 impl RunWorker {
-    /// A worker that claims runs under the lease owner name `owner` (unique per process).
-    pub fn new(app: App, owner: String) -> Self {
+    /// A worker that claims runs under the lease owner name `owner` (unique per process);
+    /// `http` steps go out through `client`.
+    pub fn new(app: App, owner: String, client: OutboundClient) -> Self {
+        let executor = Executor {
+            app: app.clone(),
+            client,
+            owner: owner.clone(),
+        };
         RunWorker {
             app,
             owner,
             definitions: HashMap::new(),
+            executor,
+            executing: Arc::default(),
+            tasks: JoinSet::new(),
+            slots: Arc::new(tokio::sync::Semaphore::new(MAX_EXECUTING)),
+            stop: watch::channel(false).1,
         }
     }
 
     /// Works until `stop` turns true. Each round claims what is due, finishes it, and sleeps
     /// until the store signals new runs or the lease period passes (for takeovers).
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        self.stop = stop.clone();
         let notify = self.app.store().runs_notify();
         tracing::info!(owner = %self.owner, "run worker started");
         loop {
@@ -96,7 +124,16 @@ impl RunWorker {
                 () = &mut notified => {}
                 () = tokio::time::sleep(LEASE) => {}
                 _ = stop.changed() => {}
+                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
             }
+        }
+        // The executing runs see `stop`, interrupt their step and hand the run back.
+        let tasks = std::mem::take(&mut self.tasks);
+        if tokio::time::timeout(HAND_BACK, tasks.join_all())
+            .await
+            .is_err()
+        {
+            tracing::warn!("runs did not hand back in time; they are taken over after their lease");
         }
         tracing::info!(owner = %self.owner, "run worker stopped");
     }
@@ -107,9 +144,14 @@ impl RunWorker {
         let count = claimed.len();
         // The deployment context store, read once per deployment per round.
         let mut contexts: HashMap<String, Value> = HashMap::new();
+        let mut roots: HashMap<String, Value> = HashMap::new();
         let mut updates = JoinSet::new();
         for run in claimed {
             let definition = self.definition(&run).await?;
+            if let Some(definition) = definition.as_ref().filter(|d| !d.steps.is_empty()) {
+                self.spawn_execution(run, definition.clone());
+                continue;
+            }
             if !contexts.contains_key(&run.deployment_id) {
                 let stored = match self.app.context(&run.deployment_id).await {
                     Ok(map) => map,
@@ -117,12 +159,18 @@ impl RunWorker {
                     Err(e) => return Err(e),
                 };
                 contexts.insert(run.deployment_id.clone(), Value::Object(stored));
+                let root = self.app.deployment_root(&run.deployment_id).await?;
+                roots.insert(run.deployment_id.clone(), root);
             }
             let context = contexts
                 .get(&run.deployment_id)
                 .cloned()
                 .unwrap_or(Value::Null);
-            let (path, change) = self.finish(&run, definition.as_deref(), &context);
+            let root = roots
+                .get(&run.deployment_id)
+                .cloned()
+                .unwrap_or(Value::Null);
+            let (path, change) = self.finish(&run, definition.as_deref(), &context, root);
             let (app, owner) = (self.app.clone(), self.owner.clone());
             // Updates go out together so the store's writer commits them in one batch.
             updates.spawn(async move {
@@ -149,6 +197,37 @@ impl RunWorker {
             }
         }
         Ok(count)
+    }
+
+    /// Executes a run with steps in a task of its own (unless this worker already does).
+    fn spawn_execution(&mut self, run: RunRow, definition: Arc<Definition>) {
+        let id = run.id.clone();
+        if !self
+            .executing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone())
+        {
+            return;
+        }
+        let (executor, executing, slots, stop) = (
+            self.executor.clone(),
+            self.executing.clone(),
+            self.slots.clone(),
+            self.stop.clone(),
+        );
+        self.tasks.spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            match executor.execute(run, definition, stop).await {
+                Ok(Ended::Finished(status)) => {
+                    tracing::debug!(run_id = %id, %status, "run finished")
+                }
+                Ok(Ended::Lost) => tracing::info!(run_id = %id, "run no longer ours (cancelled or taken over)"),
+                Ok(Ended::HandedBack) => tracing::info!(run_id = %id, "run handed back at its current step"),
+                Err(e) => tracing::warn!(run_id = %id, error = %e, "run execution stopped; it is retried after its lease"),
+            }
+            executing.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        });
     }
 
     async fn definition(&mut self, run: &RunRow) -> Result<Option<Arc<Definition>>, AppError> {
@@ -179,6 +258,7 @@ impl RunWorker {
         run: &RunRow,
         definition: Option<&Definition>,
         stored_context: &Value,
+        deployment: Value,
     ) -> (Vec<RunStatus>, RunChange) {
         let Some(definition) = definition else {
             let error = RunError::new(
@@ -190,25 +270,17 @@ impl RunWorker {
             );
             return fail(run, error);
         };
-        if !definition.steps.is_empty() {
-            // Step execution is not built yet: the run stays pending; look again much later.
-            let change = RunChange {
-                lease_until: Some(self.app.now() + PARK.as_micros() as i64),
-                ..RunChange::default()
-            };
-            return (Vec::new(), change);
-        }
         let mut context = stored_context.clone();
         if let (Some(base), Value::Object(own)) = (context.as_object_mut(), parse(&run.context)) {
             base.extend(own);
         }
-        let scope = stepless_scope(
+        let scope = run_scope(
             parse(&run.input),
             parse(&run.trigger_input),
             context,
-            &run.id,
-            run.created_at,
-            &run.deployment_id,
+            Value::Object(serde_json::Map::new()),
+            run_root(&run.id, run.created_at),
+            deployment,
         );
         match definition.render_output(&scope) {
             Ok(output) => (

@@ -35,6 +35,8 @@ pub struct FileConfig {
     hide_unknown_tokens: Option<bool>,
     activity_retention: Option<usize>,
     run_retention_days: Option<f64>,
+    allow_private_networks: Option<bool>,
+    allow_commands: Option<bool>,
 }
 
 impl FileConfig {
@@ -93,6 +95,15 @@ impl FileConfig {
             .filter(|_| unset("run_retention_days"))
         {
             args.run_retention_days = Some(v);
+        }
+        if let Some(v) = self
+            .allow_private_networks
+            .filter(|_| unset("allow_private_networks"))
+        {
+            args.allow_private_networks = v;
+        }
+        if let Some(v) = self.allow_commands.filter(|_| unset("allow_commands")) {
+            args.allow_commands = v;
         }
     }
 }

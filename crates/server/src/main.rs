@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use tokio::sync::watch;
-use triggerd_app::{App, SystemClock};
+use triggerd_app::{App, AppOptions, SystemClock};
+use triggerd_delivery::{OutboundClient, OutboundConfig};
 use triggerd_domain::ids::{IdKind, hash_token, new_id, new_secret_token};
 use triggerd_ingress::{AppState, IngressConfig};
 use triggerd_storage::{Backend, Store, StoreOptions, redact_url};
@@ -109,6 +110,16 @@ struct ServeArgs {
     /// (more often for retentions under ten hours).
     #[arg(long, env = "TRIGGERD_RUN_RETENTION_DAYS", value_parser = parse_retention_days)]
     run_retention_days: Option<f64>,
+    /// Let `http` steps reach loopback, private, link-local, CGNAT and other non-public
+    /// addresses (refused by default after DNS resolution, against SSRF). Only for trusted
+    /// definitions, e.g. to call services on the same host or network.
+    #[arg(long, env = "TRIGGERD_ALLOW_PRIVATE_NETWORKS", default_value_t = false, action = clap::ArgAction::Set)]
+    allow_private_networks: bool,
+    /// Allow `command` steps, which run programs on this machine as the server's user (without
+    /// a shell, with an empty environment but PATH, HOME, LANG, LC_ALL, TZ and TMPDIR). Off by
+    /// default: definitions with a command step are refused with 422.
+    #[arg(long, env = "TRIGGERD_ALLOW_COMMANDS", default_value_t = false, action = clap::ArgAction::Set)]
+    allow_commands: bool,
 }
 
 /// A retention in days: a finite number ≥ 0.
@@ -247,7 +258,23 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{local}"));
-    let app = App::new(store.clone(), Arc::new(SystemClock), &public_url);
+    let options = AppOptions {
+        allow_commands: args.allow_commands,
+    };
+    let app = App::with_options(store.clone(), Arc::new(SystemClock), &public_url, options);
+    let client = OutboundClient::new(OutboundConfig {
+        allow_private_networks: args.allow_private_networks,
+        ..OutboundConfig::default()
+    })
+    .map_err(|e| format!("cannot build the outbound HTTP client: {e}"))?;
+    if args.allow_private_networks {
+        tracing::warn!(
+            "TRIGGERD_ALLOW_PRIVATE_NETWORKS=true: http steps may reach private and loopback addresses"
+        );
+    }
+    if args.allow_commands {
+        tracing::warn!("TRIGGERD_ALLOW_COMMANDS=true: workflows may run programs on this machine");
+    }
     let admin_hash = admin_token_hash(&app, args.api_token.as_deref()).await?;
     let mut config = IngressConfig::new(admin_hash);
     config.hide_unknown_tokens = args.hide_unknown_tokens;
@@ -268,8 +295,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         std::process::id(),
         new_id(IdKind::Request).trim_start_matches("req_")
     );
-    let worker =
-        tokio::spawn(triggerd_scheduler::RunWorker::new(app.clone(), owner).run(stop_rx.clone()));
+    let worker = tokio::spawn(
+        triggerd_scheduler::RunWorker::new(app.clone(), owner, client).run(stop_rx.clone()),
+    );
     let retention = args
         .run_retention_days
         .map(|days| tokio::spawn(retention::run(app.clone(), days, stop_rx)));
@@ -283,7 +311,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(retention) = retention {
         let _ = retention.await;
     }
-    if tokio::time::timeout(Duration::from_secs(10), worker)
+    if tokio::time::timeout(Duration::from_secs(15), worker)
         .await
         .is_err()
     {
