@@ -4,7 +4,6 @@
 //! ([`crate::openapi`]) takes its schema from the same type (`utoipa::ToSchema`), so the document
 //! cannot drift from what the API answers.
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use triggerd_domain::trigger::TriggerType;
@@ -13,12 +12,7 @@ use triggerd_storage::{
 };
 use utoipa::ToSchema;
 
-/// RFC 3339 UTC text of an instant in microseconds since the epoch.
-pub fn rfc3339(micros: i64) -> String {
-    DateTime::<Utc>::from_timestamp_micros(micros)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Micros, true)
-}
+pub use triggerd_domain::run::rfc3339;
 
 fn opt_time(micros: Option<i64>) -> Option<String> {
     micros.map(rfc3339)
