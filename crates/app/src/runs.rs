@@ -318,6 +318,17 @@ impl App {
         Ok(row)
     }
 
+    /// At the start of the one process that owns a SQLite database: hands back every run an
+    /// earlier process of this node held (it is gone — killed, crashed), so they resume now
+    /// rather than when their leases expire. Returns how many. Never on PostgreSQL, where other
+    /// nodes may be working runs.
+    pub async fn reclaim_runs_of_previous_process(&self) -> Result<u64, AppError> {
+        if self.store().backend() != triggerd_storage::Backend::Sqlite {
+            return Ok(0);
+        }
+        Ok(self.store().release_all_leases().await?)
+    }
+
     /// Deletes finished runs created before `cutoff` (µs); returns how many.
     pub async fn delete_finished_runs_before(&self, cutoff: i64) -> Result<u64, AppError> {
         Ok(self.store().delete_finished_runs_before(cutoff).await?)

@@ -289,6 +289,16 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     state.metrics = triggerd_ingress::metrics::install_recorder();
     let state = Arc::new(state);
 
+    match app.reclaim_runs_of_previous_process().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            runs = n,
+            "resuming runs the previous process left unfinished"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not release the previous process's runs; they resume after their leases")
+        }
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let owner = format!(
         "node-{}-{}",

@@ -621,6 +621,29 @@ impl Store {
         Ok(result)
     }
 
+    /// Clears every run's lease and returns how many were held. Only for a database that one
+    /// process owns (SQLite) and at that process's start: every lease then belongs to an earlier
+    /// process of the same node, which is gone, so its runs can be resumed at once instead of
+    /// after their leases expire.
+    pub async fn release_all_leases(&self) -> Result<u64> {
+        let released = self
+            .write(
+                |c| {
+                    Ok(
+                        diesel::update(runs::table.filter(runs::lease_owner.is_not_null()))
+                            .set((
+                                runs::lease_owner.eq(None::<String>),
+                                runs::lease_expires_at.eq(None::<i64>),
+                            ))
+                            .execute(c)? as u64,
+                    )
+                },
+                |n| *n > 0,
+            )
+            .await?;
+        Ok(released)
+    }
+
     /// The number of runs in each status, for metrics.
     pub async fn count_runs_by_status(&self) -> Result<Vec<(String, i64)>> {
         self.read(|c| {
