@@ -5,6 +5,9 @@
 //! never shares a runtime with the load generator. It is built the way triggerd's own listener is
 //! (`hyper_util`'s auto connection builder on a multi-threaded tokio runtime, `TCP_NODELAY`), so the
 //! ratio shows what triggerd's work costs on top of hyper itself.
+//!
+//! The `steps` scenario serves the same handler in-process as the target of its `http` steps
+//! ([`serve_with`]), counting the requests it answers.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -41,14 +44,32 @@ pub fn serve_blocking(listen: SocketAddr) -> Result<(), Error> {
 
 /// Accepts connections forever.
 pub async fn serve(listener: TcpListener) {
+    serve_with(listener, || {}).await;
+}
+
+/// Accepts connections forever, calling `on_request` once per request after its body was read
+/// (before the answer is sent).
+pub async fn serve_with<F>(listener: TcpListener, on_request: F)
+where
+    F: Fn() + Clone + Send + Sync + 'static,
+{
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let on_request = on_request.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let on_request = on_request.clone();
+            async move {
+                let response = handle(req).await;
+                on_request();
+                response
+            }
+        });
         let conn = builder
-            .serve_connection(TokioIo::new(stream), hyper::service::service_fn(handle))
+            .serve_connection(TokioIo::new(stream), service)
             .into_owned();
         tokio::spawn(async move {
             let _ = conn.await;

@@ -1,5 +1,6 @@
-//! What the scenarios send: a step-less workflow with typed inputs, webhook triggers with an
-//! `hmac-sha256` secret and an input mapping, and ~300-byte signed JSON bodies.
+//! What the scenarios send: a step-less workflow with typed inputs (and, for `steps`, the same
+//! with one `http` step), webhook triggers with an `hmac-sha256` secret and an input mapping, and
+//! ~300-byte signed JSON bodies.
 
 use std::net::SocketAddr;
 
@@ -28,6 +29,24 @@ pub fn workflow(name: &str) -> Value {
             "event": "{{ input.event }}"
         }
     })
+}
+
+/// The `steps` scenario's workflow: [`workflow`]'s inputs, and one `http` step that POSTs
+/// `{"n": <input.value>, "email": <input.email>}` to `url`; the output is the step's status.
+pub fn step_workflow(name: &str, url: &str) -> Value {
+    let mut w = workflow(name);
+    w["description"] = json!("triggerd-bench: an order webhook forwarded by one http step");
+    w["steps"] = json!([{
+        "id": "call",
+        "type": "http",
+        "request": {
+            "method": "POST",
+            "url": url,
+            "body": {"n": "{{ input.value }}", "email": "{{ input.email }}"}
+        }
+    }]);
+    w["output"] = json!({"status": "{{ steps.call.output.status }}"});
+    w
 }
 
 /// A webhook trigger's configuration: signed, mapped from body, query and a header, and no rate
@@ -80,7 +99,7 @@ pub struct Hook {
     pub secret: String,
 }
 
-/// Puts the workflow, deploys it, and creates `triggers` webhook triggers on the deployment,
+/// Puts [`workflow`], deploys it, and creates `triggers` webhook triggers on the deployment,
 /// `concurrency` at a time (on separate connections, so the server batches their writes).
 pub async fn setup(
     addr: SocketAddr,
@@ -88,12 +107,33 @@ pub async fn setup(
     triggers: usize,
     concurrency: usize,
 ) -> Result<Vec<Hook>, Error> {
-    let name = "bench-order";
+    setup_workflow(
+        addr,
+        admin_token,
+        &workflow("bench-order"),
+        triggers,
+        concurrency,
+    )
+    .await
+}
+
+/// Like [`setup`], with the workflow `definition` (named by its `name`; it must accept
+/// [`workflow`]'s inputs, which the triggers map).
+pub async fn setup_workflow(
+    addr: SocketAddr,
+    admin_token: &str,
+    definition: &Value,
+    triggers: usize,
+    concurrency: usize,
+) -> Result<Vec<Hook>, Error> {
+    let name = definition["name"]
+        .as_str()
+        .ok_or_else(|| Error::new("a workflow definition without a name"))?;
     let mut api = ApiClient::connect(addr, admin_token).await?;
     api.expect(
         Method::PUT,
         &format!("/workflows/{name}"),
-        Some(&workflow(name)),
+        Some(definition),
         200,
     )
     .await?;
@@ -213,6 +253,16 @@ mod tests {
             assert!((250..=350).contains(&len), "body {i} is {len} bytes");
         }
         assert_ne!(order_body(1), order_body(2));
+    }
+
+    #[test]
+    fn the_step_workflow_posts_the_input_to_the_url() {
+        let w = step_workflow("s", "http://127.0.0.1:9/");
+        assert_eq!(w["inputs"], workflow("s")["inputs"]);
+        assert_eq!(w["steps"][0]["type"], "http");
+        assert_eq!(w["steps"][0]["request"]["url"], "http://127.0.0.1:9/");
+        assert_eq!(w["steps"][0]["request"]["body"]["n"], "{{ input.value }}");
+        assert_eq!(w["output"]["status"], "{{ steps.call.output.status }}");
     }
 
     #[test]

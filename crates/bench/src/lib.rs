@@ -1,10 +1,11 @@
 //! # triggerd-bench
 //!
-//! The load tool: measures triggerd's webhook hot path and end-to-end runs against a bare hyper
-//! server in the same invocation, and prints every figure as a ratio to it. It starts each server
-//! itself (`triggerd serve` on a fresh SQLite file or PostgreSQL database, and the baseline in a
-//! child process of this binary), drives it with keep-alive HTTP/1.1 connections, and records
-//! latency in HDR histograms. It never touches triggerd's crates beyond the domain's signing
+//! The load tool: measures triggerd's webhook hot path, end-to-end runs and runs with an `http`
+//! step against a bare hyper server in the same invocation, and prints every rate as a ratio to
+//! it. It starts each server itself (`triggerd serve` on a fresh SQLite file or PostgreSQL
+//! database, and the baseline in a child process of this binary; the `steps` scenario's step
+//! target is the baseline's handler served in this process), drives it with keep-alive HTTP/1.1
+//! connections, and records latency in HDR histograms. It never touches triggerd's crates beyond the domain's signing
 //! helper: it speaks HTTP to the real binary, as a webhook sender would.
 //!
 //! ```no_run
@@ -75,13 +76,13 @@ impl Backend {
 pub struct Settings {
     /// The measured window of each load.
     pub duration: Duration,
-    /// Load sent before the window (not for `e2e`, where every run counts).
+    /// Load sent before the window (not for `e2e` and `steps`, where every run counts).
     pub warmup: Duration,
     /// Keep-alive connections, one request in flight each.
     pub connections: usize,
     /// Triggers of `ingest-many`.
     pub many_triggers: usize,
-    /// How long `e2e` waits for the last run to finish.
+    /// How long `e2e` and `steps` wait for the last run to finish.
     pub e2e_timeout: Duration,
     /// How long `idle` lets a fresh server settle before reading its RSS.
     pub idle_settle: Duration,

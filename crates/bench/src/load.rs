@@ -23,6 +23,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 
 use crate::process::{Monitor, machine_busy};
 use crate::stats::{Latency, LatencySummary};
@@ -86,6 +87,12 @@ pub struct LoadPlan {
     pub requests: Arc<Vec<Prepared>>,
     /// The server's process id, to sample its CPU and RSS over the window.
     pub server_pid: Option<u32>,
+    /// Optional back-pressure: each request first takes a permit of this semaphore (the wait is
+    /// not part of its latency); a 2xx answer keeps it, any other outcome gives it back. Whoever
+    /// observes the work a 2xx started finish adds permits back, so at most the initial number
+    /// of started-but-unfinished items is outstanding at any time (the `steps` scenario: runs
+    /// whose step has not reached the receiver yet).
+    pub gate: Option<Arc<Semaphore>>,
 }
 
 /// What a load produced.
@@ -153,8 +160,10 @@ pub async fn run(plan: &LoadPlan) -> LoadReport {
     for i in 0..plan.connections {
         let requests = plan.requests.clone();
         let (addr, host, step) = (plan.addr, host.clone(), plan.connections);
+        let gate = plan.gate.clone();
         tasks.push(tokio::spawn(async move {
-            connection(addr, host, requests, i, step, measure_from, deadline).await
+            let window = (measure_from, deadline);
+            connection(addr, host, requests, gate, i, step, window).await
         }));
     }
 
@@ -253,15 +262,26 @@ async fn connection(
     addr: SocketAddr,
     host: HeaderValue,
     requests: Arc<Vec<Prepared>>,
+    gate: Option<Arc<Semaphore>>,
     first: usize,
     step: usize,
-    measure_from: Instant,
-    deadline: Instant,
+    (measure_from, deadline): (Instant, Instant),
 ) -> Tally {
     let mut tally = Tally::default();
     let mut next = first % requests.len();
     let mut conn: Option<Conn> = None;
     loop {
+        let mut permit = match &gate {
+            Some(gate) => {
+                let acquire = gate.clone().acquire_owned();
+                match tokio::time::timeout_at(deadline.into(), acquire).await {
+                    Ok(Ok(permit)) => Some(permit),
+                    // The window ended while waiting (or the gate was closed).
+                    _ => break,
+                }
+            }
+            None => None,
+        };
         let now = Instant::now();
         if now >= deadline {
             break;
@@ -290,6 +310,10 @@ async fn connection(
                 let ok = (200..300).contains(&status);
                 tally.answered_total += 1;
                 tally.ok_total += u64::from(ok);
+                if ok && let Some(p) = permit.take() {
+                    // Given back by whoever sees the started work finish.
+                    p.forget();
+                }
                 if measured {
                     tally.latency.record(took);
                     tally.requests += 1;

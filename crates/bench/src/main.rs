@@ -19,7 +19,7 @@ struct Cli {
     /// Measured window of each load, e.g. 10s, 500ms.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     duration: Duration,
-    /// Load sent before each window and not measured (e2e has none: every run counts).
+    /// Load sent before each window and not measured (e2e and steps have none: every run counts).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     warmup: Duration,
     /// Keep-alive connections, one request in flight each.

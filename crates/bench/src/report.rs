@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::Settings;
-use crate::scenario::Outcome;
+use crate::scenario::{Outcome, STEP_BACKLOG_PER_CONNECTION};
 use crate::stats::{format_mib, format_micros, format_rate, format_ratio};
 
 /// The machine the figures were measured on.
@@ -120,6 +120,8 @@ impl Report {
             "runs/s",
             "lag p50",
             "lag p99",
+            "step p50",
+            "step p99",
         ];
         let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| (*h).to_owned()).collect()];
         for o in self.baseline.iter().chain(&self.results) {
@@ -182,12 +184,17 @@ impl Report {
                 let _ = writeln!(out, "{n}");
             }
         }
-        out.push_str(
+        let _ = writeln!(
+            out,
             "\nreq/s: 2xx answers per second in the window; x base: ratio to the bare hyper \
              baseline of this run; p50..p99.9: request latency; CPU: the server process, this load \
              generator, and every other process of the machine over the window, in % of one core \
              (other CPU far from 0: the run was disturbed); RSS: peak resident memory (idle: after start-up); runs/s and lag: e2e \
-             (first request to last completion; finished_at - created_at).\n",
+             and steps (first request to last completion; finished_at - created_at); step p50/p99: the http step's \
+             finished_at - started_at. steps sends a webhook only while fewer than {} per connection of its \
+             accepted runs have not reached the step's receiver, so its req/s and x base are the step-run rate, \
+             not the ingest capacity; the receiver runs in this tool (its CPU is in load CPU).",
+            STEP_BACKLOG_PER_CONNECTION
         );
         out
     }
@@ -229,6 +236,13 @@ fn row(o: &Outcome) -> Vec<String> {
             r.push(format_micros(e.lag.p99_us));
         }
         None => r.extend(std::iter::repeat_with(dash).take(3)),
+    }
+    match &o.steps {
+        Some(s) => {
+            r.push(format_micros(s.latency.p50_us));
+            r.push(format_micros(s.latency.p99_us));
+        }
+        None => r.extend(std::iter::repeat_with(dash).take(2)),
     }
     if o.error.is_some() {
         r[1].push_str(" FAILED");

@@ -1,23 +1,28 @@
 //! Scenarios: each starts a fresh `triggerd serve` (fresh SQLite file, or a fresh PostgreSQL
 //! database), sets it up through the management API, loads it and reports. New scenarios (cron at
-//! scale, hook delivery) implement [`Scenario`] and join [`registry`].
+//! scale, hook delivery) implement [`Scenario`] and join [`registry`]; one that needs a server
+//! setting starts it with [`Triggerd::start_with_env`] (as [`Steps`] does).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::process::Command;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use http::Method;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::api::ApiClient;
 use crate::load::{self, LoadPlan, LoadReport, Prepared};
 use crate::postgres::PgDatabase;
 use crate::process::{ServerProcess, TempDir, memory};
 use crate::stats::{Latency, LatencySummary};
-use crate::{Backend, Error, Settings, fixture};
+use crate::{Backend, Error, Settings, baseline, fixture};
 
 /// A boxed future, so that scenarios can be trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -51,6 +56,7 @@ pub fn registry() -> Vec<Box<dyn Scenario>> {
         Box::new(EndToEnd {
             source: || Box::new(RunsApi),
         }),
+        Box::new(Steps),
         Box::new(Idle),
     ]
 }
@@ -70,6 +76,8 @@ pub struct Outcome {
     pub ratio: Option<f64>,
     /// Webhook → run completed.
     pub e2e: Option<E2eReport>,
+    /// The `steps` scenario's step executions.
+    pub steps: Option<StepReport>,
     /// RSS once started with an empty database and settled (the `idle` scenario), bytes.
     pub idle_rss: Option<u64>,
     /// The server's peak RSS over its whole life (`VmHWM`), bytes.
@@ -87,6 +95,7 @@ impl Outcome {
             load: None,
             ratio: None,
             e2e: None,
+            steps: None,
             idle_rss: None,
             peak_rss: None,
             error: None,
@@ -112,9 +121,25 @@ pub struct Triggerd {
 }
 
 impl Triggerd {
-    /// Starts one on a fresh database.
+    /// Starts one on a fresh database, with no `TRIGGERD_*` variable but its listen address,
+    /// database URL and admin token (so it runs with the defaults, whatever the caller exports).
     pub async fn start(settings: &Settings, backend: &Backend) -> Result<Triggerd, Error> {
+        Triggerd::start_with_env(settings, backend, &[]).await
+    }
+
+    /// Like [`Triggerd::start`], plus the scenario's own environment `env` (set last, so it
+    /// may also replace the listen address, database URL or token): the one way a scenario
+    /// changes a server setting, e.g. `TRIGGERD_ALLOW_PRIVATE_NETWORKS=true` for `steps`.
+    pub async fn start_with_env(
+        settings: &Settings,
+        backend: &Backend,
+        env: &[(&str, &str)],
+    ) -> Result<Triggerd, Error> {
         let (bin, backend) = (settings.triggerd.clone(), backend.clone());
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         tokio::task::spawn_blocking(move || {
             let dir = TempDir::new()?;
             let database = match &backend {
@@ -136,7 +161,8 @@ impl Triggerd {
                 .env("TRIGGERD_LISTEN", "127.0.0.1:0")
                 .env("TRIGGERD_DATABASE_URL", &url)
                 .env("TRIGGERD_API_TOKEN", ADMIN_TOKEN)
-                .env("RUST_LOG", "warn");
+                .env("RUST_LOG", "warn")
+                .envs(env);
             let process = ServerProcess::spawn(command, &format!("{}", bin.display()))?;
             Ok(Triggerd {
                 process,
@@ -178,6 +204,7 @@ fn plan(settings: &Settings, addr: SocketAddr, pid: u32, requests: Vec<Prepared>
         duration: settings.duration,
         requests: Arc::new(requests),
         server_pid: Some(pid),
+        gate: None,
     }
 }
 
@@ -292,7 +319,7 @@ impl Scenario for Idle {
 
 /// A run's creation and completion, in microseconds since the Unix epoch (server clock; the
 /// server runs on this machine, so it is the same clock as the load's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completion {
     /// When the webhook was received (the run's `created_at`).
     pub created_us: i64,
@@ -300,6 +327,11 @@ pub struct Completion {
     pub finished_us: i64,
     /// `completed` (not `failed`).
     pub completed: bool,
+    /// `finished_at - started_at` of each finished step execution, microseconds (empty for
+    /// step-less runs and for sources that do not see runs).
+    pub step_micros: Vec<u64>,
+    /// A failed run's error (`code: message`), to explain a failed scenario.
+    pub error: Option<String>,
 }
 
 /// Where the e2e scenario learns that runs finished. Today: [`RunsApi`], which reads the runs
@@ -343,6 +375,16 @@ struct RunLite {
     status: String,
     created_at: String,
     finished_at: Option<String>,
+    #[serde(default)]
+    step_executions: Vec<StepLite>,
+    #[serde(default)]
+    error: Value,
+}
+
+#[derive(Deserialize)]
+struct StepLite {
+    started_at: Option<String>,
+    finished_at: Option<String>,
 }
 
 fn micros(rfc3339: &str) -> Option<i64> {
@@ -360,7 +402,7 @@ async fn runs_page(api: &mut ApiClient, query: &str) -> Result<RunPage, Error> {
 
 impl CompletionSource for RunsApi {
     fn method(&self) -> &'static str {
-        "runs API: poll until no run is pending or running, then read created_at/finished_at of every run"
+        "runs API: poll until no run is pending or running, then read created_at/finished_at (and step_executions) of every run"
     }
 
     fn collect<'a>(
@@ -398,10 +440,28 @@ impl CompletionSource for RunsApi {
                         let created = micros(&run.created_at);
                         let finished = run.finished_at.as_deref().and_then(micros);
                         if let (Some(created_us), Some(finished_us)) = (created, finished) {
+                            let step_micros = run
+                                .step_executions
+                                .iter()
+                                .filter_map(|e| {
+                                    let started = micros(e.started_at.as_deref()?)?;
+                                    let finished = micros(e.finished_at.as_deref()?)?;
+                                    Some(u64::try_from(finished - started).unwrap_or(0))
+                                })
+                                .collect();
+                            let error = (!run.error.is_null()).then(|| {
+                                format!(
+                                    "{}: {}",
+                                    run.error["code"].as_str().unwrap_or("?"),
+                                    run.error["message"].as_str().unwrap_or("?")
+                                )
+                            });
                             out.push(Completion {
                                 created_us,
                                 finished_us,
                                 completed: run.status == "completed",
+                                step_micros,
+                                error,
                             });
                         }
                     }
@@ -516,10 +576,7 @@ impl Scenario for EndToEnd {
             plan.duration += plan.warmup;
             plan.warmup = Duration::ZERO;
             let report = load::run(&plan).await;
-            let load_end_us = std::time::SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_micros() as i64)
-                .unwrap_or(0);
+            let load_end_us = now_micros();
             let completions = source
                 .collect(server.addr(), report.ok_total, settings.e2e_timeout)
                 .await?;
@@ -534,6 +591,145 @@ impl Scenario for EndToEnd {
                 ));
             }
             o.e2e = Some(e2e);
+            o.load = Some(report);
+            o.peak_rss = server.peak_rss();
+            Ok(o)
+        })
+    }
+}
+
+/// The step executions the `steps` scenario saw.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    /// Requests the step's target (the in-process receiver) answered.
+    pub received: u64,
+    /// The most runs the load let be accepted but not yet seen at the receiver.
+    pub backlog: usize,
+    /// `finished_at - started_at` of every finished step execution (one per run).
+    pub latency: LatencySummary,
+}
+
+/// Runs the `steps` load lets be accepted but not yet seen at the receiver, per connection
+/// (64 connections: 256, the number of runs with steps one node works at a time).
+pub const STEP_BACKLOG_PER_CONNECTION: usize = 4;
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// `steps`: runs of a workflow with one `http` step, started by webhooks like `e2e`, whose step
+/// POSTs to the baseline's handler served in this process on 127.0.0.1 (the server runs with
+/// `TRIGGERD_ALLOW_PRIVATE_NETWORKS=true`, the only setting a scenario changes). Webhooks
+/// would be accepted far faster than steps execute, so the load is gated: a connection sends
+/// its next webhook only while fewer than [`STEP_BACKLOG_PER_CONNECTION`] × connections
+/// accepted runs have not yet reached the receiver. So req/s (and its ratio to the baseline)
+/// is the rate at which runs go through, not the ingest capacity, and the queue of pending
+/// runs stays bounded: the drain after the load is short and the lag is not a backlog's age.
+#[derive(Debug)]
+pub struct Steps;
+
+impl Scenario for Steps {
+    fn name(&self) -> &'static str {
+        "steps"
+    }
+
+    fn about(&self) -> &'static str {
+        "webhook -> run with one http step to a local hyper receiver -> completed: runs/s, step latency (finished_at - started_at), completion lag"
+    }
+
+    fn run<'a>(
+        &'a self,
+        settings: &'a Settings,
+        backend: &'a Backend,
+    ) -> BoxFuture<'a, Result<Outcome, Error>> {
+        Box::pin(async move {
+            let listener = TcpListener::bind(("127.0.0.1", 0))
+                .await
+                .map_err(|e| Error::new(format!("cannot listen for the step's requests: {e}")))?;
+            let target = listener
+                .local_addr()
+                .map_err(|e| Error::new(format!("cannot read the receiver's address: {e}")))?;
+            let backlog = settings.connections.max(1) * STEP_BACKLOG_PER_CONNECTION;
+            let gate = Arc::new(Semaphore::new(backlog));
+            let received = Arc::new(AtomicU64::new(0));
+            let _receiver = {
+                let (gate, received) = (gate.clone(), received.clone());
+                AbortOnDrop(tokio::spawn(baseline::serve_with(listener, move || {
+                    received.fetch_add(1, Ordering::Relaxed);
+                    gate.add_permits(1);
+                })))
+            };
+
+            let server = Triggerd::start_with_env(
+                settings,
+                backend,
+                &[("TRIGGERD_ALLOW_PRIVATE_NETWORKS", "true")],
+            )
+            .await?;
+            let workflow = fixture::step_workflow("bench-steps", &format!("http://{target}/"));
+            let hooks =
+                fixture::setup_workflow(server.addr(), ADMIN_TOKEN, &workflow, 1, 1).await?;
+            let requests = fixture::signed_requests(&hooks, request_count(1));
+            let mut plan = plan(settings, server.addr(), server.pid(), requests);
+            // No warm-up, as in e2e: every run counts.
+            plan.duration += plan.warmup;
+            plan.warmup = Duration::ZERO;
+            plan.gate = Some(gate);
+            let report = load::run(&plan).await;
+            let load_end_us = now_micros();
+            let mut source = RunsApi;
+            let completions = source
+                .collect(server.addr(), report.ok_total, settings.e2e_timeout)
+                .await?;
+
+            let mut step_latency = Latency::new();
+            for c in &completions {
+                for &us in &c.step_micros {
+                    step_latency.record_micros(us);
+                }
+            }
+            let e2e = e2e_report(source.method(), &report, load_end_us, &completions);
+            let steps = StepReport {
+                received: received.load(Ordering::Relaxed),
+                backlog,
+                latency: step_latency.summary(),
+            };
+            let mut o = Outcome::new(self.name(), backend.name());
+            o.triggers = 1;
+            if e2e.completed + e2e.failed != e2e.accepted {
+                o.error = Some(format!(
+                    "{} runs accepted but {} found finished",
+                    e2e.accepted,
+                    e2e.completed + e2e.failed
+                ));
+            } else if e2e.failed > 0 {
+                let first = completions.iter().find_map(|c| c.error.as_deref());
+                o.error = Some(format!(
+                    "{} of {} runs failed, e.g. {}",
+                    e2e.failed,
+                    e2e.accepted,
+                    first.unwrap_or("(no error recorded)")
+                ));
+            } else if steps.latency.count != e2e.completed {
+                o.error = Some(format!(
+                    "{} runs completed but {} step executions finished (one each expected)",
+                    e2e.completed, steps.latency.count
+                ));
+            }
+            o.e2e = Some(e2e);
+            o.steps = Some(steps);
             o.load = Some(report);
             o.peak_rss = server.peak_rss();
             Ok(o)

@@ -121,6 +121,35 @@ async fn every_scenario_reports_sane_numbers() {
                 assert!(e.runs_per_sec > 0.0 && e.span_secs > 0.0, "{what}: {e:?}");
                 assert!(e.lag.p50_us <= e.lag.p99_us, "{what}: {e:?}");
             }
+            "steps" => {
+                assert_sane_load(o);
+                let e = o.e2e.as_ref().expect("completion figures");
+                let load = o.load.as_ref().expect("load");
+                assert_eq!(e.accepted, load.ok_total, "{what}");
+                assert_eq!(
+                    e.completed, e.accepted,
+                    "{what}: every run completes: {e:?}"
+                );
+                assert_eq!(e.failed, 0, "{what}");
+                assert!(e.runs_per_sec > 0.0 && e.span_secs > 0.0, "{what}: {e:?}");
+                let s = o.steps.as_ref().expect("step figures");
+                assert_eq!(s.latency.count, e.completed, "{what}: one step per run");
+                assert!(
+                    s.received >= e.completed,
+                    "{what}: the receiver saw every step: {s:?}"
+                );
+                assert!(
+                    0 < s.latency.p50_us && s.latency.p50_us <= s.latency.p99_us,
+                    "{what}: {s:?}"
+                );
+                // The gate: never more accepted runs than the backlog ahead of the receiver.
+                assert!(
+                    load.ok_total <= s.received + s.backlog as u64,
+                    "{what}: {} accepted, {s:?}",
+                    load.ok_total
+                );
+                assert!(table.contains("step p99"), "{table}");
+            }
             "idle" => {
                 assert!(o.error.is_none(), "{what}: {:?}", o.error);
                 let rss = o.idle_rss.expect("idle RSS");
