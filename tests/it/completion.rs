@@ -1,10 +1,12 @@
 //! How a webhook run of a workflow without steps completes (SPEC 2 "No steps"): stored
 //! `completed` by the ingest write itself when its output does not read `context`, otherwise
-//! finished by the run worker — the same run object either way. A workflow with steps still
-//! starts `pending`.
+//! finished by the run worker — the same run object either way. A workflow with steps starts
+//! `pending` and the worker runs its steps.
 
 use serde_json::{Value, json};
 use triggerd_tests::{Backend, RUN_TIMEOUT, TestServer, send, str_field};
+
+use crate::steps::{ARRIVAL_TIMEOUT, Receiver, STEP_RUN_TIMEOUT, STEP_SETTINGS};
 
 /// Posts `body` to the webhook and returns the run id of its 201.
 async fn post(server: &TestServer, url: &str, body: Value) -> String {
@@ -187,24 +189,55 @@ async fn stepless_output_that_does_not_render_fails_with_template_error(backend:
 }
 
 async fn run_of_a_workflow_with_steps_starts_pending(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    // The step calls a local receiver that answers only when told to, so the run is certainly
+    // unfinished while it is looked at.
+    let receiver = Receiver::start().await;
+    receiver.hold("/hold");
+    let server = TestServer::start_with(backend, &STEP_SETTINGS).await;
     let hook = server
         .setup_webhook(
             json!({
                 "name": "with-steps",
                 "inputs": {"a": {"type": "integer"}},
-                "steps": [{"id": "ok", "type": "approval"}],
+                "steps": [{"id": "call", "type": "http",
+                           "request": {"method": "POST", "url": receiver.url("/hold"), "body": {}}}],
                 "output": {"x": "{{ input.a }}"}
             }),
             json!({}),
         )
         .await;
+    // Stored pending: the ingest write does not run steps.
     let run_id = post(&server, &hook.url, json!({"a": 1})).await;
     let run = server.get_run(&run_id).await;
-    assert_eq!(run["status"], "pending", "{run:#}");
-    assert_eq!(run["started_at"], Value::Null, "{run:#}");
+    assert!(
+        matches!(run["status"].as_str(), Some("pending" | "running")),
+        "{run:#}"
+    );
     assert_eq!(run["finished_at"], Value::Null, "{run:#}");
     assert_eq!(run["final_output"], Value::Null, "{run:#}");
+
+    // The worker took it: running, with its step in flight.
+    receiver.wait_for("/hold", 1, ARRIVAL_TIMEOUT).await;
+    let run = server.get_run(&run_id).await;
+    assert_eq!(run["status"], "running", "{run:#}");
+    str_field(&run, "started_at");
+    // Its step's execution is recorded while it runs.
+    assert_eq!(run["step_executions"][0]["step_id"], "call", "{run:#}");
+    assert_eq!(run["step_executions"][0]["status"], "running", "{run:#}");
+    assert_eq!(
+        run["step_executions"][0]["finished_at"],
+        Value::Null,
+        "{run:#}"
+    );
+    assert_eq!(run["finished_at"], Value::Null, "{run:#}");
+    assert_eq!(run["final_output"], Value::Null, "{run:#}");
+
+    receiver.release();
+    let run = server
+        .wait_for_run_status(&run_id, "completed", STEP_RUN_TIMEOUT)
+        .await;
+    assert_eq!(run["final_output"], json!({"x": 1}), "{run:#}");
+    assert_eq!(run["step_executions"][0]["status"], "completed", "{run:#}");
 }
 
 triggerd_tests::e2e_tests!(

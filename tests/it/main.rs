@@ -16,5 +16,6 @@ mod management;
 mod observability;
 mod openapi;
 mod rate_limit;
+mod steps;
 mod triggers;
 mod webhooks;

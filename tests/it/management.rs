@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use triggerd_tests::{Backend, RUN_TIMEOUT, TestServer, order_workflow, send, str_field};
 
+use crate::steps::{ARRIVAL_TIMEOUT, Receiver, STEP_RUN_TIMEOUT, STEP_SETTINGS, start_run};
+
 async fn trigger_test_maps_and_validates_without_starting_anything(backend: Backend) {
     let server = TestServer::start(backend).await;
     let hook = server
@@ -72,26 +74,26 @@ async fn trigger_test_maps_and_validates_without_starting_anything(backend: Back
 }
 
 async fn cancel_stops_an_unfinished_run_and_refuses_a_finished_one(backend: Backend) {
-    let server = TestServer::start(backend).await;
-    // A workflow with a step: its runs stay pending (steps do not execute yet), so one can be
-    // cancelled deterministically.
+    // The first step calls a local receiver that answers only when told to: the run is
+    // deterministically running (its step in flight) when it is cancelled.
+    let receiver = Receiver::start().await;
+    receiver.hold("/hold");
+    let server = TestServer::start_with(backend, &STEP_SETTINGS).await;
+    let step = |id: &str, path: &str| {
+        json!({"id": id, "type": "http",
+               "request": {"method": "POST", "url": receiver.url(path), "body": {}}})
+    };
     server
         .put_workflow(
-            "needs-approval",
-            json!({"name": "needs-approval", "steps": [{"id": "ok", "type": "approval"}]}),
+            "held",
+            json!({"name": "held", "steps": [step("held", "/hold"), step("after", "/after")]}),
         )
         .await;
-    let deployment = server.deploy("needs-approval", "production").await;
+    let deployment = server.deploy("held", "production").await;
     let dep_id = deployment["id"].as_str().unwrap();
-    let created = send(
-        server
-            .client()
-            .post(server.api("/runs"))
-            .json(&json!({"deployment_id": dep_id})),
-    )
-    .await;
-    server.expect(&created, 201, "create run");
-    let run_id = created.body["run_id"].as_str().unwrap().to_owned();
+    let run_id = start_run(&server, dep_id, json!({})).await;
+    receiver.wait_for("/hold", 1, ARRIVAL_TIMEOUT).await;
+    assert_eq!(server.get_run(&run_id).await["status"], json!("running"));
     let cancel_url = server.api(&format!("/runs/{run_id}/cancel"));
 
     let cancelled = send(server.client().post(&cancel_url)).await;
@@ -102,6 +104,34 @@ async fn cancel_stops_an_unfinished_run_and_refuses_a_finished_one(backend: Back
     send(server.client().post(&cancel_url))
         .await
         .assert_error(409, "conflict");
+
+    // Once its step is answered, the cancelled run goes no further. A second run of the
+    // deployment, started after the release, walks both steps; when it has completed, the
+    // cancelled run's worker has had its answer just as long.
+    receiver.release();
+    let second = start_run(&server, dep_id, json!({})).await;
+    server
+        .wait_for_run_status(&second, "completed", STEP_RUN_TIMEOUT)
+        .await;
+    let run = server.get_run(&run_id).await;
+    assert_eq!(run["status"], json!("cancelled"), "{run:#}");
+    assert_eq!(run["finished_at"], cancelled.body["finished_at"], "{run:#}");
+    assert_eq!(run["final_output"], serde_json::Value::Null, "{run:#}");
+    let cancelled_key = format!("{run_id}:after");
+    assert!(
+        receiver
+            .requests_to("/after")
+            .iter()
+            .all(|r| r.header("idempotency-key") != Some(cancelled_key.as_str())),
+        "the cancelled run went on to its next step: {:#?}",
+        receiver.summary()
+    );
+    assert!(
+        run["step_executions"]
+            .as_array()
+            .is_none_or(|executions| executions.iter().all(|e| e["step_id"] != "after")),
+        "{run:#}"
+    );
 
     // A run that completed cannot be cancelled either.
     let hook = server.setup_webhook(order_workflow(), json!({})).await;

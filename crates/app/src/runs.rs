@@ -125,20 +125,23 @@ impl App {
         let input = Value::Object(start.input);
         if !definition.steps.is_empty()
             || definition.output_reads("context")
-            || definition.output_reads("deployment")
+            || output_reads_deployment_beyond_id(definition)
         {
             row.input = input.to_string();
             row.trigger_input = start.trigger_input.to_string();
             return pending(row);
         }
-        // The output reads neither `context` nor `deployment`: empty stand-ins do not matter.
+        // The output reads neither `context` nor more of `deployment` than its id: empty
+        // stand-ins do not matter.
+        let mut deployment = Map::with_capacity(1);
+        deployment.insert("id".to_owned(), Value::String(row.deployment_id.clone()));
         let scope = run_scope(
             input,
             start.trigger_input,
             Value::Object(Map::new()),
             Value::Object(Map::new()),
             run_root(&row.id, row.created_at),
-            Value::Object(Map::new()),
+            Value::Object(deployment),
         );
         let rendered = definition.render_output(&scope);
         row.input = scope["input"].to_string();
@@ -344,6 +347,19 @@ impl App {
 const EMPTY_OBJECT: &str = "{}";
 /// `[]` as stored.
 const EMPTY_ARRAY: &str = "[]";
+
+/// Whether `output` reads `deployment.name`, `deployment.webhook_urls` or the whole
+/// `deployment` (read from the database by the run worker), rather than only `deployment.id`.
+fn output_reads_deployment_beyond_id(definition: &Definition) -> bool {
+    use triggerd_domain::path::Segment;
+    definition.output.as_ref().is_some_and(|t| {
+        t.expressions().iter().any(|p| match p.segments() {
+            [Segment::Key(root), Segment::Key(field), ..] if root == "deployment" => field != "id",
+            [Segment::Key(root), ..] => root == "deployment",
+            _ => true,
+        })
+    })
+}
 
 fn pending(row: NewRun) -> PreparedRun {
     PreparedRun {

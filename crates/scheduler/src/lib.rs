@@ -54,6 +54,8 @@ use triggerd_storage::RunRow;
 pub const LEASE: Duration = Duration::from_secs(60);
 /// Runs with steps worked at once by one worker; more wait, claimed, for a free slot.
 const MAX_EXECUTING: usize = 256;
+/// How often a worker asks the database when the next lease expires.
+const TAKEOVER_CHECK: Duration = Duration::from_secs(5);
 /// How long a stopping worker gives its runs to hand back their current step.
 const HAND_BACK: Duration = Duration::from_secs(10);
 /// Runs claimed per round.
@@ -71,6 +73,8 @@ pub struct RunWorker {
     tasks: JoinSet<()>,
     slots: Arc<tokio::sync::Semaphore>,
     stop: watch::Receiver<bool>,
+    /// When the next lease expiry was last read, and that expiry.
+    takeover: Option<(tokio::time::Instant, tokio::time::Instant)>,
 }
 
 impl RunWorker {
@@ -91,6 +95,7 @@ impl RunWorker {
             tasks: JoinSet::new(),
             slots: Arc::new(tokio::sync::Semaphore::new(MAX_EXECUTING)),
             stop: watch::channel(false).1,
+            takeover: None,
         }
     }
 
@@ -120,9 +125,10 @@ impl RunWorker {
             if worked == BATCH {
                 continue; // more may be waiting
             }
+            let takeover = self.until_next_takeover().await;
             tokio::select! {
                 () = &mut notified => {}
-                () = tokio::time::sleep(LEASE) => {}
+                () = tokio::time::sleep(takeover) => {}
                 _ = stop.changed() => {}
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
             }
@@ -136,6 +142,36 @@ impl RunWorker {
             tracing::warn!("runs did not hand back in time; they are taken over after their lease");
         }
         tracing::info!(owner = %self.owner, "run worker stopped");
+    }
+
+    /// How long until the earliest lease of an unfinished run expires (a run held by a worker
+    /// that died becomes claimable then), at most [`LEASE`]. The database is asked at most every
+    /// [`TAKEOVER_CHECK`] (the query reads every unfinished run); in between, the last answer
+    /// stands.
+    async fn until_next_takeover(&mut self) -> Duration {
+        let now = tokio::time::Instant::now();
+        if self
+            .takeover
+            .is_none_or(|(checked, at)| now >= checked + TAKEOVER_CHECK || at <= now)
+        {
+            let at = match self.app.store().next_lease_expiry().await {
+                Ok(Some(at)) => {
+                    let wait = (at - self.app.now()).max(0) as u64;
+                    // A little after the expiry, so the claim sees it expired.
+                    now + Duration::from_micros(wait).saturating_add(Duration::from_millis(20))
+                }
+                Ok(None) => now + LEASE,
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not read the next lease expiry");
+                    now + LEASE
+                }
+            };
+            self.takeover = Some((now, at));
+        }
+        let at = self.takeover.map_or(now + LEASE, |(_, at)| at);
+        at.saturating_duration_since(now)
+            .max(Duration::from_millis(20))
+            .min(LEASE)
     }
 
     /// Claims one batch and finishes each run in it; returns how many were claimed.

@@ -621,6 +621,19 @@ impl Store {
         Ok(result)
     }
 
+    /// The earliest lease expiry (µs) of an unfinished run, if any run holds one: when a run
+    /// held by a worker that died can be taken over next.
+    pub async fn next_lease_expiry(&self) -> Result<Option<i64>> {
+        self.read(|c| {
+            Ok(runs::table
+                .filter(claimable())
+                .filter(runs::lease_expires_at.is_not_null())
+                .select(diesel::dsl::min(runs::lease_expires_at))
+                .first::<Option<i64>>(c)?)
+        })
+        .await
+    }
+
     /// Clears every run's lease and returns how many were held. Only for a database that one
     /// process owns (SQLite) and at that process's start: every lease then belongs to an earlier
     /// process of the same node, which is gone, so its runs can be resumed at once instead of
