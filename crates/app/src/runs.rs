@@ -90,6 +90,38 @@ pub struct Transitioned {
     pub events: Vec<EventType>,
 }
 
+/// A run's `final_output`: the definition's `output` rendered over `scope` (or the input), or
+/// the run's error (`template_error`, naming the missing value). The one rule, whichever path
+/// finishes the run: the webhook's ingest write, the run worker, the step executor.
+pub fn final_output(definition: &Definition, scope: &Value) -> Result<Value, RunError> {
+    definition
+        .render_output(scope)
+        .map_err(|e| RunError::new(RunError::TEMPLATE_ERROR, format!("output: {e}")))
+}
+
+/// The template scope of a stored run: its input and trigger input, `context` = the
+/// deployment's context store (`stored_context`) with the run's own values laid over it, the
+/// finished steps' outputs (`steps`), `run`, and the `deployment` root.
+pub fn scope_of(
+    run: &RunRow,
+    mut stored_context: Map<String, Value>,
+    steps: Value,
+    deployment: Value,
+) -> Value {
+    let parse = |text: &str| serde_json::from_str(text).unwrap_or(Value::Null);
+    if let Value::Object(own) = parse(&run.context) {
+        stored_context.extend(own);
+    }
+    run_scope(
+        parse(&run.input),
+        parse(&run.trigger_input),
+        Value::Object(stored_context),
+        steps,
+        run_root(&run.id, run.created_at),
+        deployment,
+    )
+}
+
 /// A stored status as the domain's type; a row this build cannot read is a bug.
 pub fn status_of(row: &RunRow) -> Result<RunStatus, AppError> {
     row.status
@@ -143,7 +175,7 @@ impl App {
             run_root(&row.id, row.created_at),
             Value::Object(deployment),
         );
-        let rendered = definition.render_output(&scope);
+        let rendered = final_output(definition, &scope);
         row.input = scope["input"].to_string();
         row.trigger_input = scope["trigger"].to_string();
         let Ok(output) = rendered else {

@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
-use triggerd_app::runs::{RunChange, status_of};
+use triggerd_app::runs::{RunChange, final_output, scope_of, status_of};
 use triggerd_app::{App, AppError};
 use triggerd_delivery::OutboundClient;
 use triggerd_domain::definition::{Definition, Step, StepKind};
-use triggerd_domain::run::{RunError, RunStatus, rfc3339, run_root, run_scope};
+use triggerd_domain::run::{RunError, RunStatus, rfc3339};
 use triggerd_storage::RunRow;
 
 use crate::LEASE;
@@ -210,12 +210,9 @@ impl Executor {
         }
 
         let scope = self.scope(&progress, &deployment).await?;
-        let output = match definition.render_output(&scope) {
+        let output = match final_output(&definition, &scope) {
             Ok(output) => output,
-            Err(e) => {
-                let error = RunError::new(RunError::TEMPLATE_ERROR, format!("output: {e}"));
-                return self.fail(&mut progress, error).await;
-            }
+            Err(error) => return self.fail(&mut progress, error).await,
         };
         let change = RunChange {
             final_output: Some(output),
@@ -300,13 +297,12 @@ impl Executor {
             Err(e) => return Err(e),
         };
         context.extend(progress.context.clone());
-        let parse = |text: &str| serde_json::from_str(text).unwrap_or(Value::Null);
-        Ok(run_scope(
-            parse(&progress.row.input),
-            parse(&progress.row.trigger_input),
-            Value::Object(context),
+        let mut row = progress.row.clone();
+        "{}".clone_into(&mut row.context);
+        Ok(scope_of(
+            &row,
+            context,
             Value::Object(progress.outputs.clone()),
-            run_root(&progress.row.id, progress.row.created_at),
             deployment.clone(),
         ))
     }

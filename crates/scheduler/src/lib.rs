@@ -41,11 +41,11 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use triggerd_app::runs::RunChange;
+use triggerd_app::runs::{RunChange, final_output, scope_of};
 use triggerd_app::{App, AppError};
 use triggerd_delivery::OutboundClient;
 use triggerd_domain::definition::Definition;
-use triggerd_domain::run::{RunError, RunStatus, run_root, run_scope};
+use triggerd_domain::run::{RunError, RunStatus};
 
 use crate::executor::{Ended, Executor};
 use triggerd_storage::RunRow;
@@ -306,19 +306,17 @@ impl RunWorker {
             );
             return fail(run, error);
         };
-        let mut context = stored_context.clone();
-        if let (Some(base), Value::Object(own)) = (context.as_object_mut(), parse(&run.context)) {
-            base.extend(own);
-        }
-        let scope = run_scope(
-            parse(&run.input),
-            parse(&run.trigger_input),
+        let context = match stored_context {
+            Value::Object(map) => map.clone(),
+            _ => serde_json::Map::new(),
+        };
+        let scope = scope_of(
+            run,
             context,
             Value::Object(serde_json::Map::new()),
-            run_root(&run.id, run.created_at),
             deployment,
         );
-        match definition.render_output(&scope) {
+        match final_output(definition, &scope) {
             Ok(output) => (
                 to_end(run, RunStatus::Completed),
                 RunChange {
@@ -326,13 +324,9 @@ impl RunWorker {
                     ..RunChange::default()
                 },
             ),
-            Err(e) => fail(run, RunError::new("template_error", format!("output: {e}"))),
+            Err(error) => fail(run, error),
         }
     }
-}
-
-fn parse(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
 /// The path from the run's status to `end`: through `running` unless it is running already.
