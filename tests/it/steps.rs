@@ -735,18 +735,18 @@ async fn command_step_is_refused_unless_allowed(backend: Backend) {
         .assert_error(404, "not_found");
 }
 
-async fn wait_and_approval_steps_are_refused_for_now(backend: Backend) {
+async fn max_concurrent_runs_is_refused_for_now(backend: Backend) {
     let server = step_server(backend).await;
-    for step in [
-        json!({"id": "callback", "type": "wait_for_webhook"}),
-        json!({"id": "confirm", "type": "approval", "timeout_seconds": 3600}),
-    ] {
-        let detail =
-            refused_definition(&server, json!({"name": "parked", "steps": [step.clone()]})).await;
-        assert_eq!(detail["path"], "steps[0].type", "{step}: {detail:#}");
-        let message = str_field(&detail, "message");
-        assert!(message.contains("not available"), "{step}: {detail:#}");
-    }
+    let detail = refused_definition(
+        &server,
+        json!({"name": "capped", "max_concurrent_runs": 2, "steps": []}),
+    )
+    .await;
+    assert_eq!(detail["path"], "max_concurrent_runs", "{detail:#}");
+    assert!(
+        str_field(&detail, "message").contains("not available"),
+        "{detail:#}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -877,7 +877,7 @@ triggerd_tests::e2e_tests!(
     command_step_runs_argv_without_a_shell_and_parses_json_stdout,
     command_step_nonzero_exit_fails_the_run,
     command_step_is_refused_unless_allowed,
-    wait_and_approval_steps_are_refused_for_now,
+    max_concurrent_runs_is_refused_for_now,
     max_duration_fails_a_run_with_timeout,
     sigkill_mid_run_resumes_at_the_current_step,
 );

@@ -80,7 +80,7 @@ pub(crate) fn parse_stored(
 /// Checks a submitted definition for the workflow `name`: its `name` field (when given) must
 /// match, and everything the domain checks, plus what this server does not allow
 /// (`command` steps without `TRIGGERD_ALLOW_COMMANDS=true`) and what this build cannot honour yet
-/// (`wait_for_webhook` and `approval` steps, `max_concurrent_runs`, the `sync` response mode).
+/// (`max_concurrent_runs`, the `sync` response mode).
 pub fn parse_definition(
     name: &str,
     mut document: Map<String, Value>,
@@ -111,13 +111,6 @@ pub fn parse_definition(
                     at,
                     "command steps run programs on the server and are off: start the server \
                      with TRIGGERD_ALLOW_COMMANDS=true to allow them",
-                )),
-                StepKind::WaitForWebhook { .. } | StepKind::Approval { .. } => Some(Problem::new(
-                    at,
-                    format!(
-                        "{} steps are not available in this version: use http or command steps",
-                        step.kind.type_name()
-                    ),
                 )),
                 _ => None,
             }

@@ -44,6 +44,7 @@ pub mod runs;
 #[cfg(test)]
 mod tests;
 pub mod triggers;
+pub mod waits;
 
 use std::fmt;
 use std::sync::Arc;

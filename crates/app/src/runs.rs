@@ -312,6 +312,20 @@ impl App {
             .await?)
     }
 
+    /// Claims up to `limit` waiting runs whose wait has expired, for worker `owner`.
+    pub async fn claim_expired_waits(
+        &self,
+        owner: &str,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<RunRow>, AppError> {
+        let now = self.now();
+        Ok(self
+            .store()
+            .claim_expired_waits(owner, now, now + lease.as_micros() as i64, limit)
+            .await?)
+    }
+
     /// Cancels a `pending`, `running` or `waiting` run, whoever works it: status `cancelled`,
     /// `finished_at` now, lease and wait cleared — in one transaction that locks the run. A
     /// worker holding it loses its lease (its next write is refused). `NotFound` for an unknown
@@ -413,7 +427,7 @@ fn json_text(error: &RunError) -> String {
 
 /// The events a change emitted. Event-hook deliveries will be written in the same transaction
 /// as the change; until then they are logged.
-fn log_events(run_id: &str, events: &[EventType]) {
+pub(crate) fn log_events(run_id: &str, events: &[EventType]) {
     for event in events {
         tracing::debug!(%run_id, event = %event, "run event");
     }

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
-use triggerd_app::runs::{RunChange, final_output, scope_of, status_of};
+use triggerd_app::runs::{RunChange, Waiting, final_output, scope_of, status_of};
+use triggerd_app::waits::{WaitKind, new_wait_token, waiting_payload};
 use triggerd_app::{App, AppError};
 use triggerd_delivery::OutboundClient;
 use triggerd_domain::definition::{Definition, Step, StepKind};
@@ -46,6 +47,8 @@ pub enum Ended {
     Lost,
     /// The worker is stopping: the run was handed back (its lease released) at its current step.
     HandedBack,
+    /// Parked at a `wait_for_webhook` or `approval` step: it waits as a row, not as a task.
+    Parked,
 }
 
 /// The run being worked, as this worker keeps it between commits.
@@ -88,12 +91,36 @@ impl Executor {
             progress.row.status = RunStatus::Running.as_str().to_owned();
             progress.row.started_at.get_or_insert(now);
         }
-        let started_at = progress.row.started_at.unwrap_or(now);
-        let deadline = started_at + i64::from(definition.max_duration_seconds) * 1_000_000;
         let deployment = self
             .app
             .deployment_root(&progress.row.deployment_id)
             .await?;
+
+        // A wait resumed (or approved) since: its step finishes here, like any other step.
+        if let Some(last) = progress.executions.last()
+            && last["status"] == "resumed"
+        {
+            let output = last["output"].clone();
+            let step = last["step_id"]
+                .as_str()
+                .and_then(|id| definition.step(id))
+                .cloned();
+            if let Some(last) = progress.executions.last_mut() {
+                last["status"] = json!("completed");
+                last["finished_at"] = json!(rfc3339(now));
+            }
+            if let Some(step) = step {
+                if let Err(error) = self.extract(&step, &output, &mut progress).await {
+                    return self.fail(&mut progress, error).await;
+                }
+            }
+        }
+        // `max_duration_seconds` counts the time the run works, not the time it waits for a
+        // callback or a reviewer (a day by default).
+        let started_at = progress.row.started_at.unwrap_or(now);
+        let deadline = started_at
+            + i64::from(definition.max_duration_seconds) * 1_000_000
+            + waited_micros(&progress.executions);
 
         // Steps already finished (by this or an earlier worker), in order.
         let mut next = 0;
@@ -112,7 +139,7 @@ impl Executor {
             }
         }
         // A step left `running` was interrupted (a crash, a lost node): it runs again.
-        let mut attempt = 1;
+        let mut attempt: u64 = 1;
         if let Some(last) = progress.executions.last_mut()
             && last["status"] == "running"
         {
@@ -138,6 +165,9 @@ impl Executor {
                         RunError::timeout(definition.max_duration_seconds.into()),
                     )
                     .await;
+            }
+            if let Some(kind) = wait_kind(step) {
+                return self.park(&mut progress, step, kind, attempt).await;
             }
             let remaining = Duration::from_micros((deadline - now) as u64);
             let timeout = step_timeout(step).min(remaining);
@@ -223,6 +253,77 @@ impl Executor {
         self.finish(&progress, RunStatus::Completed, change).await
     }
 
+    /// Parks the run at a `wait_for_webhook` or `approval` step: its entry `waiting` with the
+    /// wait token, the run `waiting` with the URLs to resume or decide, its lease released.
+    async fn park(
+        &self,
+        progress: &mut Progress,
+        step: &Step,
+        kind: WaitKind,
+        attempt: u64,
+    ) -> Result<Ended, AppError> {
+        let now = self.app.now();
+        let token = new_wait_token(&progress.row.id)?;
+        let payload = waiting_payload(kind, self.app.public_url(), &token);
+        let expires_at = now + (step_timeout(step).as_micros() as i64);
+        progress.executions.push(json!({
+            "step_id": step.id, "type": step.kind.type_name(), "status": "waiting",
+            "attempt": attempt, "started_at": rfc3339(now), "finished_at": null,
+            "output": null, "error": null, "wait_token": token,
+        }));
+        let change = RunChange {
+            step_executions: Some(Value::Array(progress.executions.clone())),
+            context: Some(Value::Object(progress.context.clone())),
+            waiting: Some(Some(Waiting {
+                reason: kind.reason().to_owned(),
+                payload,
+                expires_at,
+            })),
+            ..RunChange::default()
+        };
+        match self
+            .app
+            .transition(&progress.row, &self.owner, &[RunStatus::Waiting], change)
+            .await
+        {
+            Ok(_) => Ok(Ended::Parked),
+            Err(AppError::LeaseLost { .. }) => Ok(Ended::Lost),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Fails a run whose wait expired (claimed by this worker): `wait_timeout`.
+    pub async fn expire(&self, run: RunRow) -> Result<Ended, AppError> {
+        let mut executions: Vec<Value> = match serde_json::from_str(&run.step_executions) {
+            Ok(Value::Array(a)) => a,
+            _ => Vec::new(),
+        };
+        let step_id = executions
+            .last()
+            .and_then(|e| e["step_id"].as_str())
+            .unwrap_or("")
+            .to_owned();
+        let error = RunError::wait_timeout(&step_id);
+        if let Some(last) = executions.last_mut() {
+            last["status"] = json!("failed");
+            last["finished_at"] = json!(rfc3339(self.app.now()));
+            last["error"] = json!(error);
+        }
+        tracing::info!(run_id = %run.id, step_id, "wait expired; the run fails");
+        let progress = Progress {
+            row: run,
+            executions,
+            context: Map::new(),
+            outputs: Map::new(),
+        };
+        let change = RunChange {
+            error: Some(error),
+            step_executions: Some(Value::Array(progress.executions.clone())),
+            ..RunChange::default()
+        };
+        self.finish(&progress, RunStatus::Failed, change).await
+    }
+
     async fn run_step(
         &self,
         step: &Step,
@@ -235,14 +336,9 @@ impl Executor {
                 steps::http(&self.client, &step.id, http, scope, idempotency_key).await
             }
             StepKind::Command(command) => steps::command(&step.id, command, scope, timeout).await,
+            // Parked before they get here (see `park`).
             StepKind::WaitForWebhook { .. } | StepKind::Approval { .. } => Err(StepFailure {
-                error: RunError::step_failed(
-                    &step.id,
-                    format!(
-                        "{} steps are not available in this version",
-                        step.kind.type_name()
-                    ),
-                ),
+                error: RunError::step_failed(&step.id, "a waiting step cannot be executed"),
                 output: None,
             }),
         }
@@ -376,6 +472,30 @@ impl Executor {
             }
         }
     }
+}
+
+/// What a waiting step waits for; `None` for steps that work.
+fn wait_kind(step: &Step) -> Option<WaitKind> {
+    match step.kind {
+        StepKind::WaitForWebhook { .. } => Some(WaitKind::Webhook),
+        StepKind::Approval { .. } => Some(WaitKind::Approval),
+        _ => None,
+    }
+}
+
+/// Time spent parked by finished waits (µs): from each wait entry's `started_at` to its
+/// `finished_at`.
+fn waited_micros(executions: &[Value]) -> i64 {
+    let micros = |v: &Value| {
+        v.as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.timestamp_micros())
+    };
+    executions
+        .iter()
+        .filter(|e| matches!(e["type"].as_str(), Some("wait_for_webhook" | "approval")))
+        .filter_map(|e| Some(micros(&e["finished_at"])? - micros(&e["started_at"])?))
+        .sum()
 }
 
 /// A step's own timeout.

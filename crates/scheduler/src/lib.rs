@@ -130,7 +130,11 @@ impl RunWorker {
                 () = &mut notified => {}
                 () = tokio::time::sleep(takeover) => {}
                 _ = stop.changed() => {}
-                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
+                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    // A run finished, parked or was handed back: the next expiry may have
+                    // moved (a new wait).
+                    self.takeover = None;
+                }
             }
         }
         // The executing runs see `stop`, interrupt their step and hand the run back.
@@ -176,6 +180,20 @@ impl RunWorker {
 
     /// Claims one batch and finishes each run in it; returns how many were claimed.
     pub async fn round(&mut self) -> Result<usize, AppError> {
+        // Waits that expired: their runs fail with `wait_timeout`.
+        for run in self
+            .app
+            .claim_expired_waits(&self.owner, LEASE, BATCH)
+            .await?
+        {
+            let executor = self.executor.clone();
+            self.tasks.spawn(async move {
+                let id = run.id.clone();
+                if let Err(e) = executor.expire(run).await {
+                    tracing::warn!(run_id = %id, error = %e, "could not fail an expired wait; retried after its lease");
+                }
+            });
+        }
         let claimed = self.app.claim_runs(&self.owner, LEASE, BATCH).await?;
         let count = claimed.len();
         // The deployment context store, read once per deployment per round.
@@ -260,6 +278,7 @@ impl RunWorker {
                 }
                 Ok(Ended::Lost) => tracing::info!(run_id = %id, "run no longer ours (cancelled or taken over)"),
                 Ok(Ended::HandedBack) => tracing::info!(run_id = %id, "run handed back at its current step"),
+                Ok(Ended::Parked) => tracing::debug!(run_id = %id, "run parked waiting"),
                 Err(e) => tracing::warn!(run_id = %id, error = %e, "run execution stopped; it is retried after its lease"),
             }
             executing.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);

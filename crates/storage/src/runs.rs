@@ -621,16 +621,73 @@ impl Store {
         Ok(result)
     }
 
-    /// The earliest lease expiry (µs) of an unfinished run, if any run holds one: when a run
-    /// held by a worker that died can be taken over next.
+    /// The earliest instant (µs) at which a run becomes claimable again: a lease of an
+    /// unfinished run that expires (a worker that died), or a wait that expires.
     pub async fn next_lease_expiry(&self) -> Result<Option<i64>> {
         self.read(|c| {
-            Ok(runs::table
+            let lease: Option<i64> = runs::table
                 .filter(claimable())
                 .filter(runs::lease_expires_at.is_not_null())
                 .select(diesel::dsl::min(runs::lease_expires_at))
-                .first::<Option<i64>>(c)?)
+                .first::<Option<i64>>(c)?;
+            let wait: Option<i64> = runs::table
+                .filter(runs::status.eq("waiting"))
+                .select(diesel::dsl::min(runs::waiting_expires_at))
+                .first::<Option<i64>>(c)?;
+            Ok(match (lease, wait) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            })
         })
+        .await
+    }
+
+    /// Claims up to `limit` waiting runs whose wait expired at `now` (and that no live worker
+    /// holds) for worker `owner`, leased until `lease_until`, oldest first — for the worker to
+    /// fail them with `wait_timeout`.
+    pub async fn claim_expired_waits(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<RunRow>> {
+        let owner = owner.to_owned();
+        let limit = limit.clamp(1, crate::store::MAX_PAGE) as i64;
+        self.write(
+            move |c| {
+                let due = runs::table
+                    .filter(runs::status.eq("waiting"))
+                    .filter(runs::waiting_expires_at.le(now))
+                    .filter(
+                        runs::lease_expires_at
+                            .is_null()
+                            .or(runs::lease_expires_at.le(now)),
+                    )
+                    .order(runs::id.asc())
+                    .limit(limit)
+                    .select(runs::id);
+                let ids: Vec<String> = match c {
+                    DbConn::Postgres(pg) => due.for_update().skip_locked().load(pg)?,
+                    DbConn::Sqlite(lite) => due.load(lite)?,
+                };
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                diesel::update(runs::table.filter(runs::id.eq_any(&ids)))
+                    .set((
+                        runs::lease_owner.eq(&owner),
+                        runs::lease_expires_at.eq(lease_until),
+                    ))
+                    .execute(c)?;
+                Ok(runs::table
+                    .filter(runs::id.eq_any(&ids))
+                    .order(runs::id.asc())
+                    .select(RunRow::as_select())
+                    .load(c)?)
+            },
+            |_| false,
+        )
         .await
     }
 

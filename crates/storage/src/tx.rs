@@ -202,6 +202,11 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Wakes the run workers after the commit (a run became claimable).
+    pub fn wake_workers(&mut self) {
+        self.wakes_workers = true;
+    }
+
     /// Applies `update` to a run whoever holds its lease (`update.owner` is ignored), e.g. a
     /// cancellation through the API; the holder's next lease-checked update then fails. `NotFound`
     /// when there is no such run.
