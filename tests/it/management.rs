@@ -530,7 +530,66 @@ async fn finished_runs_are_deleted_after_the_run_retention(backend: Backend) {
     );
 }
 
+/// Secrets of triggers declared in a definition are write-only like any other (SPEC 3): no
+/// response of the workflow, version, deployment or trigger routes carries them.
+async fn declared_trigger_secrets_never_come_back(backend: Backend) {
+    const SECRET: &str = "declared-secret-9f3c2a77e1";
+    const KEY: &str = "declared-api-key-4b8d0c6e55";
+    let server = TestServer::start(backend).await;
+    let definition = json!({
+        "name": "guarded",
+        "triggers": [{"name": "crm", "trigger_type": "webhook",
+                      "config": {"secret": SECRET, "api_keys": [KEY]}}]
+    });
+    let mut bodies = Vec::new();
+    let put = send(
+        server
+            .client()
+            .put(server.api("/workflows/guarded"))
+            .json(&definition),
+    )
+    .await;
+    server.expect(&put, 200, "put");
+    bodies.push(put.body.to_string());
+    let config = &put.body["definition"]["triggers"][0]["config"];
+    assert_eq!(config["secret_configured"], json!(true), "{config}");
+    assert_eq!(config["api_keys_configured"], json!(1), "{config}");
+    let deployment = server.deploy("guarded", "production").await;
+    bodies.push(deployment.to_string());
+    let dep_id = str_field(&deployment, "id");
+    for path in [
+        "/workflows/guarded".to_owned(),
+        "/workflows/guarded/versions".to_owned(),
+        "/workflows/guarded/versions/1".to_owned(),
+        "/workflows".to_owned(),
+        format!("/deployments/{dep_id}"),
+        format!("/deployments/{dep_id}/triggers"),
+    ] {
+        let reply = send(server.client().get(server.api(&path))).await;
+        server.expect(&reply, 200, &path);
+        bodies.push(reply.body.to_string());
+    }
+    for body in &bodies {
+        assert!(
+            !body.contains(SECRET) && !body.contains(KEY),
+            "a secret leaked: {body}"
+        );
+    }
+    // The secret is still in force: an unsigned request to the declared trigger is refused.
+    let triggers = send(
+        server
+            .client()
+            .get(server.api(&format!("/deployments/{dep_id}/triggers"))),
+    )
+    .await;
+    let url = str_field(&triggers.body["data"][0], "url");
+    send(server.plain().post(&url).json(&json!({})))
+        .await
+        .assert_error(401, "bad_signature");
+}
+
 triggerd_tests::e2e_tests!(
+    declared_trigger_secrets_never_come_back,
     finished_runs_are_deleted_after_the_run_retention,
     trigger_test_maps_and_validates_without_starting_anything,
     cancel_stops_an_unfinished_run_and_refuses_a_finished_one,

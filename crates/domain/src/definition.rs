@@ -333,6 +333,36 @@ impl Definition {
     }
 }
 
+/// A stored definition as it may be shown (SPEC 3: secrets are write-only): in each declared
+/// trigger's `config`, `secret` becomes `"secret_configured": true` and `api_keys` becomes
+/// `"api_keys_configured": <count>`. Everything else is kept as written.
+///
+/// ```
+/// use serde_json::json;
+/// use triggerd_domain::definition::redact_secrets;
+/// let shown = redact_secrets(&json!({"triggers": [{"name": "crm", "trigger_type": "webhook",
+///     "config": {"secret": "s3cret", "api_keys": ["k1", "k2"]}}]}));
+/// assert_eq!(shown["triggers"][0]["config"], json!({"secret_configured": true, "api_keys_configured": 2}));
+/// ```
+pub fn redact_secrets(definition: &Value) -> Value {
+    let mut shown = definition.clone();
+    if let Some(triggers) = shown.get_mut("triggers").and_then(Value::as_array_mut) {
+        for trigger in triggers {
+            let Some(config) = trigger.get_mut("config").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            if let Some(secret) = config.shift_remove("secret") {
+                config.insert("secret_configured".into(), Value::Bool(!secret.is_null()));
+            }
+            if let Some(keys) = config.shift_remove("api_keys") {
+                let count = keys.as_array().map_or(0, Vec::len);
+                config.insert("api_keys_configured".into(), Value::from(count));
+            }
+        }
+    }
+    shown
+}
+
 /// Whether `name` may name a workflow (it appears in URLs): letters, digits, `.`, `_`, `-`,
 /// starting with a letter or digit, 1 to 100 characters.
 pub fn is_workflow_name(name: &str) -> bool {

@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use triggerd_domain::definition::redact_secrets;
 use triggerd_domain::trigger::TriggerType;
 use triggerd_storage::{
     ActivityRow, DeploymentRow, RunRow, TriggerRow, WorkflowRow, WorkflowVersionRow,
@@ -322,7 +323,7 @@ page!(
 
 /// A workflow at one version.
 pub fn workflow(row: &WorkflowRow, version: &WorkflowVersionRow) -> WorkflowView {
-    let definition = parsed(&version.definition);
+    let definition = redact_secrets(&parsed(&version.definition));
     WorkflowView {
         name: row.name.clone(),
         version: version.version,
@@ -353,7 +354,7 @@ pub fn workflow_version(row: &WorkflowVersionRow) -> WorkflowVersionView {
     WorkflowVersionView {
         version: row.version,
         created_at: rfc3339(row.created_at),
-        definition: parsed(&row.definition),
+        definition: redact_secrets(&parsed(&row.definition)),
     }
 }
 
