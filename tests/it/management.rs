@@ -588,7 +588,44 @@ async fn declared_trigger_secrets_never_come_back(backend: Backend) {
         .assert_error(401, "bad_signature");
 }
 
+/// Twenty clients PUT different definitions of one workflow at once: each is told the version
+/// its own definition was stored as (issue 13 item 3).
+async fn concurrent_puts_each_get_their_own_version(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut puts = Vec::new();
+    for i in 0..20 {
+        let request = server
+            .client()
+            .put(server.api("/workflows/raced"))
+            .json(&json!({"description": format!("client {i}")}));
+        puts.push(tokio::spawn(async move { (i, send(request).await) }));
+    }
+    let mut versions = std::collections::HashSet::new();
+    for put in puts {
+        let (i, reply) = put.await.unwrap();
+        server.expect(&reply, 200, "put");
+        let mine = format!("client {i}");
+        assert_eq!(
+            reply.body["definition"]["description"],
+            json!(mine),
+            "{}",
+            reply.body
+        );
+        let version = reply.body["version"].as_i64().unwrap();
+        assert!(versions.insert(version), "version {version} told twice");
+        let stored = send(
+            server
+                .client()
+                .get(server.api(&format!("/workflows/raced/versions/{version}"))),
+        )
+        .await;
+        assert_eq!(stored.body["definition"]["description"], json!(mine));
+    }
+    assert_eq!(versions.len(), 20, "every PUT stored its own version");
+}
+
 triggerd_tests::e2e_tests!(
+    concurrent_puts_each_get_their_own_version,
     declared_trigger_secrets_never_come_back,
     finished_runs_are_deleted_after_the_run_retention,
     trigger_test_maps_and_validates_without_starting_anything,

@@ -40,13 +40,15 @@ pub(crate) async fn put(state: &AppState, call: Call) -> Result<Response<Body>, 
         .await?;
     let synced = put.synced.iter().map(views::declared_sync).collect();
     let created = put.created;
-    let (row, latest) = state
+    // The workflow row for its times and latest version; the version shown is the one THIS
+    // definition was stored as (or the identical latest), not whatever is latest by now.
+    let (row, _) = state
         .store()
         .get_workflow(&name)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("workflow {name} not found")))?;
     let view = views::WorkflowPut {
-        workflow: views::workflow(&row, &latest),
+        workflow: views::workflow(&row, &put.version),
         created,
         declared_triggers: synced,
     };
