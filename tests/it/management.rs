@@ -624,7 +624,57 @@ async fn concurrent_puts_each_get_their_own_version(backend: Backend) {
     assert_eq!(versions.len(), 20, "every PUT stored its own version");
 }
 
+/// A custom response can only carry a final status (issue 13 item 5): 1xx and a content type
+/// that is not a media type are refused at creation; 204 is answered without a body.
+async fn custom_responses_carry_only_final_statuses(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let hook = server
+        .setup_webhook(json!({"name": "answers"}), json!({}))
+        .await;
+    let create = |response: serde_json::Value| {
+        server
+            .client()
+            .post(server.api(&format!("/deployments/{}/triggers", hook.deployment_id)))
+            .json(&json!({"trigger_type": "webhook", "config": {"response": response}}))
+    };
+    for (response, path) in [
+        (
+            json!({"mode": "custom", "status": 100}),
+            "config.response.status",
+        ),
+        (
+            json!({"mode": "custom", "status": 101}),
+            "config.response.status",
+        ),
+        (
+            json!({"mode": "custom", "content_type": "text/plain\r\nSet-Cookie: a=b"}),
+            "config.response.content_type",
+        ),
+    ] {
+        let reply = send(create(response)).await;
+        reply.assert_error(422, "invalid_config");
+        assert_eq!(reply.details()[0]["path"], json!(path), "{}", reply.body);
+    }
+    let created = send(create(
+        json!({"mode": "custom", "status": 204, "body": "ignored"}),
+    ))
+    .await;
+    server.expect(&created, 201, "create 204 trigger");
+    let url = str_field(&created.body, "url");
+    let answer = server
+        .plain()
+        .post(&url)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 204);
+    assert!(answer.headers().get("x-request-id").is_some());
+    assert!(answer.bytes().await.unwrap().is_empty());
+}
+
 triggerd_tests::e2e_tests!(
+    custom_responses_carry_only_final_statuses,
     concurrent_puts_each_get_their_own_version,
     declared_trigger_secrets_never_come_back,
     finished_runs_are_deleted_after_the_run_retention,

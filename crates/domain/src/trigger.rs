@@ -561,19 +561,21 @@ fn parse_response(value: Option<&Value>, problems: &mut Vec<Problem>) -> (Respon
         }
         "custom" => {
             let status = uint(map, "config.response", "status", 200, 599, problems) as u16;
-            if status < 100 {
+            // 1xx are interim answers, not a webhook's final response (hyper cannot send one as
+            // such); 204 and 304 are sent without a body.
+            if status < 200 {
                 problems.push(Problem::new(
                     "config.response.status",
-                    "must be an HTTP status from 100 to 599",
+                    "must be an HTTP status from 200 to 599 (1xx statuses are interim, not answers; 204 and 304 are sent without a body)",
                 ));
             }
             let content_type = match map.get("content_type") {
                 None | Some(Value::Null) => "application/json".to_owned(),
-                Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                Some(Value::String(s)) if is_media_type(s) => s.clone(),
                 Some(_) => {
                     problems.push(Problem::new(
                         "config.response.content_type",
-                        "must be a non-empty string",
+                        "must be a media type such as \"application/json\" or \"text/plain; charset=utf-8\" (printable ASCII, type/subtype)",
                     ));
                     "application/json".to_owned()
                 }
@@ -618,6 +620,22 @@ fn parse_response(value: Option<&Value>, problems: &mut Vec<Problem>) -> (Respon
             default
         }
     }
+}
+
+/// Whether `s` can be sent as a `Content-Type`: `type/subtype` with optional parameters, in
+/// printable ASCII.
+fn is_media_type(s: &str) -> bool {
+    let essence = s.split(';').next().unwrap_or("").trim();
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+    };
+    s.len() <= 256
+        && s.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && essence
+            .split_once('/')
+            .is_some_and(|(t, sub)| token(t) && token(sub))
 }
 
 fn parse_cron(
@@ -921,5 +939,31 @@ mod tests {
     fn trigger_type_parses() {
         assert_eq!("cron".parse::<TriggerType>().unwrap(), TriggerType::Cron);
         assert!("email".parse::<TriggerType>().is_err());
+    }
+
+    #[test]
+    fn custom_responses_refuse_interim_statuses_and_bad_content_types() {
+        let specs = InputSpecs::default();
+        let parse = |response: Value| {
+            TriggerConfig::parse(TriggerType::Webhook, &json!({"response": response}), &specs)
+        };
+        for status in [100, 101, 199] {
+            let problems = parse(json!({"mode": "custom", "status": status})).unwrap_err();
+            assert_eq!(problems[0].path, "config.response.status", "{status}");
+        }
+        for ct in ["text", "text/plain\r\nX-Evil: 1", "", "a b/c"] {
+            let problems = parse(json!({"mode": "custom", "content_type": ct})).unwrap_err();
+            assert_eq!(problems[0].path, "config.response.content_type", "{ct:?}");
+        }
+        for (status, ct) in [
+            (200, "text/plain; charset=utf-8"),
+            (204, "application/json"),
+            (599, "application/vnd.api+json"),
+        ] {
+            assert!(
+                parse(json!({"mode": "custom", "status": status, "content_type": ct})).is_ok(),
+                "{status} {ct}"
+            );
+        }
     }
 }

@@ -448,8 +448,15 @@ fn custom_response(
             Vec::new()
         }
     };
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    // 204 and 304 carry no body (RFC 9110); whatever the template rendered is not sent.
+    let bytes = if matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED) {
+        Vec::new()
+    } else {
+        bytes
+    };
     let mut response = Response::new(Full::new(Bytes::from(bytes)));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    *response.status_mut() = status;
     if let Ok(value) = header::HeaderValue::from_str(content_type) {
         response.headers_mut().insert(header::CONTENT_TYPE, value);
     }
