@@ -18,4 +18,5 @@ mod openapi;
 mod rate_limit;
 mod steps;
 mod triggers;
+mod waits;
 mod webhooks;

@@ -673,7 +673,29 @@ async fn custom_responses_carry_only_final_statuses(backend: Backend) {
     assert!(answer.bytes().await.unwrap().is_empty());
 }
 
+/// Credentials in the query string are stored redacted, like credential headers (issue 13 item
+/// 6); other parameters are kept and mapped as before.
+async fn credential_query_parameters_are_redacted(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let hook = server
+        .setup_webhook(
+            json!({"name": "q", "inputs": {"currency": {"type": "string"}}}),
+            json!({"input_mapping": {"currency": "$query.currency"}}),
+        )
+        .await;
+    let url = format!("{}?token=tok-8d1f&api_key=key-2c9e&currency=USD", hook.url);
+    let accepted = send(server.plain().post(&url).json(&json!({}))).await;
+    server.expect(&accepted, 201, "webhook");
+    let run = server.get_run(&str_field(&accepted.body, "run_id")).await;
+    let query = &run["trigger_input"]["query"];
+    assert_eq!(query["token"], json!("[redacted]"), "{run:#}");
+    assert_eq!(query["api_key"], json!("[redacted]"), "{run:#}");
+    assert_eq!(run["input"]["currency"], json!("USD"), "{run:#}");
+    assert!(!run.to_string().contains("tok-8d1f") && !run.to_string().contains("key-2c9e"));
+}
+
 triggerd_tests::e2e_tests!(
+    credential_query_parameters_are_redacted,
     custom_responses_carry_only_final_statuses,
     concurrent_puts_each_get_their_own_version,
     declared_trigger_secrets_never_come_back,

@@ -89,6 +89,44 @@ pub fn headers_to_map<'h>(
     map
 }
 
+/// Query parameters that carry credentials, stored as `"[redacted]"` in `trigger_input.query`
+/// (compared case-insensitively): senders that cannot set headers put API keys and tokens here.
+pub const REDACTED_QUERY_PARAMS: [&str; 12] = [
+    "token",
+    "access_token",
+    "auth",
+    "api_key",
+    "apikey",
+    "api-key",
+    "key",
+    "secret",
+    "password",
+    "signature",
+    "sig",
+    "hmac",
+];
+
+/// A request's query string as `trigger.query`: [`parse_urlencoded`], then
+/// [`redact_query`].
+pub fn query_to_map(query: &[u8]) -> Map<String, Value> {
+    let mut map = parse_urlencoded(query);
+    redact_query(&mut map);
+    map
+}
+
+/// Replaces the values of [`REDACTED_QUERY_PARAMS`] (every value of a repeated one) by
+/// `"[redacted]"`.
+pub fn redact_query(query: &mut Map<String, Value>) {
+    for (name, value) in query.iter_mut() {
+        if REDACTED_QUERY_PARAMS
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(name))
+        {
+            *value = Value::String(REDACTED.to_owned());
+        }
+    }
+}
+
 /// Decodes `application/x-www-form-urlencoded` text (a query string or a form body) into an
 /// object; a repeated field becomes an array of its values in order.
 pub fn parse_urlencoded(input: &[u8]) -> Map<String, Value> {
@@ -414,6 +452,16 @@ mod tests {
         assert_eq!(
             Value::Object(parse_urlencoded(b"a=1&b=x+y&a=2&c=%C3%A9&a=3&d")),
             json!({"a": ["1", "2", "3"], "b": "x y", "c": "é", "d": ""})
+        );
+    }
+
+    #[test]
+    fn credential_query_parameters_are_redacted_and_others_kept() {
+        let query = query_to_map(b"token=abc&Api_Key=k&key=1&key=2&currency=USD&sig=x");
+        assert_eq!(
+            Value::Object(query),
+            json!({"token": REDACTED, "Api_Key": REDACTED, "key": REDACTED,
+                   "currency": "USD", "sig": REDACTED})
         );
     }
 }

@@ -1,7 +1,8 @@
 //! # triggerd-ingress
 //!
 //! The HTTP surface of triggerd: the webhook endpoints (`/api/webhooks/{token}[/{rest}]`), the
-//! management API under `/api/v1`, `/healthz` and `/metrics`. It parses requests, calls
+//! endpoints of parked runs (`/api/resume/{token}`, `/api/approvals/{token}[/approve|/reject]`:
+//! [`waits`]), the management API under `/api/v1`, `/healthz` and `/metrics`. It parses requests, calls
 //! `triggerd-app` for every write (and reads from the store directly), and renders views; it
 //! never executes runs itself, holds no SQL and no business rule that cron or the workers would
 //! need too.
@@ -34,6 +35,7 @@ pub mod error;
 pub mod metrics;
 pub mod openapi;
 mod respond;
+pub mod waits;
 pub mod webhook;
 
 use std::convert::Infallible;
@@ -187,9 +189,13 @@ const METRICS_ROUTE: (&str, &[Method]) = ("/metrics", &[Method::GET]);
 /// syntax). A webhook endpoint answers the methods of `triggerd_domain::trigger::WEBHOOK_METHODS`
 /// that its trigger's `config.methods` allows. The OpenAPI coverage test reads this table.
 #[cfg(test)]
-pub(crate) const TOP_LEVEL_ROUTES: [(&str, &[Method]); 5] = [
+pub(crate) const TOP_LEVEL_ROUTES: [(&str, &[Method]); 9] = [
     ("/api/webhooks/{token}", WEBHOOK_METHODS),
     ("/api/webhooks/{token}/{*rest}", WEBHOOK_METHODS),
+    waits::RESUME_ROUTE,
+    waits::REVIEW_ROUTE,
+    waits::APPROVE_ROUTE,
+    waits::REJECT_ROUTE,
     OPENAPI_ROUTE,
     HEALTH_ROUTE,
     METRICS_ROUTE,
@@ -222,6 +228,8 @@ pub async fn handle(
     let path = req.uri().path();
     let mut response = if path.starts_with("/api/webhooks/") {
         webhook::handle(state, remote, req, &request_id).await
+    } else if path.starts_with(waits::RESUME_PREFIX) || path.starts_with(waits::APPROVALS_PREFIX) {
+        waits::handle(state, req).await
     } else if path == OPENAPI_ROUTE.0 {
         refuse_method(OPENAPI_ROUTE, req.method()).unwrap_or_else(openapi::serve)
     } else if path.starts_with("/api/v1/") || path == "/api/v1" {

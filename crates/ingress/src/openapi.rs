@@ -481,7 +481,7 @@ fn webhook_with_path() {}
 #[openapi(
     info(
         title = "triggerd",
-        description = "Starts workflow runs from webhooks and cron schedules. Management API under `/api/v1` (Bearer admin token), webhook endpoints under `/api/webhooks`.",
+        description = "Starts workflow runs from webhooks and cron schedules. Management API under `/api/v1` (Bearer admin token), webhook endpoints under `/api/webhooks`, resume and approval URLs of parked runs under `/api/resume` and `/api/approvals`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(
@@ -514,6 +514,10 @@ fn webhook_with_path() {}
         crate::metrics::render,
         webhook,
         webhook_with_path,
+        crate::waits::resume,
+        crate::waits::review,
+        crate::waits::approve,
+        crate::waits::reject,
     ),
     components(schemas(ErrorBody, views::TriggerView, views::RunView)),
     modifiers(&CommonResponses),
@@ -523,6 +527,7 @@ fn webhook_with_path() {}
         (name = "triggers", description = "Webhook and cron triggers, rotation, activity log, dry runs"),
         (name = "runs", description = "Runs: start, read, list, cancel"),
         (name = "webhooks", description = "Inbound webhook endpoints (no API token; the trigger's signature or API key)"),
+        (name = "waits", description = "Resume and approval URLs of parked runs (no API token; the wait token in the URL)"),
         (name = "service", description = "Health, metrics and this document"),
     )
 )]

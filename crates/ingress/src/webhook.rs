@@ -20,7 +20,7 @@ use triggerd_app::AppError;
 use triggerd_app::runs::RunStart;
 use triggerd_domain::activity::Outcome;
 use triggerd_domain::ids::{IdKind, constant_time_eq, is_plausible_webhook_token, new_id};
-use triggerd_domain::mapping::{headers_to_map, parse_urlencoded, trigger_input};
+use triggerd_domain::mapping::{headers_to_map, parse_urlencoded, query_to_map, trigger_input};
 use triggerd_domain::run::{RunSource, RunStatus};
 use triggerd_domain::trigger::ResponseMode;
 use triggerd_storage::{IngestWrite, NewActivity};
@@ -352,7 +352,7 @@ async fn check(
             .map(|(n, v)| (n.as_str(), v.as_bytes())),
         redact,
     );
-    let query = parse_urlencoded(parts.uri.query().unwrap_or("").as_bytes());
+    let query = query_to_map(parts.uri.query().unwrap_or("").as_bytes());
     let trigger_input = trigger_input(
         parts.method.as_str(),
         rest,

@@ -8,7 +8,7 @@ use triggerd_domain::Problem;
 use triggerd_domain::activity::Outcome;
 use triggerd_domain::ids::{IdKind, is_valid_id};
 use triggerd_domain::inputs::is_valid_name;
-use triggerd_domain::mapping::{headers_to_map, trigger_input};
+use triggerd_domain::mapping::{headers_to_map, redact_query, trigger_input};
 use triggerd_domain::trigger::{TriggerConfig, TriggerType};
 use triggerd_storage::TriggerRow;
 
@@ -356,7 +356,8 @@ pub(crate) async fn test(state: &AppState, call: Call) -> Result<Response<Body>,
         }
     };
     let raw_headers = object("headers")?;
-    let query = object("query")?;
+    let mut query = object("query")?;
+    redact_query(&mut query);
     let TriggerConfig::Webhook(config) = config_of(&row)? else {
         return Err(ApiError::internal());
     };

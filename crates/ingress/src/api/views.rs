@@ -358,6 +358,21 @@ pub fn workflow_version(row: &WorkflowVersionRow) -> WorkflowVersionView {
     }
 }
 
+/// A run's step executions as shown: the wait token a parked step keeps (to tell a late POST
+/// 409 from an unknown token 404) is a credential, and never leaves (the waiting run's
+/// `waiting_payload` carries its URLs while it waits).
+fn step_executions(text: &str) -> Value {
+    let mut executions = parsed(text);
+    if let Some(entries) = executions.as_array_mut() {
+        for entry in entries {
+            if let Some(map) = entry.as_object_mut() {
+                map.shift_remove("wait_token");
+            }
+        }
+    }
+    executions
+}
+
 /// A deployment.
 pub fn deployment(row: &DeploymentRow) -> DeploymentView {
     DeploymentView {
@@ -421,7 +436,7 @@ pub fn run(row: &RunRow) -> RunView {
         input: parsed(&row.input),
         trigger_input: parsed(&row.trigger_input),
         context: parsed(&row.context),
-        step_executions: parsed(&row.step_executions),
+        step_executions: step_executions(&row.step_executions),
         waiting_reason: row.waiting_reason.clone(),
         waiting_payload: opt_parsed(row.waiting_payload.as_deref()),
         waiting_expires_at: opt_time(row.waiting_expires_at),
