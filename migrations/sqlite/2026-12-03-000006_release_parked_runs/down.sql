@@ -1,0 +1,2 @@
+-- Nothing to restore: released leases are re-taken by the next claim.
+SELECT 1;
