@@ -302,6 +302,27 @@ impl TestServer {
         self.base_url = format!("http://{addr}");
     }
 
+    /// Stops the server with SIGTERM (a graceful shutdown) and waits up to `within` for it to
+    /// exit; panics with its output when it does not. Does nothing if it is not running.
+    pub fn terminate(&mut self, within: Duration) {
+        let Some(mut process) = self.process.take() else {
+            return;
+        };
+        let pid = process.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid} failed");
+        let deadline = Instant::now() + within;
+        loop {
+            match process.child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => process.fail(&format!("did not stop within {within:?} of SIGTERM")),
+            }
+        }
+    }
+
     /// Kills the server with SIGKILL and waits for it to exit. Does nothing if it is not running.
     pub fn kill(&mut self) {
         if let Some(mut process) = self.process.take() {

@@ -785,6 +785,48 @@ async fn max_duration_fails_a_run_with_timeout(backend: Backend) {
 /// 60 s, so about 120 s with the default 30 s http timeout.
 const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// SIGTERM interrupts the step in flight and hands the run back at once: the next start (or
+/// another node) resumes it without waiting for its lease — well within the run's lease of
+/// 90 s (a 30 s request timeout + 60 s), on PostgreSQL too.
+async fn sigterm_hands_a_running_run_back_at_its_current_step(backend: Backend) {
+    let receiver = Receiver::start().await;
+    receiver.hold("/slow");
+    let mut server = step_server(backend).await;
+    let dep_id = deploy_definition(
+        &server,
+        json!({
+            "name": "handed-back",
+            "steps": [
+                http_step("first", &receiver.url("/first"), json!({})),
+                http_step("slow", &receiver.url("/slow"), json!({}))
+            ]
+        }),
+    )
+    .await;
+    let run_id = start_run(&server, &dep_id, json!({})).await;
+    receiver.wait_for("/slow", 1, ARRIVAL_TIMEOUT).await;
+    let stopping = Instant::now();
+    server.terminate(Duration::from_secs(40));
+    let stopped_in = stopping.elapsed();
+    assert!(
+        stopped_in < Duration::from_secs(20),
+        "the server waited for the held step instead of handing it back: {stopped_in:?}"
+    );
+    receiver.release();
+    server.restart().await;
+    let run = server
+        .wait_for_run_status(&run_id, "completed", Duration::from_secs(20))
+        .await;
+    let slow: Vec<&Value> = executions(&run)
+        .iter()
+        .filter(|e| e["step_id"] == "slow")
+        .collect();
+    assert_eq!(slow.len(), 2, "{run:#}");
+    assert_eq!(slow[0]["error"]["code"], json!("interrupted"), "{run:#}");
+    assert_execution(slow[1], "slow", "http", "completed", 2);
+    assert_eq!(receiver.requests_to("/first").len(), 1);
+}
+
 async fn sigkill_mid_run_resumes_at_the_current_step(backend: Backend) {
     let receiver = Receiver::start().await;
     receiver.hold("/two");
@@ -880,4 +922,5 @@ triggerd_tests::e2e_tests!(
     max_concurrent_runs_is_refused_for_now,
     max_duration_fails_a_run_with_timeout,
     sigkill_mid_run_resumes_at_the_current_step,
+    sigterm_hands_a_running_run_back_at_its_current_step,
 );
