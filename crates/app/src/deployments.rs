@@ -80,7 +80,7 @@ pub(crate) fn parse_stored(
 /// Checks a submitted definition for the workflow `name`: its `name` field (when given) must
 /// match, and everything the domain checks, plus what this server does not allow
 /// (`command` steps without `TRIGGERD_ALLOW_COMMANDS=true`) and what this build cannot honour yet
-/// (`max_concurrent_runs`, the `sync` response mode).
+/// (the `sync` response mode).
 pub fn parse_definition(
     name: &str,
     mut document: Map<String, Value>,
@@ -116,12 +116,6 @@ pub fn parse_definition(
             }
         })
         .collect();
-    if definition.max_concurrent_runs > 0 {
-        problems.push(Problem::new(
-            "max_concurrent_runs",
-            "a concurrency cap is not available in this version: leave it out or set 0 (unlimited)",
-        ));
-    }
     problems.extend(
         definition
             .triggers

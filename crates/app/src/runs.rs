@@ -281,6 +281,76 @@ impl App {
         Ok(Transitioned { status: to, events })
     }
 
+    /// Starts a pending run held by worker `owner` under its deployment's concurrency cap
+    /// (`max_concurrent_runs` = `cap` > 0): `running` when fewer than `cap` runs of the
+    /// deployment run and no older run of it is pending (first in, first out, across nodes: the
+    /// check and the start are one transaction that locks the deployment's row). Otherwise the run
+    /// stays `pending`, its lease kept until `queued_until` (µs) — a safety net; a slot that frees
+    /// up releases it at once ([`App::free_slot`]). Returns whether it started (with the events).
+    pub async fn start_within_cap(
+        &self,
+        run: &RunRow,
+        owner: &str,
+        cap: u32,
+        lease_until: i64,
+        queued_until: i64,
+    ) -> Result<Option<Vec<EventType>>, AppError> {
+        let (id, deployment_id, owner) =
+            (run.id.clone(), run.deployment_id.clone(), owner.to_owned());
+        let now = self.now();
+        let outcome = self
+            .store()
+            .transaction(move |tx| {
+                tx.lock_deployment(&deployment_id)?;
+                let Some(row) = tx.lock_run(&id)? else {
+                    return Ok(Err(AppError::not_found(format!("run {id}"))));
+                };
+                if row.lease_owner.as_deref() != Some(owner.as_str()) {
+                    return Ok(Err(AppError::LeaseLost { run_id: id }));
+                }
+                let from = match status_of(&row) {
+                    Ok(s) => s,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let (running, older_pending) = tx.deployment_slots(&deployment_id, &id)?;
+                let mut update = RunUpdate {
+                    id: id.clone(),
+                    ..RunUpdate::default()
+                };
+                if running < i64::from(cap) && !older_pending {
+                    let events = match transition_events(from, &[RunStatus::Running]) {
+                        Ok(e) => e,
+                        Err(e) => return Ok(Err(e.into())),
+                    };
+                    update.status = Some(RunStatus::Running.as_str().to_owned());
+                    update.started_at = Some(row.started_at.unwrap_or(now));
+                    update.lease_until = Some(lease_until);
+                    tx.force_update_run(update)?;
+                    Ok(Ok(Some(events)))
+                } else {
+                    update.lease_until = Some(queued_until);
+                    tx.force_update_run(update)?;
+                    Ok(Ok(None))
+                }
+            })
+            .await?;
+        let started = outcome?;
+        if let Some(events) = &started {
+            log_events(&run.id, events);
+        }
+        Ok(started)
+    }
+
+    /// A run of a capped deployment stopped running (finished, parked, cancelled): its queued
+    /// pending runs become claimable at once, and the workers are woken.
+    pub async fn free_slot(&self, deployment_id: &str) -> Result<(), AppError> {
+        let deployment_id = deployment_id.to_owned();
+        self.store()
+            .transaction(move |tx| tx.release_pending_of_deployment(&deployment_id))
+            .await?;
+        Ok(())
+    }
+
     /// Hands a run back unfinished (its lease released) so that any worker may claim it again,
     /// e.g. on shutdown. No status change, no event.
     pub async fn release_run(&self, run: &RunRow, owner: &str) -> Result<(), AppError> {

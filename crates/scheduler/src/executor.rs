@@ -27,6 +27,11 @@ use triggerd_storage::RunRow;
 use crate::LEASE;
 use crate::steps::{self, StepFailure};
 
+/// How long a run queued behind its deployment's concurrency cap waits before it is checked
+/// again if no slot-freeing wakes it earlier (a run cancelled through the API, a node that died
+/// with a slot).
+const QUEUED_RECHECK: Duration = Duration::from_secs(30);
+
 /// How often a worker checks, while a step runs, whether the run was cancelled.
 const CANCEL_CHECK: Duration = Duration::from_secs(1);
 
@@ -49,6 +54,8 @@ pub enum Ended {
     HandedBack,
     /// Parked at a `wait_for_webhook` or `approval` step: it waits as a row, not as a task.
     Parked,
+    /// Left `pending`: its deployment is at its `max_concurrent_runs`.
+    Queued,
 }
 
 /// The run being worked, as this worker keeps it between commits.
@@ -61,7 +68,49 @@ struct Progress {
 
 impl Executor {
     /// Works `run` (claimed by this worker) to its end, or until it is lost or `stop` turns.
+    /// Under a `max_concurrent_runs` cap, a pending run starts only when a slot is free (else it
+    /// stays queued, `Ended::Queued`), and a run that stops running frees its slot for the next.
     pub async fn execute(
+        &self,
+        run: RunRow,
+        definition: Arc<Definition>,
+        stop: watch::Receiver<bool>,
+    ) -> Result<Ended, AppError> {
+        let cap = definition.max_concurrent_runs;
+        let deployment_id = run.deployment_id.clone();
+        let mut run = run;
+        if cap > 0 && status_of(&run)? == RunStatus::Pending {
+            let now = self.app.now();
+            let started = self
+                .app
+                .start_within_cap(
+                    &run,
+                    &self.owner,
+                    cap,
+                    now + LEASE.as_micros() as i64,
+                    now + QUEUED_RECHECK.as_micros() as i64,
+                )
+                .await;
+            match started {
+                Ok(Some(_)) => {
+                    run.status = RunStatus::Running.as_str().to_owned();
+                    run.started_at.get_or_insert(now);
+                }
+                Ok(None) => return Ok(Ended::Queued),
+                Err(AppError::LeaseLost { .. }) => return Ok(Ended::Lost),
+                Err(e) => return Err(e),
+            }
+        }
+        let ended = self.run_to_end(run, definition, stop).await;
+        if cap > 0 && !matches!(ended, Ok(Ended::HandedBack)) {
+            if let Err(e) = self.app.free_slot(&deployment_id).await {
+                tracing::warn!(%deployment_id, error = %e, "could not free a concurrency slot; queued runs start within a minute");
+            }
+        }
+        ended
+    }
+
+    async fn run_to_end(
         &self,
         run: RunRow,
         definition: Arc<Definition>,

@@ -279,6 +279,7 @@ impl RunWorker {
                 Ok(Ended::Lost) => tracing::info!(run_id = %id, "run no longer ours (cancelled or taken over)"),
                 Ok(Ended::HandedBack) => tracing::info!(run_id = %id, "run handed back at its current step"),
                 Ok(Ended::Parked) => tracing::debug!(run_id = %id, "run parked waiting"),
+                Ok(Ended::Queued) => tracing::debug!(run_id = %id, "run queued behind its deployment's concurrency cap"),
                 Err(e) => tracing::warn!(run_id = %id, error = %e, "run execution stopped; it is retried after its lease"),
             }
             executing.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);

@@ -202,6 +202,43 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// How many runs of a deployment are `running`, and whether a `pending` run of it older
+    /// than `run_id` exists (for the concurrency cap: first in, first out).
+    pub fn deployment_slots(&mut self, deployment_id: &str, run_id: &str) -> Result<(i64, bool)> {
+        let running: i64 = runs_t::table
+            .filter(runs_t::deployment_id.eq(deployment_id))
+            .filter(runs_t::status.eq("running"))
+            .count()
+            .get_result(self.c)?;
+        let older_pending: bool = diesel::select(diesel::dsl::exists(
+            runs_t::table
+                .filter(runs_t::deployment_id.eq(deployment_id))
+                .filter(runs_t::status.eq("pending"))
+                .filter(runs_t::id.lt(run_id)),
+        ))
+        .get_result(self.c)?;
+        Ok((running, older_pending))
+    }
+
+    /// Releases the leases of a deployment's pending runs (a slot under its concurrency cap
+    /// freed up), waking the workers after the commit. Returns how many.
+    pub fn release_pending_of_deployment(&mut self, deployment_id: &str) -> Result<usize> {
+        let n = diesel::update(
+            runs_t::table
+                .filter(runs_t::deployment_id.eq(deployment_id))
+                .filter(runs_t::status.eq("pending")),
+        )
+        .set((
+            runs_t::lease_owner.eq(None::<String>),
+            runs_t::lease_expires_at.eq(None::<i64>),
+        ))
+        .execute(self.c)?;
+        if n > 0 {
+            self.wakes_workers = true;
+        }
+        Ok(n)
+    }
+
     /// Wakes the run workers after the commit (a run became claimable).
     pub fn wake_workers(&mut self) {
         self.wakes_workers = true;
