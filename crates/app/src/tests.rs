@@ -67,7 +67,7 @@ async fn start_for_each_source_completes_stepless_runs_and_leaves_others_pending
             [EventType::RunStarted, EventType::RunCompleted]
         );
         let row = app.store().get_run(&started.row.id).await.unwrap().unwrap();
-        assert_eq!(row.status, "completed");
+        assert_eq!(row.status, RunStatus::Completed.as_str());
         assert_eq!(row.source, source.as_str());
         assert_eq!(row.final_output.as_deref(), Some(r#"{"twice":2}"#));
         assert_eq!(row.started_at, Some(T0 + 3_000_000));

@@ -12,7 +12,9 @@
 
 use serde_json::{Value, json};
 use triggerd_domain::ids::{constant_time_eq, new_secret_token};
-use triggerd_domain::run::{EventType, RunError, RunStatus, rfc3339, transition_events};
+use triggerd_domain::run::{
+    EventType, RunError, RunStatus, StepStatus, rfc3339, transition_events,
+};
 use triggerd_storage::{RunRow, RunUpdate, StoreError};
 
 use crate::runs::status_of;
@@ -210,7 +212,7 @@ impl App {
                 let to = match &outcome {
                     Ok(output) => {
                         update.step_executions = Some(with_last_entry(&row, |e| {
-                            e["status"] = json!("resumed");
+                            e["status"] = json!(StepStatus::Resumed);
                             e["output"] = output.clone();
                         }));
                         RunStatus::Running
@@ -218,7 +220,7 @@ impl App {
                     Err(comment) => {
                         let error = RunError::rejected(&step_id, comment.as_deref());
                         update.step_executions = Some(with_last_entry(&row, |e| {
-                            e["status"] = json!("failed");
+                            e["status"] = json!(StepStatus::Failed);
                             e["finished_at"] = json!(rfc3339(now));
                             e["output"] = json!({"approved": false, "comment": comment});
                             e["error"] = json!(error);

@@ -411,6 +411,40 @@ impl FromStr for EventType {
     }
 }
 
+/// The status of one step execution (an entry of a run's `step_executions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepStatus {
+    /// Executing (or interrupted, if the worker died: it is executed again).
+    Running,
+    /// A `wait_for_webhook` or `approval` step parked, waiting.
+    Waiting,
+    /// Resumed or approved; the worker that picks the run up next finishes it.
+    Resumed,
+    /// Finished with an output.
+    Completed,
+    /// Failed (the run fails with it, or it was interrupted and executed again).
+    Failed,
+}
+
+impl StepStatus {
+    /// The name stored and shown.
+    ///
+    /// ```
+    /// use triggerd_domain::run::StepStatus;
+    /// assert_eq!(StepStatus::Resumed.as_str(), "resumed");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Running => "running",
+            StepStatus::Waiting => "waiting",
+            StepStatus::Resumed => "resumed",
+            StepStatus::Completed => "completed",
+            StepStatus::Failed => "failed",
+        }
+    }
+}
+
 /// Why a run failed: the run object's `error`, `{code, message}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RunError {

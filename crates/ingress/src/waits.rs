@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use triggerd_app::waits::{Decision, WaitKind};
 use triggerd_domain::mapping::parse_urlencoded;
-use triggerd_domain::run::rfc3339;
+use triggerd_domain::run::{RunStatus, rfc3339};
 use triggerd_storage::RunRow;
 use utoipa::ToSchema;
 
@@ -180,7 +180,7 @@ pub(crate) async fn resume(
         StatusCode::OK,
         &Resumed {
             run_id,
-            status: "running".to_owned(),
+            status: RunStatus::Running.as_str().to_owned(),
         },
     ))
 }
@@ -291,8 +291,8 @@ async fn decide(
         Err(e) => return answer_error(&ApiError::from(e)),
     };
     let (word, status) = match decision {
-        Decision::Approve => ("approved", "running"),
-        Decision::Reject => ("rejected", "failed"),
+        Decision::Approve => ("approved", RunStatus::Running.as_str()),
+        Decision::Reject => ("rejected", RunStatus::Failed.as_str()),
     };
     tracing::info!(%run_id, decision = word, "approval decided");
     if form {
@@ -566,6 +566,7 @@ fn decided_page(run_id: &str, decision: &Decision) -> String {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+    use triggerd_domain::run::StepStatus;
 
     use super::*;
 
@@ -592,13 +593,13 @@ mod tests {
             workflow_version: 3,
             trigger_id: None,
             source: "api".into(),
-            status: "waiting".into(),
+            status: RunStatus::Waiting.as_str().into(),
             input: json!({"note": "<script>alert(1)</script>", "q": "\"x\" & 'y'"}).to_string(),
             trigger_input: "null".into(),
             context: json!({"k": "</pre><img src=x>"}).to_string(),
             step_executions: json!([
-                {"step_id": "first", "status": "completed"},
-                {"step_id": "ok<1>", "status": "waiting"}
+                {"step_id": "first", "status": StepStatus::Completed},
+                {"step_id": "ok<1>", "status": StepStatus::Waiting}
             ])
             .to_string(),
             waiting_reason: Some("approval".into()),

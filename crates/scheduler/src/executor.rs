@@ -21,7 +21,7 @@ use triggerd_app::waits::{WaitKind, new_wait_token, waiting_payload};
 use triggerd_app::{App, AppError};
 use triggerd_delivery::OutboundClient;
 use triggerd_domain::definition::{Definition, Step, StepKind};
-use triggerd_domain::run::{RunError, RunStatus, rfc3339};
+use triggerd_domain::run::{RunError, RunStatus, StepStatus, rfc3339};
 use triggerd_storage::RunRow;
 
 use crate::LEASE;
@@ -147,7 +147,7 @@ impl Executor {
 
         // A wait resumed (or approved) since: its step finishes here, like any other step.
         if let Some(last) = progress.executions.last()
-            && last["status"] == "resumed"
+            && last["status"] == StepStatus::Resumed.as_str()
         {
             let output = last["output"].clone();
             let step = last["step_id"]
@@ -155,7 +155,7 @@ impl Executor {
                 .and_then(|id| definition.step(id))
                 .cloned();
             if let Some(last) = progress.executions.last_mut() {
-                last["status"] = json!("completed");
+                last["status"] = json!(StepStatus::Completed);
                 last["finished_at"] = json!(rfc3339(now));
             }
             if let Some(step) = step {
@@ -174,7 +174,7 @@ impl Executor {
         // Steps already finished (by this or an earlier worker), in order.
         let mut next = 0;
         for exec in &progress.executions {
-            if exec["status"] == "completed"
+            if exec["status"] == StepStatus::Completed.as_str()
                 && let Some(id) = exec["step_id"].as_str()
             {
                 progress
@@ -190,10 +190,10 @@ impl Executor {
         // A step left `running` was interrupted (a crash, a lost node): it runs again.
         let mut attempt: u64 = 1;
         if let Some(last) = progress.executions.last_mut()
-            && last["status"] == "running"
+            && last["status"] == StepStatus::Running.as_str()
         {
             attempt = last["attempt"].as_u64().unwrap_or(1) + 1;
-            last["status"] = json!("failed");
+            last["status"] = json!(StepStatus::Failed);
             last["finished_at"] = json!(rfc3339(now));
             last["error"] = json!(RunError::new(
                 "interrupted",
@@ -222,7 +222,7 @@ impl Executor {
             let timeout = step_timeout(step).min(remaining);
             // SAFETY (crash safety): the step's entry is committed `running` before it starts.
             progress.executions.push(json!({
-                "step_id": step.id, "type": step.kind.type_name(), "status": "running",
+                "step_id": step.id, "type": step.kind.type_name(), "status": StepStatus::Running,
                 "attempt": attempt, "started_at": rfc3339(now), "finished_at": null,
                 "output": null, "error": null,
             }));
@@ -261,7 +261,7 @@ impl Executor {
             entry["finished_at"] = json!(finished);
             match outcome {
                 Ok(output) => {
-                    entry["status"] = json!("completed");
+                    entry["status"] = json!(StepStatus::Completed);
                     entry["output"] = output.clone();
                     if let Err(error) = self.extract(step, &output, &mut progress).await {
                         return self.fail(&mut progress, error).await;
@@ -280,7 +280,7 @@ impl Executor {
                     }
                 }
                 Err(failure) => {
-                    entry["status"] = json!("failed");
+                    entry["status"] = json!(StepStatus::Failed);
                     entry["output"] = failure.output.unwrap_or(Value::Null);
                     entry["error"] = json!(failure.error);
                     return self.fail(&mut progress, failure.error).await;
@@ -316,7 +316,7 @@ impl Executor {
         let payload = waiting_payload(kind, self.app.public_url(), &token);
         let expires_at = now + (step_timeout(step).as_micros() as i64);
         progress.executions.push(json!({
-            "step_id": step.id, "type": step.kind.type_name(), "status": "waiting",
+            "step_id": step.id, "type": step.kind.type_name(), "status": StepStatus::Waiting,
             "attempt": attempt, "started_at": rfc3339(now), "finished_at": null,
             "output": null, "error": null, "wait_token": token,
         }));
@@ -354,7 +354,7 @@ impl Executor {
             .to_owned();
         let error = RunError::wait_timeout(&step_id);
         if let Some(last) = executions.last_mut() {
-            last["status"] = json!("failed");
+            last["status"] = json!(StepStatus::Failed);
             last["finished_at"] = json!(rfc3339(self.app.now()));
             last["error"] = json!(error);
         }
