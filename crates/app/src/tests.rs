@@ -400,6 +400,25 @@ async fn definitions_and_configs_this_build_cannot_honour_are_refused(
         other => panic!("{other:?}"),
     }
     assert!(app.store().get_workflow("wf").await.unwrap().is_none());
+    for (definition, path) in [
+        (
+            json!({"hooks": [{"url": "https://example.com/h", "events": ["run.failed"]}]}),
+            "hooks",
+        ),
+        (
+            json!({"on_success_url": "https://example.com/ok"}),
+            "on_success_url",
+        ),
+        (
+            json!({"on_failure_url": "https://example.com/ko"}),
+            "on_failure_url",
+        ),
+    ] {
+        match app.put_workflow("wf", object(definition)).await {
+            Err(AppError::InvalidDefinition(problems)) => assert_eq!(problems[0].path, path),
+            other => panic!("{other:?}"),
+        }
+    }
     let (dep, _) = deployed(&app, json!({"max_concurrent_runs": 0})).await;
     let refused = app
         .create_trigger(

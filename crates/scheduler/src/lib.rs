@@ -213,6 +213,14 @@ impl RunWorker {
                     Err(e) => return Err(e),
                 };
                 contexts.insert(run.deployment_id.clone(), Value::Object(stored));
+            }
+            // The deployment's name and webhook URLs cost a read; only outputs that use them
+            // get them (most runs reaching the worker read `context` instead).
+            if definition
+                .as_ref()
+                .is_some_and(|d| d.output_reads("deployment"))
+                && !roots.contains_key(&run.deployment_id)
+            {
                 let root = self.app.deployment_root(&run.deployment_id).await?;
                 roots.insert(run.deployment_id.clone(), root);
             }
@@ -223,7 +231,7 @@ impl RunWorker {
             let root = roots
                 .get(&run.deployment_id)
                 .cloned()
-                .unwrap_or(Value::Null);
+                .unwrap_or_else(|| serde_json::json!({"id": run.deployment_id}));
             let (path, change) = self.finish(&run, definition.as_deref(), &context, root);
             let (app, owner) = (self.app.clone(), self.owner.clone());
             // Updates go out together so the store's writer commits them in one batch.
