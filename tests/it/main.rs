@@ -16,6 +16,7 @@ mod management;
 mod observability;
 mod openapi;
 mod rate_limit;
+mod schedules;
 mod steps;
 mod triggers;
 mod waits;

@@ -205,6 +205,7 @@ impl App {
     ) -> Result<PutWorkflow, AppError> {
         let definition = parse_definition(name, document, self.options())?;
         let text = definition.source().to_string();
+        self.refuse_past_instants(name, &definition, &text).await?;
         let (name, now, clock) = (name.to_owned(), self.now(), self.clock().clone());
         let fail_after = self.inner.fail_sync_after;
         let definition = Arc::new(definition);
@@ -246,6 +247,33 @@ impl App {
             }
         }
         Ok(result)
+    }
+
+    /// Refuses a new definition whose declared one-time cron triggers lie in the past (they would
+    /// never fire). Submitting the latest version again is not a change and passes.
+    async fn refuse_past_instants(
+        &self,
+        name: &str,
+        definition: &Definition,
+        text: &str,
+    ) -> Result<(), AppError> {
+        let now = self.now();
+        let problems: Vec<_> = definition
+            .triggers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                crate::triggers::past_instant(&t.config, now, &format!("triggers[{i}].config.at"))
+            })
+            .collect();
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let latest = self.store().get_workflow(name).await?;
+        if latest.is_some_and(|(_, v)| v.definition == text) {
+            return Ok(());
+        }
+        Err(AppError::InvalidDefinition(problems))
     }
 
     /// Deletes a workflow and its versions; `Conflict` while it has deployments.
@@ -431,9 +459,8 @@ fn sync_declared(
         deployment_id: deployment.id.clone(),
         ..SyncReport::default()
     };
-    let next_fire_at = |config: &TriggerConfig| match config {
-        TriggerConfig::Cron(c) => c.next_after(clock.now()).map(|t| t.timestamp_micros()),
-        TriggerConfig::Webhook(_) => None,
+    let next_fire_at = |config: &TriggerConfig, enabled: bool| {
+        crate::triggers::next_fire_for(config, enabled, clock.now())
     };
     for declared in &definition.triggers {
         let stored = declared.config.stored_json().to_string();
@@ -452,7 +479,7 @@ fn sync_declared(
                     let patch = TriggerPatch {
                         enabled: None,
                         config: Some(stored),
-                        next_fire_at: Some(next_fire_at(&declared.config)),
+                        next_fire_at: Some(next_fire_at(&declared.config, row.enabled)),
                     };
                     tx.update_trigger(&row.id, &patch, now)?;
                     report.updated.push(declared.name.clone());
@@ -476,7 +503,7 @@ fn sync_declared(
                     enabled: true,
                     config: stored,
                     declared: true,
-                    next_fire_at: next_fire_at(&declared.config),
+                    next_fire_at: next_fire_at(&declared.config, true),
                     token,
                     now,
                 })?;

@@ -38,6 +38,9 @@
 //! ```
 
 pub mod clock;
+pub mod cron;
+#[cfg(test)]
+mod cron_tests;
 pub mod deployments;
 mod error;
 pub mod runs;
@@ -53,7 +56,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::Notify;
 use triggerd_storage::Store;
 
-pub use clock::{Clock, SystemClock, TestClock};
+pub use clock::{Clock, ScaledClock, SystemClock, TestClock};
 pub use error::AppError;
 
 /// The application: the store, the clock and the public URL, shared by every adapter. Cheap to

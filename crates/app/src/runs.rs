@@ -448,9 +448,14 @@ impl App {
         Ok(self.store().release_all_leases().await?)
     }
 
-    /// Deletes finished runs created before `cutoff` (µs); returns how many.
+    /// Deletes finished runs created before `cutoff` (µs), and the records of cron slots fired
+    /// before it; returns how many runs.
     pub async fn delete_finished_runs_before(&self, cutoff: i64) -> Result<u64, AppError> {
-        Ok(self.store().delete_finished_runs_before(cutoff).await?)
+        let runs = self.store().delete_finished_runs_before(cutoff).await?;
+        // A slot record only guards against firing a slot twice; slots that old never come due
+        // again (a trigger's next slot only moves forward).
+        self.store().delete_cron_slots_before(cutoff).await?;
+        Ok(runs)
     }
 
     /// Keeps the newest `keep` activity rows of a trigger; returns how many were deleted.

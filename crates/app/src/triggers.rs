@@ -7,8 +7,10 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use triggerd_domain::Problem;
+use triggerd_domain::cron::When;
 use triggerd_domain::definition::Definition;
 use triggerd_domain::ids::{IdKind, new_id, new_webhook_token};
 use triggerd_domain::inputs::InputSpecs;
@@ -111,16 +113,42 @@ pub(crate) fn unsupported(config: &TriggerConfig, at: &str) -> Option<Problem> {
     }
 }
 
+/// The problem with a one-time cron trigger whose instant is not after `now` (µs): it would
+/// never fire. Reported at `at` (`config.at`, `triggers[0].config.at`).
+pub(crate) fn past_instant(config: &TriggerConfig, now: i64, at: &str) -> Option<Problem> {
+    match config {
+        TriggerConfig::Cron(c) => match c.when {
+            When::At(instant) if instant.timestamp_micros() <= now => Some(Problem::new(
+                at,
+                format!(
+                    "{} is in the past: a one-time trigger needs an instant that is still to come",
+                    instant.to_rfc3339()
+                ),
+            )),
+            _ => None,
+        },
+        TriggerConfig::Webhook(_) => None,
+    }
+}
+
+/// A trigger's `next_fire_at` for a configuration: the next slot of an enabled cron trigger
+/// after `now`; `None` for webhooks, disabled triggers and one-time triggers that have fired.
+pub(crate) fn next_fire_for(
+    config: &TriggerConfig,
+    enabled: bool,
+    now: DateTime<Utc>,
+) -> Option<i64> {
+    match config {
+        TriggerConfig::Cron(c) if enabled => c.next_after(now).map(|t| t.timestamp_micros()),
+        _ => None,
+    }
+}
+
 impl App {
     /// The next slot of a cron trigger from now, in µs; `None` for webhooks and for one-time
     /// triggers whose instant has passed.
     pub fn next_fire_at(&self, config: &TriggerConfig) -> Option<i64> {
-        match config {
-            TriggerConfig::Cron(c) => c
-                .next_after(self.clock().now())
-                .map(|t| t.timestamp_micros()),
-            TriggerConfig::Webhook(_) => None,
-        }
+        next_fire_for(config, true, self.clock().now())
     }
 
     /// The typed trigger a webhook token maps to now: `None` when the token is unknown, rotated
@@ -164,6 +192,9 @@ impl App {
         let (_, definition) = self.deployment_definition(&deployment).await?;
         let config = validate_config(request.trigger_type, &request.config, &definition.inputs)
             .map_err(AppError::InvalidConfig)?;
+        if let Some(problem) = past_instant(&config, self.now(), "config.at") {
+            return Err(AppError::InvalidConfig(vec![problem]));
+        }
         let token = match request.trigger_type {
             TriggerType::Webhook => Some(new_token()?),
             TriggerType::Cron => None,
@@ -177,7 +208,7 @@ impl App {
             enabled: request.enabled,
             config: config.stored_json().to_string(),
             declared: false,
-            next_fire_at: self.next_fire_at(&config),
+            next_fire_at: next_fire_for(&config, request.enabled, self.clock().now()),
             token,
             now,
         };
@@ -222,6 +253,8 @@ impl App {
                     enabled,
                     ..TriggerPatch::default()
                 };
+                let enabled_now = enabled.unwrap_or(row.enabled);
+                let mut config = None;
                 if let (Some(changes), Some(inputs)) = (&config_changes, &inputs) {
                     let stored: Value = serde_json::from_str(&row.config).unwrap_or(Value::Null);
                     let mut merged = merge_config(&stored, changes);
@@ -232,17 +265,32 @@ impl App {
                         // Removing the secret turns signature checking off; its scheme goes too.
                         map.shift_remove("signature");
                     }
-                    let config = match validate_config(trigger_type, &merged, inputs) {
+                    let parsed = match validate_config(trigger_type, &merged, inputs) {
                         Ok(config) => config,
                         Err(problems) => return Ok(Err(AppError::InvalidConfig(problems))),
                     };
-                    patch.next_fire_at = Some(match &config {
-                        TriggerConfig::Cron(c) => {
-                            c.next_after(clock.now()).map(|t| t.timestamp_micros())
-                        }
-                        TriggerConfig::Webhook(_) => None,
-                    });
-                    patch.config = Some(config.stored_json().to_string());
+                    if changes.get("at").is_some_and(|v| !v.is_null())
+                        && let Some(problem) = past_instant(&parsed, now, "config.at")
+                    {
+                        return Ok(Err(AppError::InvalidConfig(vec![problem])));
+                    }
+                    patch.config = Some(parsed.stored_json().to_string());
+                    config = Some(parsed);
+                }
+                // A cron trigger's next slot is computed again when its schedule changes or it
+                // is enabled; a disabled trigger has none (it does not fire, and does not catch
+                // up on the slots of its disabled time when enabled again).
+                if trigger_type == TriggerType::Cron
+                    && (config.is_some() || enabled_now != row.enabled)
+                {
+                    let config = match config {
+                        Some(c) => c,
+                        None => match config_of(&row) {
+                            Ok(c) => c,
+                            Err(e) => return Ok(Err(e)),
+                        },
+                    };
+                    patch.next_fire_at = Some(next_fire_for(&config, enabled_now, clock.now()));
                 }
                 Ok(Ok(tx.update_trigger(&id, &patch, now)?))
             })

@@ -29,7 +29,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Datelike as _, SubsecRound as _, Utc};
+use chrono::{DateTime, Datelike as _, Duration, SubsecRound as _, Utc};
 use chrono_tz::Tz;
 use croner::parser::{CronParser, Seconds, Year};
 use croner::{Cron, JobType};
@@ -580,6 +580,83 @@ impl CatchUp {
             CatchUp::All => Self::MAX_SLOTS,
         };
         when.latest_slots(last_slot, now, tz, limit)
+    }
+}
+
+/// What a firing round does with a trigger: the slots to fire now and the slots it skips.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Due {
+    /// The slots to fire, oldest first.
+    pub fire: Vec<DateTime<Utc>>,
+    /// Slots that came due and are not fired, by the `catch_up` policy (counted up to
+    /// [`Due::MAX_SKIPPED`], oldest first).
+    pub skipped: Vec<DateTime<Utc>>,
+}
+
+impl Due {
+    /// The most skipped slots a round reports per trigger (after a long outage there may be
+    /// millions; they are not enumerated).
+    pub const MAX_SKIPPED: usize = 100;
+}
+
+impl CatchUp {
+    /// How late a slot may be fired and still count as on time rather than missed: a slot that
+    /// came due less than this long ago fires under every policy, `none` included.
+    pub const ON_TIME: Duration = Duration::seconds(60);
+
+    /// The firing round of a trigger whose next slot is `next_due`, at `now`: every slot in
+    /// `[next_due, now]` is due. The most recent one fires when it is on time
+    /// ([`CatchUp::ON_TIME`]); the older ones — and the latest too, when it is late — are missed
+    /// slots, handled by the policy: `none` skips them, `latest` fires the most recent due slot,
+    /// `all` fires each (the most recent [`CatchUp::MAX_SLOTS`]).
+    ///
+    /// ```
+    /// use chrono::{TimeZone, Utc};
+    /// use chrono_tz::Tz;
+    /// use triggerd_domain::cron::{CatchUp, Schedule, When};
+    ///
+    /// let when = When::Schedule(Schedule::parse("0 * * * *")?);
+    /// let next = Utc.with_ymd_and_hms(2026, 1, 1, 1, 0, 0).unwrap();
+    /// // On time: every policy fires the slot.
+    /// let now = Utc.with_ymd_and_hms(2026, 1, 1, 1, 0, 2).unwrap();
+    /// assert_eq!(CatchUp::None.due(&when, next, now, Tz::UTC).fire, [next]);
+    /// // Down from 00:30 to 03:30: 01:00, 02:00 and 03:00 were missed.
+    /// let now = Utc.with_ymd_and_hms(2026, 1, 1, 3, 30, 0).unwrap();
+    /// let none = CatchUp::None.due(&when, next, now, Tz::UTC);
+    /// assert!(none.fire.is_empty());
+    /// assert_eq!(none.skipped.len(), 3);
+    /// let latest = CatchUp::Latest.due(&when, next, now, Tz::UTC);
+    /// assert_eq!(latest.fire, [Utc.with_ymd_and_hms(2026, 1, 1, 3, 0, 0).unwrap()]);
+    /// assert_eq!(latest.skipped.len(), 2);
+    /// assert_eq!(CatchUp::All.due(&when, next, now, Tz::UTC).fire.len(), 3);
+    /// # Ok::<(), triggerd_domain::cron::ScheduleError>(())
+    /// ```
+    pub fn due(self, when: &When, next_due: DateTime<Utc>, now: DateTime<Utc>, tz: Tz) -> Due {
+        if next_due > now {
+            return Due::default();
+        }
+        let from = next_due - Duration::microseconds(1);
+        let fire = match self {
+            CatchUp::None => when
+                .latest_slots(from, now, tz, 1)
+                .into_iter()
+                .filter(|slot| now - *slot < Self::ON_TIME)
+                .collect(),
+            CatchUp::Latest => when.latest_slots(from, now, tz, 1),
+            CatchUp::All => when.latest_slots(from, now, tz, Self::MAX_SLOTS),
+        };
+        // Slots before the first fired one (or all, when none fires) are skipped.
+        let until = fire
+            .first()
+            .map_or(now, |first| *first - Duration::microseconds(1));
+        let skipped = match when {
+            When::Schedule(s) => s.slots_between(from, until, tz, Due::MAX_SKIPPED),
+            When::At(at) => (*at > from && *at <= until)
+                .then_some(*at)
+                .into_iter()
+                .collect(),
+        };
+        Due { fire, skipped }
     }
 }
 

@@ -465,6 +465,9 @@ impl RunError {
     pub const REJECTED: &'static str = "rejected";
     /// Code of a step that failed (HTTP status not expected, command exit code, ...).
     pub const STEP_FAILED: &'static str = "step_failed";
+    /// Code of a cron run whose fixed input no longer fits the inputs of the version its
+    /// deployment runs (the workflow changed after the trigger was created).
+    pub const INVALID_INPUT: &'static str = "invalid_input";
 
     /// An error with any code and message.
     ///

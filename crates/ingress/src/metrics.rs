@@ -11,6 +11,9 @@
 //! | `triggerd_webhook_ingest_seconds` | histogram | time from request to answer of accepted webhooks (includes the commit) |
 //! | `triggerd_runs_finished_total{status}` | counter | runs this process finished |
 //! | `triggerd_runs{status}` | gauge | runs in the database by status |
+//! | `triggerd_cron_slots_fired_total` | counter | cron slots this process fired (each started one run) |
+//! | `triggerd_cron_slots_skipped_total` | counter | cron slots skipped by their trigger's `catch_up` policy |
+//! | `triggerd_cron_fire_lateness_seconds` | histogram | time from a slot to its firing (caught-up slots included) |
 //! | `triggerd_store_commits_total`, `triggerd_store_jobs_total`, `triggerd_store_failed_batches_total` | counter | group-commit writer |
 //! | `triggerd_store_batch_size` | histogram | jobs per committed batch |
 
@@ -28,13 +31,25 @@ const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
 ];
 
+/// Buckets of `triggerd_cron_fire_lateness_seconds`: 10 ms to 1 h (caught-up slots are late).
+const LATENESS_BUCKETS: [f64; 12] = [
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 30.0, 60.0, 600.0, 3600.0,
+];
+
 /// Installs the process-wide Prometheus recorder; call once at start. Returns `None` (and logs)
 /// if a recorder is already installed.
 pub fn install_recorder() -> Option<PrometheusHandle> {
-    let builder = PrometheusBuilder::new().set_buckets_for_metric(
-        Matcher::Full("triggerd_webhook_ingest_seconds".into()),
-        &LATENCY_BUCKETS,
-    );
+    let builder = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("triggerd_webhook_ingest_seconds".into()),
+            &LATENCY_BUCKETS,
+        )
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("triggerd_cron_fire_lateness_seconds".into()),
+                &LATENESS_BUCKETS,
+            )
+        });
     match builder.and_then(PrometheusBuilder::install_recorder) {
         Ok(handle) => Some(handle),
         Err(e) => {

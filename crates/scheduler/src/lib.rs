@@ -11,8 +11,8 @@
 //!   through [`command`]), its execution recorded and committed before and after it runs, so a
 //!   run interrupted at any point resumes at its current step.
 //!
-//! Every state change goes through `triggerd_app::App::transition`. Cron firing arrives later in
-//! this crate too.
+//! Every state change goes through `triggerd_app::App::transition`. The [`cron::CronScheduler`]
+//! fires cron triggers' slots.
 //!
 //! The worker never polls on a fixed interval for new work: it sleeps until the store signals
 //! that runs were committed, or until the next lease could expire.
@@ -31,6 +31,7 @@
 //! ```
 
 pub mod command;
+pub mod cron;
 pub mod executor;
 pub mod steps;
 

@@ -261,7 +261,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let options = AppOptions {
         allow_commands: args.allow_commands,
     };
-    let app = App::with_options(store.clone(), Arc::new(SystemClock), &public_url, options);
+    let app = App::with_options(store.clone(), clock()?, &public_url, options);
     let client = OutboundClient::new(OutboundConfig {
         allow_private_networks: args.allow_private_networks,
         ..OutboundConfig::default()
@@ -308,6 +308,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let worker = tokio::spawn(
         triggerd_scheduler::RunWorker::new(app.clone(), owner, client).run(stop_rx.clone()),
     );
+    let cron = tokio::spawn(
+        triggerd_scheduler::cron::CronScheduler::new(app.clone()).run(stop_rx.clone()),
+    );
     let retention = args
         .run_retention_days
         .map(|days| tokio::spawn(retention::run(app.clone(), days, stop_rx)));
@@ -318,6 +321,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
 
     tracing::info!("shutting down: stopping the run worker and flushing the database");
     let _ = stop_tx.send(true);
+    let _ = cron.await;
     if let Some(retention) = retention {
         let _ = retention.await;
     }
@@ -332,6 +336,20 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     store.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The clock: the system's, unless `TRIGGERD_TEST_CLOCK=<anchor ms>x<speed>` asks for a faster
+/// one (end-to-end tests of schedules; never in production).
+fn clock() -> Result<Arc<dyn triggerd_app::Clock>, String> {
+    match std::env::var("TRIGGERD_TEST_CLOCK") {
+        Ok(text) if !text.is_empty() => {
+            let clock = triggerd_app::ScaledClock::parse(&text)
+                .map_err(|e| format!("TRIGGERD_TEST_CLOCK: {e}"))?;
+            tracing::warn!(value = %text, "TRIGGERD_TEST_CLOCK is set: time runs faster than the real clock (for tests only)");
+            Ok(Arc::new(clock))
+        }
+        _ => Ok(Arc::new(SystemClock)),
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -29,6 +29,7 @@
 mod checkpoint;
 mod conn;
 mod context;
+mod cron;
 mod deployments;
 mod error;
 mod ingest;
@@ -46,6 +47,7 @@ mod writer;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use cron::CronSlotRow;
 pub use deployments::{DeploymentRow, NewDeployment};
 pub use error::{Result, StoreError};
 pub use runs::{ActivityRow, IngestWrite, NewActivity, NewRun, RunFilter, RunRow, RunUpdate};

@@ -115,6 +115,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    cron_slots (trigger_id, scheduled_for) {
+        trigger_id -> Text,
+        scheduled_for -> BigInt,
+        run_id -> Text,
+        fired_at -> BigInt,
+    }
+}
+
 diesel::joinable!(workflow_versions -> workflows (workflow));
 diesel::joinable!(triggers -> deployments (deployment_id));
 diesel::joinable!(webhook_tokens -> triggers (trigger_id));
@@ -129,4 +138,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     runs,
     activity,
     deployment_context,
+    cron_slots,
 );

@@ -88,11 +88,11 @@ pub struct StoreStats {
 /// A write whose caller stops waiting (its future is dropped) still runs once it was queued.
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    url: DbUrl,
+pub(crate) struct Inner {
+    pub(crate) url: DbUrl,
     pool: Pool<ReadManager>,
     tx: mpsc::Sender<Msg>,
     runs_notify: Arc<Notify>,

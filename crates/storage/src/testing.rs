@@ -286,6 +286,22 @@ fn with_database(url: &str, name: &str) -> String {
     out
 }
 
+impl Store {
+    /// A second store on the same database (another node of a cluster, for tests): its own
+    /// writer and read pool. `None` for a SQLite file, which one process owns.
+    pub async fn reopen_for_tests(&self) -> Option<Store> {
+        let url = match &self.inner.url {
+            DbUrl::Postgres(url) => url.clone(),
+            DbUrl::Sqlite(_) => return None,
+        };
+        Some(
+            Store::open(&url, StoreOptions::default())
+                .await
+                .expect("reopen the test database"),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;

@@ -80,6 +80,11 @@ macro_rules! lock_rows {
 }
 
 impl Tx<'_> {
+    /// The connection, for the `Tx` methods other modules of this crate define.
+    pub(crate) fn conn(&mut self) -> &mut DbConn {
+        self.c
+    }
+
     /// A deployment, locked for the rest of the transaction.
     pub fn lock_deployment(&mut self, id: &str) -> Result<Option<DeploymentRow>> {
         lock_rows!(self.c, deployments_t::table, deployments_t::id, id);

@@ -1,0 +1,2 @@
+DROP INDEX triggers_next_fire;
+DROP TABLE cron_slots;
