@@ -10,7 +10,7 @@ use crate::conn::{DbConn, per_backend};
 use crate::deployments::DeploymentRow;
 use crate::error::Result;
 use crate::schema::{cron_slots, deployments, triggers};
-use crate::triggers::{self as trig, TriggerRow};
+use crate::triggers::{TriggerRecord, TriggerRow};
 use crate::tx::Tx;
 
 /// A fired slot, as recorded.
@@ -34,24 +34,23 @@ impl Tx<'_> {
     /// after this one commits, their `next_fire_at` no longer matches).
     pub fn lock_due_cron_triggers(&mut self, now: i64, limit: usize) -> Result<Vec<TriggerRow>> {
         let limit = limit.clamp(1, crate::store::MAX_PAGE) as i64;
-        let due = triggers::table
-            .filter(triggers::next_fire_at.le(now))
-            .filter(triggers::trigger_type.eq("cron"))
-            .filter(triggers::enabled.eq(true))
-            .order((triggers::next_fire_at.asc(), triggers::id.asc()))
-            .limit(limit)
-            .select(triggers::id);
-        let ids: Vec<String> = match self.conn() {
-            DbConn::Postgres(pg) => due.for_update().skip_locked().load(pg)?,
-            DbConn::Sqlite(lite) => due.load(lite)?,
-        };
-        let mut rows = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(row) = trig::load_trigger(self.conn(), &id)? {
-                rows.push(row);
-            }
+        // One query for the rows (cron triggers have no token): a round may hold hundreds.
+        macro_rules! due {
+            () => {
+                triggers::table
+                    .filter(triggers::next_fire_at.le(now))
+                    .filter(triggers::trigger_type.eq("cron"))
+                    .filter(triggers::enabled.eq(true))
+                    .order((triggers::next_fire_at.asc(), triggers::id.asc()))
+                    .limit(limit)
+                    .select(TriggerRecord::as_select())
+            };
         }
-        Ok(rows)
+        let records: Vec<TriggerRecord> = match self.conn() {
+            DbConn::Postgres(pg) => due!().for_update().skip_locked().load(pg)?,
+            DbConn::Sqlite(lite) => due!().load(lite)?,
+        };
+        Ok(records.into_iter().map(|r| r.with_token(None)).collect())
     }
 
     /// A deployment, read without a lock.

@@ -47,7 +47,7 @@ pub struct TriggerRow {
 // `None` binds NULL instead of DEFAULT: the INSERT text no longer depends on the values, so
 // diesel can cache its prepared statement (it re-prepares every INSERT that uses DEFAULT).
 #[diesel(table_name = triggers, treat_none_as_default_value = false)]
-struct TriggerRecord {
+pub(crate) struct TriggerRecord {
     id: String,
     deployment_id: String,
     name: Option<String>,
@@ -63,7 +63,7 @@ struct TriggerRecord {
 }
 
 impl TriggerRecord {
-    fn with_token(self, token: Option<String>) -> TriggerRow {
+    pub(crate) fn with_token(self, token: Option<String>) -> TriggerRow {
         TriggerRow {
             id: self.id,
             deployment_id: self.deployment_id,
