@@ -202,6 +202,7 @@ async fn a_sigkill_while_firing_loses_no_slot_and_doubles_none(backend: Backend)
 
 triggerd_tests::e2e_tests!(
     a_cron_trigger_fires_within_its_minute,
+    the_schedules_example_deploys_and_bad_schedules_are_refused,
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     a_sigkill_while_firing_loses_no_slot_and_doubles_none,
 );
@@ -214,4 +215,92 @@ mod cluster {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         three_nodes_fire_every_slot_exactly_once,
     );
+}
+
+/// The example of docs/schedules.md, applied as a user would: its declared cron triggers show
+/// their next slots; a one-time trigger in the past and an unknown time zone are refused with
+/// 422; a disabled trigger shows no next slot.
+async fn the_schedules_example_deploys_and_bad_schedules_are_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let example: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/schedules/reports.json"
+        ))
+        .expect("examples/schedules/reports.json"),
+    )
+    .expect("the example is JSON");
+    server.put_workflow("reports", example).await;
+    let deployment = server.deploy("reports", "production").await;
+    let dep = str_field(&deployment, "id");
+    let reply = send(
+        server
+            .client()
+            .get(server.api(&format!("/deployments/{dep}/triggers"))),
+    )
+    .await;
+    server.expect(&reply, 200, "list triggers");
+    let triggers = reply.body["data"].as_array().expect("data").clone();
+    let by_name = |name: &str| {
+        triggers
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("no trigger {name}: {triggers:#?}"))
+            .clone()
+    };
+    let now = Utc::now();
+    let morning = instant(&by_name("weekday-morning")["next_fire_at"]);
+    let london = morning.with_timezone(&chrono_tz::Europe::London);
+    assert_eq!(london.format("%H:%M").to_string(), "07:30", "{morning}");
+    assert!(morning > now && morning - now <= chrono::Duration::days(4));
+    let refresh = instant(&by_name("refresh")["next_fire_at"]);
+    assert_eq!(refresh.timestamp() % 900, 0);
+    assert!(refresh > now && refresh - now <= chrono::Duration::minutes(15));
+    assert_eq!(
+        by_name("launch")["next_fire_at"],
+        json!("2030-01-15T08:00:00.000000Z")
+    );
+
+    let create = |config: Value| {
+        server
+            .client()
+            .post(server.api(&format!("/deployments/{dep}/triggers")))
+            .json(&json!({"trigger_type": "cron", "config": config}))
+    };
+    let past = send(create(
+        json!({"at": "2020-01-01T00:00:00Z", "input": {"kind": "launch"}}),
+    ))
+    .await;
+    past.assert_error(422, "invalid_config");
+    assert_eq!(past.details()[0]["path"], "config.at", "{}", past.text);
+    let zone = send(create(
+        json!({"schedule": "0 9 * * *", "timezone": "Mars/Olympus", "input": {"kind": "daily"}}),
+    ))
+    .await;
+    zone.assert_error(422, "invalid_config");
+    let seconds = send(create(
+        json!({"schedule": "0 0 9 * * *", "input": {"kind": "daily"}}),
+    ))
+    .await;
+    seconds.assert_error(422, "invalid_config");
+
+    let id = str_field(&by_name("refresh"), "id");
+    let off = send(
+        server
+            .client()
+            .patch(server.api(&format!("/triggers/{id}")))
+            .json(&json!({"enabled": false})),
+    )
+    .await;
+    server.expect(&off, 200, "disable");
+    assert_eq!(off.body["next_fire_at"], Value::Null);
+    let on = send(
+        server
+            .client()
+            .patch(server.api(&format!("/triggers/{id}")))
+            .json(&json!({"enabled": true})),
+    )
+    .await;
+    server.expect(&on, 200, "enable");
+    assert_eq!(instant(&on.body["next_fire_at"]), refresh);
 }

@@ -17,7 +17,8 @@
 //! | [`runs`] | starting a run (webhook, API, cron) — a step-less run is completed at start —, moving a run between states through [`App::transition`], checked by the domain's state machine, which returns the events each move emits; cancelling |
 //! | [`triggers`] | creating, changing (one read-merge-write transaction), rotating and removing triggers; resolving a webhook token to a typed trigger; the next cron slot; [`TriggerChanges`], which replaces hand-placed cache invalidations |
 //! | [`deployments`] | storing a workflow version and deploying, each with the declared-trigger sync in the **same** transaction; the context store |
-//! | [`clock`] | the [`Clock`] every time-dependent decision reads, and a [`TestClock`] |
+//! | [`cron`] | firing due cron slots: slot record, run and next slot in one transaction (exactly once per slot) |
+//! | [`clock`] | the [`Clock`] every time-dependent decision reads, a [`TestClock`] and a [`ScaledClock`] |
 //!
 //! **Rules.** Every write goes through `App`; reads may go straight to the [`Store`]
 //! ([`App::store`]). This is the one place where storage rows (string-typed) and domain types
