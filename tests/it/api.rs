@@ -32,6 +32,17 @@ async fn management_api_requires_the_admin_token(backend: Backend) {
     )
     .await
     .assert_error(401, "unauthorized");
+    // Only exactly `Bearer <token>`: not two spaces, not the bare token, each with a message
+    // that says what to send.
+    for value in [format!("Bearer  {ADMIN_TOKEN}"), ADMIN_TOKEN.to_owned()] {
+        let reply = send(server.plain().get(&url).header("authorization", value)).await;
+        reply.assert_error(401, "unauthorized");
+        assert!(
+            reply.text.contains("malformed Authorization header"),
+            "{}",
+            reply.text
+        );
+    }
     // Writes are refused too, and nothing is stored.
     send(
         server

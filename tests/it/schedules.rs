@@ -283,6 +283,19 @@ async fn the_schedules_example_deploys_and_bad_schedules_are_refused(backend: Ba
     ))
     .await;
     seconds.assert_error(422, "invalid_config");
+    let never = send(create(
+        json!({"schedule": "0 0 30 2 *", "input": {"kind": "daily"}}),
+    ))
+    .await;
+    never.assert_error(422, "invalid_config");
+    assert!(
+        never.details()[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("never fires"),
+        "{}",
+        never.text
+    );
 
     let id = str_field(&by_name("refresh"), "id");
     let off = send(

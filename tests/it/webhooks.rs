@@ -380,6 +380,62 @@ async fn malformed_json_gets_400_with_the_exact_message(backend: Backend) {
     server.assert_no_runs(&hook.id).await;
 }
 
+/// `{"email": ..., "deep": [[[...]]]}` with `deep` nested `levels` arrays deep (the body itself
+/// one level more).
+fn nested_body(levels: usize) -> String {
+    format!(
+        r#"{{"email": "deep@example.com", "deep": {}1{}}}"#,
+        "[".repeat(levels),
+        "]".repeat(levels)
+    )
+}
+
+async fn json_nested_up_to_the_limit_round_trips_and_deeper_gets_400(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let hook = server
+        .setup_webhook(order_workflow(), json!({"rate_limit_per_minute": 0}))
+        .await;
+    let post = |body: String| {
+        server
+            .plain()
+            .post(&hook.url)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    // 64 levels in all: accepted, and read back whole from every view.
+    let body = nested_body(63);
+    let reply = send(post(body.clone())).await;
+    server.expect(&reply, 201, "a body 64 levels deep");
+    let run = server.get_run(&str_field(&reply.body, "run_id")).await;
+    let sent: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        run["trigger_input"]["body"], sent,
+        "the body reads back whole"
+    );
+    let listed = server.runs_of_trigger(&hook.id).await;
+    assert_eq!(listed[0]["trigger_input"]["body"], sent);
+    // Deeper (65, and 127 — which serde_json alone would still parse): 400, nothing stored.
+    for levels in [64, 126] {
+        let reply = send(post(nested_body(levels))).await;
+        reply.assert_error(400, "malformed_json");
+        assert!(reply.text.contains("64 levels"), "{}", reply.text);
+    }
+    assert_eq!(server.runs_of_trigger(&hook.id).await.len(), 1);
+    // The management API holds the same limit.
+    let reply = send(
+        server.client().post(server.api("/runs")).json(
+            &serde_json::from_str::<Value>(&format!(
+                r#"{{"deployment_id": "{}", "input": {}}}"#,
+                hook.deployment_id,
+                nested_body(100)
+            ))
+            .unwrap(),
+        ),
+    )
+    .await;
+    reply.assert_error(400, "malformed_json");
+}
+
 async fn missing_or_wrong_signature_gets_401_bad_signature(backend: Backend) {
     let server = TestServer::start(backend).await;
     let hook = server
@@ -563,6 +619,7 @@ async fn checks_run_in_the_documented_order(backend: Backend) {
 
 triggerd_tests::e2e_tests!(
     webhook_answers_201_with_run_and_request_ids,
+    json_nested_up_to_the_limit_round_trips_and_deeper_gets_400,
     webhook_run_has_mapped_input_redacted_trigger_input_and_final_output,
     query_and_rest_path_are_captured,
     mapping_reads_headers_query_path_and_method_with_type_conversion,

@@ -273,6 +273,21 @@ impl Schedule {
         None
     }
 
+    /// True when no date matches the pattern (`0 0 30 2 *`, `0 0 31 4 *`): it would never fire.
+    /// Whether a date matches does not depend on the year beyond leap years and weekdays, which
+    /// repeat within 400 years; croner searches far further.
+    ///
+    /// ```
+    /// use triggerd_domain::cron::Schedule;
+    /// assert!(Schedule::parse("0 0 30 2 *")?.never_fires());
+    /// assert!(!Schedule::parse("0 0 29 2 *")?.never_fires()); // leap years
+    /// # Ok::<(), triggerd_domain::cron::ScheduleError>(())
+    /// ```
+    pub fn never_fires(&self) -> bool {
+        let from = DateTime::from_timestamp(946_684_800, 0).unwrap_or_default(); // 2000-01-01
+        self.next_after(from, Tz::UTC).is_none()
+    }
+
     /// The last slot at or before `at`, in time zone `tz`.
     fn previous_at_or_before(
         &self,

@@ -48,6 +48,39 @@ pub const ALWAYS_REDACTED: [&str; 3] = ["authorization", "cookie", "x-api-key"];
 /// The text that replaces a redacted header value.
 pub const REDACTED: &str = "[redacted]";
 
+/// The deepest nesting a received JSON document may have: a webhook body, a run's input, a
+/// context value. Stored documents are wrapped in a few more levels (`trigger.body`, …) and must
+/// read back whole, below `serde_json`'s own limit of 128.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// How deeply `value` nests: 0 for a scalar, 1 for `[]` or `{}` of scalars, and so on. Iterative,
+/// so any depth is measured without recursion.
+///
+/// ```
+/// use serde_json::json;
+/// use triggerd_domain::mapping::json_depth;
+/// assert_eq!(json_depth(&json!(1)), 0);
+/// assert_eq!(json_depth(&json!({"a": [1, {"b": 2}]})), 3);
+/// ```
+pub fn json_depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((v, depth)) = stack.pop() {
+        match v {
+            Value::Array(items) => {
+                deepest = deepest.max(depth + 1);
+                stack.extend(items.iter().map(|item| (item, depth + 1)));
+            }
+            Value::Object(map) => {
+                deepest = deepest.max(depth + 1);
+                stack.extend(map.values().map(|item| (item, depth + 1)));
+            }
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// Builds a `trigger_input` document from its parts.
 pub fn trigger_input(method: &str, path: &str, query: Value, headers: Value, body: Value) -> Value {
     let mut map = Map::with_capacity(5);

@@ -662,6 +662,13 @@ fn parse_cron(
             None
         }
         (Some(Value::String(s)), None) => match Schedule::parse(s) {
+            Ok(schedule) if schedule.never_fires() => {
+                problems.push(Problem::new(
+                    "config.schedule",
+                    format!("{s:?} never fires: no date matches it (such as February 30th)"),
+                ));
+                None
+            }
             Ok(schedule) => Some((When::Schedule(schedule), json!(s))),
             Err(e) => {
                 problems.push(Problem::new("config.schedule", e.to_string()));

@@ -50,6 +50,19 @@ impl ApiError {
         )
     }
 
+    /// 400 `malformed_json` for a JSON document nested deeper than
+    /// [`MAX_JSON_DEPTH`](triggerd_domain::mapping::MAX_JSON_DEPTH) levels.
+    pub fn too_deep() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!(
+                "Received malformed JSON payload: it nests more than {} levels deep.",
+                triggerd_domain::mapping::MAX_JSON_DEPTH
+            ),
+        )
+    }
+
     /// 401 `unauthorized`.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)

@@ -20,7 +20,9 @@ use triggerd_app::AppError;
 use triggerd_app::runs::RunStart;
 use triggerd_domain::activity::Outcome;
 use triggerd_domain::ids::{IdKind, constant_time_eq, is_plausible_webhook_token, new_id};
-use triggerd_domain::mapping::{headers_to_map, parse_urlencoded, query_to_map, trigger_input};
+use triggerd_domain::mapping::{
+    MAX_JSON_DEPTH, headers_to_map, json_depth, parse_urlencoded, query_to_map, trigger_input,
+};
 use triggerd_domain::run::{RunSource, RunStatus};
 use triggerd_domain::trigger::ResponseMode;
 use triggerd_storage::{IngestWrite, NewActivity};
@@ -337,6 +339,9 @@ async fn check(
         return refuse(error, Outcome::Unauthorized);
     }
     let parsed = match parse_body(&parts.headers, &body) {
+        Ok(v) if json_depth(&v) > MAX_JSON_DEPTH => {
+            return refuse(ApiError::too_deep(), Outcome::Malformed);
+        }
         Ok(v) => v,
         Err(()) => return refuse(ApiError::malformed_json(), Outcome::Malformed),
     };

@@ -185,16 +185,22 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<Response<B
 
 /// Checks `Authorization: Bearer <admin token>` against the stored hash (constant time).
 fn authenticate(state: &AppState, headers: &http::HeaderMap) -> Result<(), ApiError> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(ApiError::unauthorized(
+            "missing API token: send Authorization: Bearer <token>",
+        ));
+    };
+    // Exactly `Bearer <token>`: one space, a token without whitespace.
+    let token = value
+        .to_str()
+        .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
+        .filter(|t| !t.is_empty() && !t.contains(char::is_whitespace));
+    match token {
         Some(token) if verify_token_hash(token, &state.config.admin_token_hash) => Ok(()),
         Some(_) => Err(ApiError::unauthorized("wrong API token")),
         None => Err(ApiError::unauthorized(
-            "missing API token: send Authorization: Bearer <token>",
+            "malformed Authorization header: send exactly Authorization: Bearer <token>",
         )),
     }
 }
@@ -242,9 +248,11 @@ async fn read_json(state: &AppState, req: Request<Incoming>) -> Result<Option<Va
         Some(ct) if ct.ends_with("+json") => {}
         _ => return Err(ApiError::unsupported_media_type()),
     }
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|_| ApiError::malformed_json())
+    let value: Value = serde_json::from_slice(&bytes).map_err(|_| ApiError::malformed_json())?;
+    if triggerd_domain::mapping::json_depth(&value) > triggerd_domain::mapping::MAX_JSON_DEPTH {
+        return Err(ApiError::too_deep());
+    }
+    Ok(Some(value))
 }
 
 impl Call {
