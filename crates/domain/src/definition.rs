@@ -443,24 +443,26 @@ fn bounded_at(
 ) -> u64 {
     match value {
         None | Some(Value::Null) => default,
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(v) if v > max => {
-                problems.push(Problem::new(at, format!("must be at most {max}, got {v}")));
-                default
+        Some(v @ Value::Number(n)) => {
+            match crate::inputs::whole_number(v).and_then(|w| u64::try_from(w).ok()) {
+                Some(v) if v > max => {
+                    problems.push(Problem::new(at, format!("must be at most {max}, got {v}")));
+                    default
+                }
+                Some(v) if v < min => {
+                    problems.push(Problem::new(at, format!("must be at least {min}, got {v}")));
+                    default
+                }
+                Some(v) => v,
+                None => {
+                    problems.push(Problem::new(
+                        at,
+                        format!("must be a whole number from {min} to {max}, got {n}"),
+                    ));
+                    default
+                }
             }
-            Some(v) if v < min => {
-                problems.push(Problem::new(at, format!("must be at least {min}, got {v}")));
-                default
-            }
-            Some(v) => v,
-            None => {
-                problems.push(Problem::new(
-                    at,
-                    format!("must be a whole number from {min} to {max}, got {n}"),
-                ));
-                default
-            }
-        },
+        }
         Some(other) => {
             problems.push(Problem::new(
                 at,

@@ -86,12 +86,8 @@ impl InputType {
                 if n.is_i64() || n.is_u64() {
                     Ok(Value::Number(n))
                 } else {
-                    match n.as_f64() {
-                        Some(f) if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => {
-                            Ok(Value::from(f as i64))
-                        }
-                        _ => Err(Value::Number(n)),
-                    }
+                    let v = Value::Number(n);
+                    whole_number(&v).map(Value::from).ok_or(v)
                 }
             }
             (_, v) => Err(v),
@@ -206,6 +202,26 @@ impl InputProblem {
             message: message.into(),
         }
     }
+}
+
+/// A JSON number that is a whole number — `60` or `60.0` — as an integer; the one rule for
+/// whole numbers everywhere (integer inputs, limits in trigger configurations and definitions,
+/// version numbers in the API). Floats with a fraction, and beyond 2^53, are not.
+///
+/// ```
+/// use serde_json::json;
+/// use triggerd_domain::inputs::whole_number;
+/// assert_eq!(whole_number(&json!(60)), Some(60));
+/// assert_eq!(whole_number(&json!(60.0)), Some(60));
+/// assert_eq!(whole_number(&json!(60.5)), None);
+/// assert_eq!(whole_number(&json!("60")), None);
+/// ```
+pub fn whole_number(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15)
+            .map(|f| f as i64)
+    })
 }
 
 /// The declared inputs of a workflow, in declaration order.

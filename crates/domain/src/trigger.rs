@@ -216,8 +216,10 @@ fn uint(
 ) -> u64 {
     match map.get(key) {
         None | Some(Value::Null) => default,
-        Some(Value::Number(n)) if n.as_u64().is_some_and(|v| v <= max) => {
-            n.as_u64().unwrap_or(default)
+        Some(v @ Value::Number(_))
+            if crate::inputs::whole_number(v).is_some_and(|n| n >= 0 && n as u64 <= max) =>
+        {
+            crate::inputs::whole_number(v).map_or(default, |n| n as u64)
         }
         Some(other) => {
             problems.push(Problem::new(
@@ -777,6 +779,18 @@ mod tests {
 
     fn paths(problems: Vec<Problem>) -> Vec<String> {
         problems.into_iter().map(|p| p.path).collect()
+    }
+
+    #[test]
+    fn whole_number_floats_count_as_whole_numbers_and_fractions_do_not() {
+        let w = webhook(json!({"rate_limit_per_minute": 60.0, "max_body_bytes": 1024.0})).unwrap();
+        assert_eq!((w.rate_limit_per_minute, w.max_body_bytes), (60, 1024));
+        for bad in [json!(60.5), json!(-1), json!("60")] {
+            let problems = webhook(json!({"rate_limit_per_minute": bad})).unwrap_err();
+            assert_eq!(paths(problems), ["config.rate_limit_per_minute"]);
+        }
+        let never = cron(json!({"schedule": "0 0 30 2 *", "input": {"email": "a@b"}})).unwrap_err();
+        assert_eq!(paths(never), ["config.schedule"]);
     }
 
     #[test]

@@ -315,11 +315,7 @@ impl Call {
 
 /// A JSON number that is a whole number (`2` or `2.0`, as for inputs), as an integer.
 pub(crate) fn whole_number(v: &Value) -> Option<i64> {
-    v.as_i64().or_else(|| {
-        v.as_f64()
-            .filter(|f| f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15)
-            .map(|f| f as i64)
-    })
+    triggerd_domain::inputs::whole_number(v)
 }
 
 #[cfg(test)]
