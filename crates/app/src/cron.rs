@@ -184,8 +184,10 @@ impl App {
                             row: run,
                             status,
                             events,
+                            outbox,
                         } = self.prepare_run(start, &definition);
                         tx.insert_run(&run)?;
+                        tx.enqueue_events(&run.id, &outbox)?;
                         (status, events)
                     }
                     Err(problems) => {
@@ -280,6 +282,7 @@ fn failed_at_start(
         finished_at: Some(now),
         error: Some(serde_json::to_string(&error).unwrap_or_else(|_| Value::Null.to_string())),
         release_lease: true,
+        events: crate::runs::outbox(&events, now),
         ..RunUpdate::default()
     })?;
     Ok(events)

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use triggerd_domain::Problem;
 use triggerd_domain::definition::{Definition, StepKind};
 use triggerd_domain::ids::{IdKind, is_valid_id, new_id};
+use triggerd_domain::run::EventType;
 use triggerd_domain::trigger::TriggerConfig;
 use triggerd_storage::{
     DeploymentRow, NewDeployment, NewTrigger, StoreError, TriggerPatch, TriggerRow, Tx,
@@ -61,6 +62,9 @@ pub struct PutWorkflow {
     pub created: bool,
     /// The declared-trigger changes, per deployment that tracks the latest version.
     pub synced: Vec<SyncReport>,
+    /// The workflow-scoped hooks the latest version declares (`hooks`, `on_success_url`,
+    /// `on_failure_url`), as stored: unchanged ones keep their id and secret across versions.
+    pub hooks: Vec<triggerd_storage::HookRow>,
 }
 
 /// A stored definition, parsed. Stored definitions were validated when stored; one this build
@@ -116,19 +120,6 @@ pub fn parse_definition(
             }
         })
         .collect();
-    // Event hooks are not built yet (no delivery): refused rather than stored and never sent.
-    let hooks_missing = "event hooks are not available in this version: leave it out";
-    if !definition.hooks.is_empty() {
-        problems.push(Problem::new("hooks", hooks_missing));
-    }
-    for (field, set) in [
-        ("on_success_url", definition.on_success_url.is_some()),
-        ("on_failure_url", definition.on_failure_url.is_some()),
-    ] {
-        if set {
-            problems.push(Problem::new(field, hooks_missing));
-        }
-    }
     problems.extend(
         definition
             .triggers
@@ -232,13 +223,22 @@ impl App {
                         }
                     }
                 }
+                let hooks = if created {
+                    sync_declared_hooks(tx, &name, &definition, now)?
+                } else {
+                    tx.declared_hooks(&name)?
+                };
                 Ok(PutWorkflow {
                     version,
                     created,
                     synced,
+                    hooks,
                 })
             })
             .await?;
+        if !result.hooks.is_empty() {
+            self.set_hooks_may_exist(true);
+        }
         if result.created {
             self.trigger_changes().changed();
             tracing::info!(workflow = %result.version.workflow, version = result.version.version, "workflow version stored");
@@ -520,4 +520,71 @@ fn sync_declared(
         }
     }
     Ok(report)
+}
+
+/// The hooks a definition declares: `(origin, url, events)`.
+fn declared_hook_specs(definition: &Definition) -> Vec<(&'static str, String, Vec<EventType>)> {
+    let mut specs: Vec<(&'static str, String, Vec<EventType>)> = definition
+        .hooks
+        .iter()
+        .map(|h| ("definition", h.url.clone(), h.events.clone()))
+        .collect();
+    if let Some(url) = &definition.on_success_url {
+        specs.push(("on_success_url", url.clone(), vec![EventType::RunCompleted]));
+    }
+    if let Some(url) = &definition.on_failure_url {
+        specs.push(("on_failure_url", url.clone(), vec![EventType::RunFailed]));
+    }
+    specs
+}
+
+/// Makes the workflow-scoped hooks of `workflow` that its definition declares match a new
+/// version: a hook declared again (same origin, URL and events) is kept with its id and secret,
+/// one no longer declared is removed (its pending deliveries given up), a new one is created
+/// with a generated secret. Returns the hooks now declared.
+fn sync_declared_hooks(
+    tx: &mut Tx<'_>,
+    workflow: &str,
+    definition: &Definition,
+    now: i64,
+) -> Result<Vec<triggerd_storage::HookRow>, StoreError> {
+    let mut existing = tx.declared_hooks(workflow)?;
+    let mut kept = Vec::new();
+    for (origin, url, events) in declared_hook_specs(definition) {
+        let events_text = serde_json::Value::Array(
+            events
+                .iter()
+                .map(|e| serde_json::Value::String(e.as_str().to_owned()))
+                .collect(),
+        )
+        .to_string();
+        if let Some(i) = existing
+            .iter()
+            .position(|h| h.origin == origin && h.url == url && h.events == events_text)
+        {
+            kept.push(existing.swap_remove(i));
+            continue;
+        }
+        let secret = triggerd_domain::ids::new_hook_secret()
+            .map_err(|e| StoreError::aborted(format!("no randomness for a secret: {e}")))?;
+        let row = triggerd_storage::HookRow {
+            id: new_id(IdKind::Hook),
+            scope: "workflow".to_owned(),
+            workflow: Some(workflow.to_owned()),
+            deployment_id: None,
+            run_id: None,
+            url,
+            events: events_text,
+            secret,
+            origin: origin.to_owned(),
+            created_at: now,
+        };
+        tx.create_hook(&row)?;
+        kept.push(row);
+    }
+    for gone in existing {
+        tx.delete_hook(&gone.id, now)?;
+    }
+    kept.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(kept)
 }

@@ -17,6 +17,7 @@
 //! | [`runs`] | starting a run (webhook, API, cron) — a step-less run is completed at start —, moving a run between states through [`App::transition`], checked by the domain's state machine, which returns the events each move emits; cancelling |
 //! | [`triggers`] | creating, changing (one read-merge-write transaction), rotating and removing triggers; resolving a webhook token to a typed trigger; the next cron slot; [`TriggerChanges`], which replaces hand-placed cache invalidations |
 //! | [`deployments`] | storing a workflow version and deploying, each with the declared-trigger sync in the **same** transaction; the context store |
+//! | [`hooks`] | event hooks and their secrets, the deliveries' log and manual retry, the body of an event (the deliveries are written by each state change's transaction) |
 //! | [`cron`] | firing due cron slots: slot record, run and next slot in one transaction (exactly once per slot) |
 //! | [`clock`] | the [`Clock`] every time-dependent decision reads, a [`TestClock`] and a [`ScaledClock`] |
 //!
@@ -44,6 +45,7 @@ pub mod cron;
 mod cron_tests;
 pub mod deployments;
 mod error;
+pub mod hooks;
 pub mod runs;
 #[cfg(test)]
 mod tests;
@@ -73,6 +75,10 @@ struct Inner {
     public_url: String,
     options: AppOptions,
     changes: Arc<TriggerChanges>,
+    /// Set once a hook is known to exist (created here, or seen by the delivery worker): the
+    /// webhook path then wakes the delivery workers after its commit. Only a wake-up hint —
+    /// deliveries are written by the transaction whatever it says.
+    hooks_seen: std::sync::atomic::AtomicBool,
     /// Tests only: make the declared-trigger sync fail after this many changes.
     fail_sync_after: Option<usize>,
 }
@@ -114,6 +120,7 @@ impl App {
                 options,
                 public_url: public_url.trim_end_matches('/').to_owned(),
                 changes: Arc::new(TriggerChanges::default()),
+                hooks_seen: std::sync::atomic::AtomicBool::new(false),
                 fail_sync_after: None,
             }),
         }
@@ -152,6 +159,17 @@ impl App {
     /// Stores a server setting (e.g. the admin token's hash).
     pub async fn set_setting(&self, key: &str, value: &str) -> Result<(), AppError> {
         Ok(self.inner.store.set_setting(key, value).await?)
+    }
+
+    /// Whether hooks may exist (see `hooks_seen`): a wake-up hint for the delivery workers.
+    pub fn hooks_may_exist(&self) -> bool {
+        self.inner.hooks_seen.load(Ordering::Relaxed)
+    }
+
+    /// Records that hooks exist (or may): the webhook path wakes the delivery workers from now
+    /// on.
+    pub fn set_hooks_may_exist(&self, exist: bool) {
+        self.inner.hooks_seen.store(exist, Ordering::Relaxed);
     }
 
     /// Told of every change to a trigger made through this `App` (and so on this node).

@@ -9,10 +9,11 @@
 
 use serde_json::{Map, Value};
 use triggerd_domain::definition::Definition;
+use triggerd_domain::ids::{IdKind, new_id};
 use triggerd_domain::run::{
     EventType, RunError, RunSource, RunStatus, run_root, run_scope, transition_events,
 };
-use triggerd_storage::{IngestWrite, NewRun, RunRow, RunUpdate};
+use triggerd_storage::{IngestWrite, NewRun, OutboxEvent, RunRow, RunUpdate};
 
 use crate::{App, AppError};
 
@@ -50,6 +51,8 @@ pub struct PreparedRun {
     pub status: RunStatus,
     /// The events the write emits.
     pub events: Vec<EventType>,
+    /// Those events for the outbox (written with the run: hand them to the write).
+    pub outbox: Vec<OutboxEvent>,
 }
 
 /// The typed changes of a state move (see [`App::transition`]); `None` fields are left as they
@@ -190,10 +193,12 @@ impl App {
         row.final_output = Some(output.to_string());
         row.started_at = Some(now);
         row.finished_at = Some(now);
+        let outbox = outbox(&events, now);
         PreparedRun {
             row,
             status: RunStatus::Completed,
             events,
+            outbox,
         }
     }
 
@@ -204,10 +209,40 @@ impl App {
         definition: &Definition,
     ) -> Result<PreparedRun, AppError> {
         let prepared = self.prepare_run(start, definition);
-        let row = prepared.row.clone();
+        let (row, events) = (prepared.row.clone(), prepared.outbox.clone());
         self.store()
-            .transaction(move |tx| tx.insert_run(&row))
+            .transaction(move |tx| {
+                tx.insert_run(&row)?;
+                tx.enqueue_events(&row.id, &events)
+            })
             .await?;
+        log_events(&prepared.row.id, &prepared.events);
+        Ok(prepared)
+    }
+
+    /// [`App::start_run`] with run-scoped hooks (`hooks` of `POST /runs`), stored in the same
+    /// transaction as the run, so they see every event of it.
+    pub async fn start_run_with_hooks(
+        &self,
+        start: RunStart,
+        definition: &Definition,
+        hooks: Vec<triggerd_storage::HookRow>,
+    ) -> Result<PreparedRun, AppError> {
+        if hooks.is_empty() {
+            return self.start_run(start, definition).await;
+        }
+        let prepared = self.prepare_run(start, definition);
+        let (row, events) = (prepared.row.clone(), prepared.outbox.clone());
+        self.store()
+            .transaction(move |tx| {
+                tx.insert_run(&row)?;
+                for hook in &hooks {
+                    tx.create_hook(hook)?;
+                }
+                tx.enqueue_events(&row.id, &events)
+            })
+            .await?;
+        self.set_hooks_may_exist(true);
         log_events(&prepared.row.id, &prepared.events);
         Ok(prepared)
     }
@@ -216,7 +251,11 @@ impl App {
     /// activity row, batched with concurrent requests (group commit). Returns once durably
     /// committed; `TokenGone` when the token was rotated, removed or disabled in flight.
     pub async fn ingest(&self, write: IngestWrite) -> Result<(), AppError> {
+        let events = !write.events.is_empty();
         self.store().ingest(write).await?;
+        if events && self.hooks_may_exist() {
+            triggerd_storage::wake_delivery_workers();
+        }
         Ok(())
     }
 
@@ -249,6 +288,7 @@ impl App {
             step_executions: change.step_executions.map(|v| v.to_string()),
             context: change.context.map(|v| v.to_string()),
             lease_until: change.lease_until,
+            events: outbox(&events, now),
             ..RunUpdate::default()
         };
         if from == RunStatus::Pending && path.contains(&RunStatus::Running) {
@@ -325,6 +365,7 @@ impl App {
                     update.status = Some(RunStatus::Running.as_str().to_owned());
                     update.started_at = Some(row.started_at.unwrap_or(now));
                     update.lease_until = Some(lease_until);
+                    update.events = outbox(&events, now);
                     tx.force_update_run(update)?;
                     Ok(Ok(Some(events)))
                 } else {
@@ -422,6 +463,7 @@ impl App {
                     status: Some(RunStatus::Cancelled.as_str().to_owned()),
                     finished_at: Some(now),
                     release_lease: true,
+                    events: outbox(&events, now),
                     ..RunUpdate::default()
                 };
                 clear_wait(&mut update);
@@ -487,6 +529,7 @@ fn pending(row: NewRun) -> PreparedRun {
         row,
         status: RunStatus::Pending,
         events: Vec::new(),
+        outbox: Vec::new(),
     }
 }
 
@@ -500,8 +543,21 @@ fn json_text(error: &RunError) -> String {
     serde_json::to_string(error).unwrap_or_else(|_| "null".to_owned())
 }
 
-/// The events a change emitted. Event-hook deliveries will be written in the same transaction
-/// as the change; until then they are logged.
+/// The outbox records of `events`, each with a new event id (`evt_...`, the `webhook-id` of its
+/// deliveries), happening at `at` (µs). Hand them to the write of the change that emits them.
+pub fn outbox(events: &[EventType], at: i64) -> Vec<OutboxEvent> {
+    events
+        .iter()
+        .map(|e| OutboxEvent {
+            id: new_id(IdKind::Event),
+            event_type: e.as_str(),
+            at,
+        })
+        .collect()
+}
+
+/// The events a change emitted, for the debug log; their deliveries are written by the change's
+/// transaction (see [`outbox`]).
 pub(crate) fn log_events(run_id: &str, events: &[EventType]) {
     for event in events {
         tracing::debug!(%run_id, event = %event, "run event");

@@ -302,6 +302,7 @@ async fn deploy_and_put_sync_declared_triggers_in_one_transaction(app: App, cloc
             public_url: failing.public_url().to_owned(),
             options: failing.options(),
             changes: failing.trigger_changes().clone(),
+            hooks_seen: Default::default(),
             fail_sync_after: Some(2),
         }),
     };
@@ -355,6 +356,7 @@ async fn deploy_and_put_sync_declared_triggers_in_one_transaction(app: App, cloc
             public_url: app.public_url().to_owned(),
             options: app.options(),
             changes: app.trigger_changes().clone(),
+            hooks_seen: Default::default(),
             fail_sync_after: Some(1),
         }),
     };
@@ -400,25 +402,26 @@ async fn definitions_and_configs_this_build_cannot_honour_are_refused(
         other => panic!("{other:?}"),
     }
     assert!(app.store().get_workflow("wf").await.unwrap().is_none());
-    for (definition, path) in [
-        (
-            json!({"hooks": [{"url": "https://example.com/h", "events": ["run.failed"]}]}),
-            "hooks",
-        ),
-        (
-            json!({"on_success_url": "https://example.com/ok"}),
-            "on_success_url",
-        ),
-        (
-            json!({"on_failure_url": "https://example.com/ko"}),
-            "on_failure_url",
-        ),
-    ] {
-        match app.put_workflow("wf", object(definition)).await {
-            Err(AppError::InvalidDefinition(problems)) => assert_eq!(problems[0].path, path),
-            other => panic!("{other:?}"),
-        }
-    }
+    // Declared hooks follow the definition's versions: kept (same id and secret) while declared
+    // the same, removed when dropped, created when new.
+    let v1 = json!({"hooks": [{"url": "https://example.com/h", "events": ["run.failed"]}],
+                    "on_success_url": "https://example.com/ok"});
+    let put = app.put_workflow("hooked", object(v1)).await.unwrap();
+    assert_eq!(put.hooks.len(), 2);
+    let origins: Vec<&str> = put.hooks.iter().map(|h| h.origin.as_str()).collect();
+    assert!(origins.contains(&"definition") && origins.contains(&"on_success_url"));
+    let v2 = json!({"hooks": [{"url": "https://example.com/h", "events": ["run.failed"]}],
+                    "on_failure_url": "https://example.com/ko", "description": "v2"});
+    let put2 = app.put_workflow("hooked", object(v2)).await.unwrap();
+    let kept = put.hooks.iter().find(|h| h.origin == "definition").unwrap();
+    assert!(
+        put2.hooks.contains(kept),
+        "unchanged hook keeps id and secret"
+    );
+    assert_eq!(put2.hooks.len(), 2);
+    assert!(put2.hooks.iter().any(|h| h.origin == "on_failure_url"));
+    let all = app.store().list_hooks(None, None, 100).await.unwrap().items;
+    assert_eq!(all.len(), 2, "the on_success_url hook was removed");
     let (dep, _) = deployed(&app, json!({"max_concurrent_runs": 0})).await;
     let refused = app
         .create_trigger(

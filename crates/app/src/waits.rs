@@ -235,6 +235,7 @@ impl App {
                     Err(e) => return Ok(Err(e.into())),
                 };
                 update.status = Some(to.as_str().to_owned());
+                update.events = crate::runs::outbox(&events, now);
                 tx.force_update_run(update)?;
                 if to == RunStatus::Running {
                     tx.wake_workers();

@@ -40,7 +40,9 @@ mod guard;
 mod ranges;
 #[cfg(test)]
 mod test_server;
+pub mod worker;
 
 pub use client::{OutboundClient, OutboundConfig, OutboundRequest, OutboundResponse};
 pub use error::OutboundError;
 pub use ranges::non_public_range;
+pub use worker::DeliveryWorker;

@@ -31,6 +31,7 @@
 
 pub mod api;
 pub mod cache;
+mod deadlines;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
@@ -61,6 +62,20 @@ pub use respond::{error_response, json_response};
 /// The response body type of every route.
 pub type Body = Full<Bytes>;
 
+/// Default [`IngressConfig::header_read_timeout`]: a request's headers are one packet or a few;
+/// ten seconds allows for a slow network, not for a client that trickles them.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default [`IngressConfig::body_read_timeout`]: time for a 256 KiB webhook body (the default
+/// limit) at under 10 KB/s, or 16 MiB (the largest) at 560 KB/s. It is also how long a body
+/// stalled in mid-send can delay a shutdown.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default [`IngressConfig::idle_timeout`]: longer than the pause between webhooks of a busy
+/// sender, so its kept-alive connection is reused rather than re-opened.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default [`IngressConfig::max_connections`]. Each connection holds one file descriptor (the
+/// server lowers the cap to fit the process's open-file limit).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
 /// Settings of the HTTP layer.
 #[derive(Clone)]
 pub struct IngressConfig {
@@ -75,6 +90,18 @@ pub struct IngressConfig {
     /// How long a cached trigger is trusted before it is read again (other nodes' changes show
     /// up within this time; this node's own changes invalidate the cache at once).
     pub cache_ttl: Duration,
+    /// How long a request's headers may take, from their first byte (from the accept for a
+    /// connection's first request); past it the connection is closed. `Duration::MAX`: no limit
+    /// (as for the other timeouts).
+    pub header_read_timeout: Duration,
+    /// How long a request's body may take to arrive once its handler reads it; past it the
+    /// answer is 408 `request_timeout` and the connection is closed.
+    pub body_read_timeout: Duration,
+    /// How long a kept-alive connection may stay silent after its last answer before it is
+    /// closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen backlog until one closes.
+    pub max_connections: usize,
 }
 
 impl std::fmt::Debug for IngressConfig {
@@ -84,6 +111,10 @@ impl std::fmt::Debug for IngressConfig {
             .field("max_api_body_bytes", &self.max_api_body_bytes)
             .field("activity_retention", &self.activity_retention)
             .field("cache_ttl", &self.cache_ttl)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("body_read_timeout", &self.body_read_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_connections", &self.max_connections)
             .finish_non_exhaustive()
     }
 }
@@ -97,6 +128,10 @@ impl IngressConfig {
             max_api_body_bytes: 1024 * 1024,
             activity_retention: 1000,
             cache_ttl: Duration::from_secs(2),
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -134,42 +169,99 @@ impl AppState {
 
 /// Accepts connections on `listener` until `shutdown` resolves, then stops accepting and waits
 /// (up to 30 s) for in-flight requests to finish.
+///
+/// At most `config.max_connections` connections are served at once: the next one is accepted
+/// only when one closes, so the excess waits in the kernel's listen backlog (and past the
+/// backlog is refused by the kernel) instead of using up the process's file descriptors. Each
+/// connection is closed when it misses a deadline of [`deadlines`]: its request headers
+/// (`header_read_timeout`) or its next request (`idle_timeout`); a webhook body that does not
+/// arrive in `body_read_timeout` is answered 408.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's own header timeout would start whenever the server waits for a request, making it
+    // the idle timeout too; `deadlines` times both, for HTTP/1 and HTTP/2 alike.
+    builder.http1().header_read_timeout(None);
+    let config = &state.config;
+    let (header_read_timeout, idle_timeout) = (config.header_read_timeout, config.idle_timeout);
+    let permits = Arc::new(tokio::sync::Semaphore::new(
+        config
+            .max_connections
+            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+    ));
+    let mut warned_full: Option<tokio::time::Instant> = None;
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, remote) = match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off briefly instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let state = state.clone();
-                let service = hyper::service::service_fn(move |req| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(handle(&state, remote, req).await) }
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if warned_full.is_none_or(|at| at.elapsed() >= CONNECTION_LIMIT_WARNING_INTERVAL) {
+                    warned_full = Some(tokio::time::Instant::now());
+                    tracing::warn!(
+                        max_connections = config.max_connections,
+                        "connection limit reached: new connections wait until one closes \
+                         (TRIGGERD_MAX_CONNECTIONS)"
+                    );
+                }
+                tokio::select! {
+                    permit = permits.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_closed) => break,
+                    },
+                    () = &mut shutdown => break,
+                }
             }
+        };
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
             () = &mut shutdown => break,
-        }
+        };
+        let _ = stream.set_nodelay(true);
+        let clock = deadlines::ConnectionClock::new(header_read_timeout, idle_timeout);
+        let service = hyper::service::service_fn({
+            let state = state.clone();
+            let clock = clock.clone();
+            move |req| {
+                let state = state.clone();
+                // The connection's clocks stop until the handler has answered.
+                let in_flight = clock.begin_request();
+                async move {
+                    let response = handle(&state, remote, req).await;
+                    drop(in_flight);
+                    Ok::<_, Infallible>(response)
+                }
+            }
+        });
+        let io = TokioIo::new(deadlines::TrackedIo::new(stream, clock.clone()));
+        let conn = graceful.watch(builder.serve_connection(io, service).into_owned());
+        ::metrics::gauge!("triggerd_http_connections").increment(1.0);
+        tokio::spawn(async move {
+            tokio::select! {
+                ended = conn => if let Err(e) = ended {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                },
+                // Dropping the connection closes its socket.
+                overdue = clock.overdue() => {
+                    ::metrics::counter!("triggerd_http_connection_timeouts_total", "phase" => overdue.as_str())
+                        .increment(1);
+                    tracing::debug!(%remote, phase = overdue.as_str(), "connection closed: deadline missed");
+                }
+            }
+            ::metrics::gauge!("triggerd_http_connections").decrement(1.0);
+            drop(permit);
+        });
     }
     drop(listener);
     tokio::select! {
@@ -177,6 +269,9 @@ pub async fn serve(
         () = tokio::time::sleep(Duration::from_secs(30)) => tracing::warn!("shutdown timed out with connections still open"),
     }
 }
+
+/// How often "connection limit reached" is logged while the limit holds.
+const CONNECTION_LIMIT_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
 /// `GET /api/v1/openapi.json`, served without a token.
 const OPENAPI_ROUTE: (&str, &[Method]) = ("/api/v1/openapi.json", &[Method::GET]);
@@ -253,35 +348,70 @@ pub async fn handle(
     response
 }
 
-/// `GET /healthz`.
+/// How long `/healthz` reuses the answer of its write probe: load balancers may check every
+/// second from several places; each node then commits at most one probe write a second.
+const HEALTH_PROBE_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// How long `/healthz` waits for the database: a read answered and a write committed within this
+/// time, or 503. A commit takes milliseconds (p99 ~25 ms under load); one that takes seconds
+/// means webhooks wait as long, and a load balancer should send them elsewhere.
+const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `GET /healthz`: 200 while the database answers a read and commits a probe write (see
+/// `Store::probe_writes`; cached for `HEALTH_PROBE_MAX_AGE`), else 503 saying which failed. The
+/// detail (it may name the database host) goes to the log, not to the unauthenticated client.
 #[utoipa::path(
     get,
     path = "/healthz",
     operation_id = "health",
     tag = "service",
     responses(
-        (status = 200, description = "The database answers", body = openapi::HealthBody),
-        (status = 503, description = "The database does not answer", body = openapi::HealthBody),
+        (status = 200, description = "The database answers and commits writes", body = openapi::HealthBody),
+        (status = 503, description = "The database does not answer or cannot commit a write", body = openapi::HealthBody),
     )
 )]
 pub(crate) async fn health(state: &AppState) -> Response<Body> {
-    match state.store().ping().await {
-        Ok(()) => json_response(
+    let store = state.store();
+    let read = match tokio::time::timeout(HEALTH_PROBE_TIMEOUT, store.ping()).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "no answer within {} ms",
+            HEALTH_PROBE_TIMEOUT.as_millis()
+        )),
+    };
+    let problem = match read {
+        Err(reason) => {
+            tracing::warn!(%reason, "health check: database does not answer");
+            Some("the database does not answer")
+        }
+        Ok(()) => match store
+            .probe_writes(HEALTH_PROBE_MAX_AGE, HEALTH_PROBE_TIMEOUT)
+            .await
+        {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::warn!(reason = %e, "health check: database cannot commit a write");
+                Some(
+                    "the database cannot commit a write now (a probe write failed or timed out); \
+                     webhooks would be answered 503",
+                )
+            }
+        },
+    };
+    match problem {
+        None => json_response(
             http::StatusCode::OK,
             &openapi::HealthBody {
                 status: "ok".to_owned(),
                 error: None,
             },
         ),
-        Err(e) => {
-            tracing::warn!(error = %e, "health check: database does not answer");
-            json_response(
-                http::StatusCode::SERVICE_UNAVAILABLE,
-                &openapi::HealthBody {
-                    status: "unavailable".to_owned(),
-                    error: Some("the database does not answer".to_owned()),
-                },
-            )
-        }
+        Some(why) => json_response(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            &openapi::HealthBody {
+                status: "unavailable".to_owned(),
+                error: Some(why.to_owned()),
+            },
+        ),
     }
 }

@@ -11,6 +11,9 @@
 //! | `triggerd_webhook_ingest_seconds` | histogram | time from request to answer of accepted webhooks (includes the commit) |
 //! | `triggerd_runs_finished_total{status}` | counter | runs this process finished |
 //! | `triggerd_runs{status}` | gauge | runs in the database by status |
+//! | `triggerd_hook_attempts_total{outcome}` | counter | event-hook delivery attempts: `delivered`, `retrying`, `failed` |
+//! | `triggerd_hook_delivery_lag_seconds` | histogram | from an event to its successful delivery |
+//! | `triggerd_hook_deliveries{status}`, `triggerd_hook_deliveries_due` | gauge | deliveries in the database by status; pending ones due now (backlog) |
 //! | `triggerd_cron_slots_fired_total` | counter | cron slots this process fired (each started one run) |
 //! | `triggerd_cron_slots_skipped_total` | counter | cron slots skipped by their trigger's `catch_up` policy |
 //! | `triggerd_cron_fire_lateness_seconds` | histogram | time from a slot to its firing (caught-up slots included) |
@@ -87,6 +90,23 @@ pub async fn render(state: &AppState) -> Response<Body> {
             }
         }
         Err(e) => tracing::warn!(error = %e, "metrics: cannot count runs"),
+    }
+    match state.store().count_deliveries(state.app.now()).await {
+        Ok((by_status, due)) => {
+            text.push_str("# HELP triggerd_hook_deliveries Event-hook deliveries in the database by status.\n# TYPE triggerd_hook_deliveries gauge\n");
+            for status in ["pending", "delivered", "failed"] {
+                let n = by_status
+                    .iter()
+                    .find(|(s, _)| s == status)
+                    .map_or(0, |(_, n)| *n);
+                let _ = writeln!(text, "triggerd_hook_deliveries{{status=\"{status}\"}} {n}");
+            }
+            let _ = write!(
+                text,
+                "# HELP triggerd_hook_deliveries_due Pending deliveries due now (the backlog).\n# TYPE triggerd_hook_deliveries_due gauge\ntriggerd_hook_deliveries_due {due}\n"
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot count deliveries"),
     }
     let stats = state.store().stats();
     let _ = write!(

@@ -279,6 +279,22 @@ pub(crate) mod bodies {
         /// Validated against the workflow's declared inputs.
         #[schema(value_type = Option<Object>)]
         pub input: Option<Value>,
+        /// Run-scoped event hooks (at most 10), stored with the run: they receive every event
+        /// of it.
+        pub hooks: Option<Vec<RunHook>>,
+    }
+
+    /// A run-scoped hook of `POST /runs`.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct RunHook {
+        /// An absolute `http://` or `https://` URL.
+        pub url: String,
+        /// Event types: `run.started`, `run.completed`, `run.failed`, `run.waiting`,
+        /// `run.cancelled`.
+        pub events: Vec<String>,
+        /// `whsec_` + base64 of at least 24 bytes; generated when left out.
+        pub secret: Option<String>,
     }
 
     /// A workflow definition (SPEC 2). It may also carry `name`, which must then equal the name
@@ -369,6 +385,29 @@ pub(crate) mod bodies {
     page_params!(TriggerPageParams, "^(trg_[0-7][0-9A-HJKMNP-TV-Z]{25})?$");
     page_params!(RunPageParams, "^(run_[0-7][0-9A-HJKMNP-TV-Z]{25})?$");
     page_params!(ActivityPageParams, "^(req_[0-7][0-9A-HJKMNP-TV-Z]{25})?$");
+    page_params!(HookPageParams, "^(hook_[0-7][0-9A-HJKMNP-TV-Z]{25})?$");
+    page_params!(DeliveryPageParams, "^(dlv_[0-9A-Z]{52})?$");
+
+    /// `POST /hooks`: an event hook at workflow or deployment scope.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct CreateHook {
+        /// `workflow` (every run of every deployment of the workflow) or `deployment`.
+        #[schema(pattern = "^(workflow|deployment)$")]
+        pub scope: String,
+        /// Scope `workflow`: the workflow's name.
+        pub workflow: Option<String>,
+        /// Scope `deployment`: its id (`dep_...`).
+        pub deployment_id: Option<String>,
+        /// An absolute `http://` or `https://` URL (non-public addresses are refused unless
+        /// `TRIGGERD_ALLOW_PRIVATE_NETWORKS=true`).
+        pub url: String,
+        /// Event types: `run.started`, `run.completed`, `run.failed`, `run.waiting`,
+        /// `run.cancelled`.
+        pub events: Vec<String>,
+        /// `whsec_` + base64 of at least 24 bytes; generated when left out.
+        pub secret: Option<String>,
+    }
 
     /// `PATCH /deployments/{id}/context`: keys (1 to 128 characters) to JSON values; `null`
     /// deletes a key.
@@ -509,6 +548,15 @@ fn webhook_with_path() {}
         crate::api::runs::list,
         crate::api::runs::get,
         crate::api::runs::cancel,
+        crate::api::hooks::create,
+        crate::api::hooks::list,
+        crate::api::hooks::get,
+        crate::api::hooks::delete,
+        crate::api::hooks::secret,
+        crate::api::hooks::rotate,
+        crate::api::hooks::hook_deliveries,
+        crate::api::hooks::run_deliveries,
+        crate::api::hooks::retry,
         serve,
         crate::health,
         crate::metrics::render,
@@ -526,6 +574,7 @@ fn webhook_with_path() {}
         (name = "deployments", description = "Deployments and their context store"),
         (name = "triggers", description = "Webhook and cron triggers, rotation, activity log, dry runs"),
         (name = "runs", description = "Runs: start, read, list, cancel"),
+        (name = "hooks", description = "Event hooks: signed, retried deliveries of run state changes"),
         (name = "webhooks", description = "Inbound webhook endpoints (no API token; the trigger's signature or API key)"),
         (name = "waits", description = "Resume and approval URLs of parked runs (no API token; the wait token in the URL)"),
         (name = "service", description = "Health, metrics and this document"),

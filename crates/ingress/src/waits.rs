@@ -11,7 +11,7 @@
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -168,7 +168,7 @@ pub(crate) async fn resume(
     token: &str,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let bytes = read_body(req, RESUME_MAX_BODY_BYTES).await?;
+    let bytes = read_body(state, req, RESUME_MAX_BODY_BYTES).await?;
     let output = if bytes.is_empty() {
         Value::Null
     } else {
@@ -279,7 +279,7 @@ async fn decide(
             error_response(e)
         }
     };
-    let comment = match read_body(req, DECISION_MAX_BODY_BYTES)
+    let comment = match read_body(state, req, DECISION_MAX_BODY_BYTES)
         .await
         .and_then(|bytes| decision_comment(&bytes, form))
     {
@@ -360,8 +360,12 @@ fn essence(headers: &http::HeaderMap) -> Option<String> {
 }
 
 /// The whole body, at most `limit` bytes: 413 from `Content-Length` before reading, or once the
-/// body grows past the limit.
-async fn read_body(req: Request<Incoming>, limit: u64) -> Result<Bytes, ApiError> {
+/// body grows past the limit; 408 when it does not arrive within the body read timeout.
+async fn read_body(
+    state: &AppState,
+    req: Request<Incoming>,
+    limit: u64,
+) -> Result<Bytes, ApiError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -370,21 +374,7 @@ async fn read_body(req: Request<Incoming>, limit: u64) -> Result<Bytes, ApiError
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::payload_too_large(limit));
     }
-    match Limited::new(req.into_body(), limit as usize)
-        .collect()
-        .await
-    {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(ApiError::payload_too_large(limit))
-        }
-        Err(e) => Err(ApiError::bad_request(format!(
-            "could not read the request body: {e}"
-        ))),
-    }
+    crate::deadlines::read_body(req.into_body(), limit, state.config.body_read_timeout).await
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ use std::time::Instant;
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use triggerd_app::AppError;
@@ -28,6 +28,7 @@ use triggerd_domain::trigger::ResponseMode;
 use triggerd_storage::{IngestWrite, NewActivity};
 
 use crate::cache::CachedTrigger;
+use crate::deadlines::read_body;
 use crate::{ApiError, AppState, Body, error_response, json_response};
 
 /// A request refused after the token was known: the error to answer and the activity outcome.
@@ -118,6 +119,7 @@ pub async fn handle(
                 now: received_at,
                 run: None,
                 activity,
+                events: Vec::new(),
             };
             if let Err(e) = state.app.ingest(write).await {
                 tracing::warn!(error = %e, trigger_id = %entry.target.trigger_id, "could not log a refused webhook request");
@@ -155,7 +157,7 @@ pub async fn handle(
         trigger_input: accepted.trigger_input,
         created_at: received_at,
     };
-    let prepared = state.app.prepare_run(start, &target.definition);
+    let mut prepared = state.app.prepare_run(start, &target.definition);
     let status = match &custom {
         Some((status, _, _)) => **status,
         None => 201,
@@ -169,6 +171,7 @@ pub async fn handle(
         now: received_at,
         run: Some(prepared.row),
         activity,
+        events: std::mem::take(&mut prepared.outbox),
     };
     // SAFETY (durability): the answer below is sent only after this commit returned.
     match state.app.ingest(write).await {
@@ -284,24 +287,13 @@ async fn check(
     let body: Bytes = if parts.method == Method::GET {
         Bytes::new()
     } else {
-        match Limited::new(body, limit as usize).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e)
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some() =>
-            {
-                return (
-                    Err(Refusal::new(
-                        ApiError::payload_too_large(limit),
-                        Outcome::TooLarge,
-                    )),
-                    limit,
-                );
+        match read_body(body, limit, state.config.body_read_timeout).await {
+            Ok(bytes) => bytes,
+            Err(error) if error.status == StatusCode::PAYLOAD_TOO_LARGE => {
+                return (Err(Refusal::new(error, Outcome::TooLarge)), limit);
             }
-            Err(e) => {
-                let error = ApiError::bad_request(format!("could not read the request body: {e}"));
-                return (Err(Refusal::new(error, Outcome::Failed)), 0);
-            }
+            // Cut off (400), or not complete within the body read timeout (408): logged `failed`.
+            Err(error) => return (Err(Refusal::new(error, Outcome::Failed)), 0),
         }
     };
     let size = body.len() as u64;

@@ -22,7 +22,7 @@ use clap::ArgMatches;
 use clap::parser::ValueSource;
 use serde::Deserialize;
 
-use crate::ServeArgs;
+use crate::{ServeArgs, timeout_from_secs};
 
 /// The settings a file may hold.
 #[derive(Debug, Default, Deserialize)]
@@ -37,6 +37,14 @@ pub struct FileConfig {
     run_retention_days: Option<f64>,
     allow_private_networks: Option<bool>,
     allow_commands: Option<bool>,
+    retry_schedule: Option<String>,
+    db_lock_timeout_secs: Option<f64>,
+    db_statement_timeout_secs: Option<f64>,
+    db_connect_timeout_secs: Option<f64>,
+    header_read_timeout_secs: Option<f64>,
+    body_read_timeout_secs: Option<f64>,
+    idle_timeout_secs: Option<f64>,
+    max_connections: Option<usize>,
 }
 
 impl FileConfig {
@@ -51,6 +59,29 @@ impl FileConfig {
         {
             return Err(format!(
                 "the config file {} is invalid: run_retention_days must be a number of days ≥ 0, got {days}",
+                path.display()
+            ));
+        }
+        for (key, secs) in [
+            ("db_lock_timeout_secs", file.db_lock_timeout_secs),
+            ("db_statement_timeout_secs", file.db_statement_timeout_secs),
+            ("db_connect_timeout_secs", file.db_connect_timeout_secs),
+            ("header_read_timeout_secs", file.header_read_timeout_secs),
+            ("body_read_timeout_secs", file.body_read_timeout_secs),
+            ("idle_timeout_secs", file.idle_timeout_secs),
+        ] {
+            if let Some(secs) = secs
+                && timeout_from_secs(secs).is_none()
+            {
+                return Err(format!(
+                    "the config file {} is invalid: {key} must be a number of seconds ≥ 0, got {secs}",
+                    path.display()
+                ));
+            }
+        }
+        if file.max_connections == Some(0) {
+            return Err(format!(
+                "the config file {} is invalid: max_connections must be at least 1",
                 path.display()
             ));
         }
@@ -104,6 +135,50 @@ impl FileConfig {
         }
         if let Some(v) = self.allow_commands.filter(|_| unset("allow_commands")) {
             args.allow_commands = v;
+        }
+        if let Some(v) = self.retry_schedule.filter(|_| unset("retry_schedule")) {
+            args.retry_schedule = Some(v);
+        }
+        if let Some(v) = self.max_connections.filter(|_| unset("max_connections")) {
+            args.max_connections = v;
+        }
+        let timeouts = [
+            (
+                self.db_lock_timeout_secs,
+                "db_lock_timeout_secs",
+                &mut args.db.db_lock_timeout_secs,
+            ),
+            (
+                self.db_statement_timeout_secs,
+                "db_statement_timeout_secs",
+                &mut args.db.db_statement_timeout_secs,
+            ),
+            (
+                self.db_connect_timeout_secs,
+                "db_connect_timeout_secs",
+                &mut args.db.db_connect_timeout_secs,
+            ),
+            (
+                self.header_read_timeout_secs,
+                "header_read_timeout_secs",
+                &mut args.header_read_timeout_secs,
+            ),
+            (
+                self.body_read_timeout_secs,
+                "body_read_timeout_secs",
+                &mut args.body_read_timeout_secs,
+            ),
+            (
+                self.idle_timeout_secs,
+                "idle_timeout_secs",
+                &mut args.idle_timeout_secs,
+            ),
+        ];
+        for (secs, id, arg) in timeouts {
+            // `read` checked the values.
+            if let Some(v) = secs.filter(|_| unset(id)).and_then(timeout_from_secs) {
+                *arg = v;
+            }
         }
     }
 }

@@ -80,6 +80,39 @@ struct DbArgs {
         default_value = "sqlite://triggerd.db"
     )]
     database_url: String,
+    /// How long a database statement waits for a lock (a table or row another session holds;
+    /// on PostgreSQL also another node's write batch) before it gives up and the request is
+    /// answered 503, in seconds (e.g. 5 or 0.5; 0 waits forever). PostgreSQL's lock_timeout,
+    /// SQLite's busy_timeout.
+    #[arg(long, env = "TRIGGERD_DB_LOCK_TIMEOUT_SECS", default_value = "5", value_parser = parse_timeout_secs)]
+    db_lock_timeout_secs: Duration,
+    /// PostgreSQL: how long one statement may run before it is cancelled and the request is
+    /// answered 503, in seconds (0: no limit). Also ends a session idle inside a transaction that
+    /// long. Migrations run without it.
+    #[arg(long, env = "TRIGGERD_DB_STATEMENT_TIMEOUT_SECS", default_value = "10", value_parser = parse_timeout_secs)]
+    db_statement_timeout_secs: Duration,
+    /// PostgreSQL: how long connecting to the server may take, in whole seconds (rounded up; at
+    /// least 2), unless the URL sets connect_timeout (0: as long as the operating system tries).
+    #[arg(long, env = "TRIGGERD_DB_CONNECT_TIMEOUT_SECS", default_value = "5", value_parser = parse_timeout_secs)]
+    db_connect_timeout_secs: Duration,
+}
+
+impl DbArgs {
+    /// The store's options: the database time limits from these settings.
+    fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            lock_timeout: self.db_lock_timeout_secs,
+            // SQLite's busy_timeout 0 fails at once; "0 waits forever" here means ~24 days.
+            busy_timeout: if self.db_lock_timeout_secs.is_zero() {
+                Duration::from_millis(i32::MAX as u64)
+            } else {
+                self.db_lock_timeout_secs
+            },
+            statement_timeout: self.db_statement_timeout_secs,
+            connect_timeout: self.db_connect_timeout_secs,
+            ..StoreOptions::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -120,6 +153,31 @@ struct ServeArgs {
     /// default: definitions with a command step are refused with 422.
     #[arg(long, env = "TRIGGERD_ALLOW_COMMANDS", default_value_t = false, action = clap::ArgAction::Set)]
     allow_commands: bool,
+    /// When to retry a failed event-hook delivery: seconds after each failed attempt,
+    /// comma-separated; past the last step the delivery is `failed`. Default
+    /// 5,300,1800,7200,18000,36000,36000 (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h).
+    #[arg(long, env = "TRIGGERD_RETRY_SCHEDULE")]
+    retry_schedule: Option<String>,
+    /// How long a request's headers may take to arrive, in seconds from their first byte (from
+    /// the connection's opening for its first request); past it the connection is closed, which
+    /// stops clients that trickle requests (slowloris). 0: no limit.
+    #[arg(long, env = "TRIGGERD_HEADER_READ_TIMEOUT_SECS", default_value = "10", value_parser = parse_timeout_secs)]
+    header_read_timeout_secs: Duration,
+    /// How long a request body may take to arrive once it is read, in seconds; past it the
+    /// answer is 408 request_timeout (a webhook starts no run) and the connection is closed.
+    /// Also how long a body stalled mid-send can delay a shutdown. 0: no limit.
+    #[arg(long, env = "TRIGGERD_BODY_READ_TIMEOUT_SECS", default_value = "30", value_parser = parse_timeout_secs)]
+    body_read_timeout_secs: Duration,
+    /// How long a kept-alive connection may stay silent after an answer, in seconds, before it
+    /// is closed. 0: no limit.
+    #[arg(long, env = "TRIGGERD_IDLE_TIMEOUT_SECS", default_value = "60", value_parser = parse_timeout_secs)]
+    idle_timeout_secs: Duration,
+    /// Client connections served at once (at least 1); further ones wait in the listen backlog
+    /// until one closes. Lowered at start, with a warning, when the open-file limit
+    /// (RLIMIT_NOFILE, raised towards its hard limit first) cannot hold that many plus a reserve
+    /// of 256 for the database, outbound requests and commands.
+    #[arg(long, env = "TRIGGERD_MAX_CONNECTIONS", default_value_t = triggerd_ingress::DEFAULT_MAX_CONNECTIONS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_connections: usize,
 }
 
 /// A retention in days: a finite number ≥ 0.
@@ -130,6 +188,77 @@ fn parse_retention_days(text: &str) -> Result<f64, String> {
             "expected a number of days such as 30 or 0.5, got {text:?}"
         )),
     }
+}
+
+/// A timeout in seconds: a finite number ≥ 0 (decimal), at most a year.
+fn parse_timeout_secs(text: &str) -> Result<Duration, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(timeout_from_secs)
+        .ok_or_else(|| format!("expected a number of seconds such as 5 or 0.5, got {text:?}"))
+}
+
+/// `secs` as a timeout, if it is a finite number of seconds from 0 to a year.
+fn timeout_from_secs(secs: f64) -> Option<Duration> {
+    (secs.is_finite() && (0.0..=365.0 * 86_400.0).contains(&secs))
+        .then(|| Duration::from_secs_f64(secs))
+}
+
+/// A connection timeout of the settings, where 0 means none (`Duration::MAX` never elapses).
+fn unlimited_if_zero(timeout: Duration) -> Duration {
+    if timeout.is_zero() {
+        Duration::MAX
+    } else {
+        timeout
+    }
+}
+
+/// File descriptors kept for everything but client connections: the database (a SQLite file
+/// with its WAL and shared memory per pooled connection, or PostgreSQL sockets), outbound
+/// requests of `http` steps, pipes of `command` steps, the runtime's own.
+const RESERVED_FILE_DESCRIPTORS: u64 = 256;
+
+/// `requested` connections, or as many as the open-file limit holds next to
+/// [`RESERVED_FILE_DESCRIPTORS`]: past the limit `accept` would fail, and so would every database
+/// connection and outbound request. The soft limit is raised towards the hard one first (a
+/// soft limit of 1024 is common, e.g. under systemd, with a far higher hard limit).
+#[cfg(unix)]
+fn connection_cap(requested: usize) -> usize {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return requested;
+    };
+    let wanted = (requested as u64).saturating_add(RESERVED_FILE_DESCRIPTORS);
+    let mut limit = soft;
+    if soft < wanted && soft < hard {
+        let raised = wanted.min(hard);
+        match setrlimit(Resource::RLIMIT_NOFILE, raised, hard) {
+            Ok(()) => limit = raised,
+            Err(e) => tracing::debug!(error = %e, "could not raise the open-file limit"),
+        }
+    }
+    if limit >= wanted {
+        return requested;
+    }
+    let fits = limit
+        .saturating_sub(RESERVED_FILE_DESCRIPTORS)
+        .max(limit / 2)
+        .max(1);
+    let fits = usize::try_from(fits).unwrap_or(requested).min(requested);
+    tracing::warn!(
+        max_connections = requested,
+        serving = fits,
+        open_file_limit = limit,
+        "TRIGGERD_MAX_CONNECTIONS does not fit the open-file limit; serving fewer connections \
+         (raise the limit: ulimit -n, or LimitNOFILE= under systemd)"
+    );
+    fits
+}
+
+#[cfg(not(unix))]
+fn connection_cap(requested: usize) -> usize {
+    requested
 }
 
 fn main() -> ExitCode {
@@ -189,14 +318,15 @@ fn init_logging() {
         .init();
 }
 
-async fn open(url: &str) -> Result<Store, String> {
-    Store::open(url, StoreOptions::default())
+async fn open(args: &DbArgs) -> Result<Store, String> {
+    let url = &args.database_url;
+    Store::open(url, args.store_options())
         .await
         .map_err(|e| format!("cannot open the database {}: {e}", redact_url(url)))
 }
 
 async fn migrate(args: DbArgs) -> Result<(), String> {
-    let store = open(&args.database_url).await?;
+    let store = open(&args).await?;
     store.shutdown().await;
     println!("database {} is up to date", redact_url(&args.database_url));
     Ok(())
@@ -207,7 +337,7 @@ fn generate_admin_token() -> Result<String, String> {
 }
 
 async fn reset_token(args: DbArgs) -> Result<(), String> {
-    let store = open(&args.database_url).await?;
+    let store = open(&args).await?;
     let token = generate_admin_token()?;
     App::new(store.clone(), Arc::new(SystemClock), "")
         .set_setting(ADMIN_TOKEN_KEY, &hash_token(&token))
@@ -246,7 +376,7 @@ async fn admin_token_hash(app: &App, configured: Option<&str>) -> Result<String,
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
-    let store = open(&args.db.database_url).await?;
+    let store = open(&args.db).await?;
     tracing::info!(database = %redact_url(&args.db.database_url), backend = ?store.backend(), "database ready");
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -262,6 +392,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         allow_commands: args.allow_commands,
     };
     let app = App::with_options(store.clone(), clock()?, &public_url, options);
+    let retry_schedule = match &args.retry_schedule {
+        Some(text) => triggerd_delivery::worker::parse_schedule(text)
+            .map_err(|e| format!("TRIGGERD_RETRY_SCHEDULE: {e}"))?,
+        None => triggerd_delivery::worker::DEFAULT_SCHEDULE.to_vec(),
+    };
     let client = OutboundClient::new(OutboundConfig {
         allow_private_networks: args.allow_private_networks,
         ..OutboundConfig::default()
@@ -269,7 +404,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     .map_err(|e| format!("cannot build the outbound HTTP client: {e}"))?;
     if args.allow_private_networks {
         tracing::warn!(
-            "TRIGGERD_ALLOW_PRIVATE_NETWORKS=true: http steps may reach private and loopback addresses"
+            "TRIGGERD_ALLOW_PRIVATE_NETWORKS=true: http steps and event hooks may reach private and loopback addresses"
         );
     }
     if args.allow_commands {
@@ -279,6 +414,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let mut config = IngressConfig::new(admin_hash);
     config.hide_unknown_tokens = args.hide_unknown_tokens;
     config.activity_retention = args.activity_retention;
+    config.header_read_timeout = unlimited_if_zero(args.header_read_timeout_secs);
+    config.body_read_timeout = unlimited_if_zero(args.body_read_timeout_secs);
+    config.idle_timeout = unlimited_if_zero(args.idle_timeout_secs);
+    config.max_connections = connection_cap(args.max_connections);
     if store.backend() == Backend::Sqlite {
         // One node owns a SQLite file, and its own changes invalidate the trigger cache at once:
         // the TTL (which bounds how late other nodes' changes are seen on PostgreSQL) is only a
@@ -305,6 +444,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         std::process::id(),
         new_id(IdKind::Request).trim_start_matches("req_")
     );
+    let deliveries = tokio::spawn(
+        triggerd_delivery::DeliveryWorker::new(
+            app.clone(),
+            format!("{owner}-hooks"),
+            client.clone(),
+            retry_schedule,
+        )
+        .run(stop_rx.clone()),
+    );
     let worker = tokio::spawn(
         triggerd_scheduler::RunWorker::new(app.clone(), owner, client).run(stop_rx.clone()),
     );
@@ -322,6 +470,14 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     tracing::info!("shutting down: stopping the run worker and flushing the database");
     let _ = stop_tx.send(true);
     let _ = cron.await;
+    if tokio::time::timeout(Duration::from_secs(20), deliveries)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the delivery worker did not stop in time; its deliveries are sent again after their lease"
+        );
+    }
     if let Some(retention) = retention {
         let _ = retention.await;
     }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use diesel::sql_types::Integer;
 use diesel::{QueryableByName, RunQueryDsl, SqliteConnection};
 
-use crate::conn::{DbConn, Role, establish};
+use crate::conn::{DbConn, Role, Timeouts, establish};
 use crate::url::DbUrl;
 use crate::writer::Counters;
 
@@ -76,7 +76,7 @@ pub(crate) fn run(
             Err(RecvTimeoutError::Disconnected) => true,
         };
         if conn.is_none() {
-            conn = match establish(&url, Role::Checkpointer, Duration::ZERO) {
+            conn = match establish(&url, Role::Checkpointer, &Timeouts::default()) {
                 Ok(DbConn::Sqlite(c)) => Some(c),
                 Ok(DbConn::Postgres(_)) => return,
                 Err(e) => {

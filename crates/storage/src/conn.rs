@@ -67,11 +67,42 @@ pub(crate) enum Role {
     Checkpointer,
 }
 
+/// How long a connection may wait before its statement fails (and the request answers 503),
+/// from [`StoreOptions`](crate::StoreOptions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timeouts {
+    /// SQLite `busy_timeout`.
+    pub(crate) busy: Duration,
+    /// PostgreSQL `statement_timeout` (and `idle_in_transaction_session_timeout`); zero: none.
+    pub(crate) statement: Duration,
+    /// PostgreSQL `lock_timeout`; zero: none.
+    pub(crate) lock: Duration,
+    /// PostgreSQL: libpq's `connect_timeout` unless the URL sets one; zero: none.
+    pub(crate) connect: Duration,
+}
+
+impl Timeouts {
+    pub(crate) fn of(opts: &crate::StoreOptions) -> Self {
+        Timeouts {
+            busy: opts.busy_timeout,
+            statement: opts.statement_timeout,
+            lock: opts.lock_timeout,
+            connect: opts.connect_timeout,
+        }
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self::of(&crate::StoreOptions::default())
+    }
+}
+
 /// Opens a connection of the backend the URL names and sets it up for `role`.
 pub(crate) fn establish(
     url: &DbUrl,
     role: Role,
-    busy_timeout: Duration,
+    timeouts: &Timeouts,
 ) -> Result<DbConn, ConnectionError> {
     match url {
         DbUrl::Sqlite(path) => {
@@ -79,18 +110,73 @@ pub(crate) fn establish(
                 ConnectionError::BadConnection("the SQLite path is not valid UTF-8".into())
             })?;
             let mut c = SqliteConnection::establish(path)?;
-            c.batch_execute(&sqlite_pragmas(role, busy_timeout))
+            c.batch_execute(&sqlite_pragmas(role, timeouts.busy))
                 .map_err(ConnectionError::CouldntSetupConfiguration)?;
             Ok(DbConn::Sqlite(c))
         }
         DbUrl::Postgres(u) => {
-            let mut c = PgConnection::establish(u)?;
-            // Session settings: UTC, and a name that shows up in pg_stat_activity.
-            c.batch_execute("SET TIME ZONE 'UTC'; SET application_name = 'triggerd'")
-                .map_err(ConnectionError::CouldntSetupConfiguration)?;
+            let mut c = PgConnection::establish(&with_connect_timeout(u, timeouts.connect))?;
+            // Session settings: UTC, a name that shows up in pg_stat_activity, the time limits.
+            c.batch_execute(&format!(
+                "SET TIME ZONE 'UTC'; SET application_name = 'triggerd'; {}",
+                postgres_limits(timeouts)
+            ))
+            .map_err(ConnectionError::CouldntSetupConfiguration)?;
             Ok(DbConn::Postgres(c))
         }
     }
+}
+
+/// The PostgreSQL session's time limits, so that a stalled database (a table locked by someone
+/// else, a server starved of I/O) answers the request with 503 within a bound instead of holding
+/// it until the sender gave up and retried (issue 13: webhooks waited 39 s on a locked `runs`
+/// table, then got 201).
+///
+/// * `lock_timeout`: how long a statement waits for any lock — a table lock, a row lock, and the
+///   writer's batch advisory lock (`pg_advisory_xact_lock`, a lock like any other). The same
+///   bound as SQLite's `busy_timeout` by default (5 s), so both backends answer 503 after about
+///   as long.
+/// * `statement_timeout`: how long a statement may run at all (default 10 s). Our statements take
+///   milliseconds (the hot path's INSERTs; lists of at most 1000 rows; retention deletes 500 runs
+///   per statement), so only a stalled server reaches it. Longer than the lock timeout, so a lock
+///   wait is reported as what it is.
+/// * `idle_in_transaction_session_timeout` = the statement timeout: our transactions never wait
+///   for anything between statements (a writer job must not do I/O, see `tx.rs`), so a session
+///   idle inside a transaction that long belongs to a stuck process — and on PostgreSQL it holds
+///   the batch advisory lock every node's writer waits for. The server ends it.
+///
+/// Migrations run without them (`run_migrations`).
+fn postgres_limits(t: &Timeouts) -> String {
+    format!(
+        "SET statement_timeout = {s}; SET lock_timeout = {l}; \
+         SET idle_in_transaction_session_timeout = {s}",
+        s = postgres_ms(t.statement),
+        l = postgres_ms(t.lock),
+    )
+}
+
+/// A duration as PostgreSQL's integer milliseconds: 0 only for zero (which means "no limit"),
+/// otherwise rounded up.
+fn postgres_ms(d: Duration) -> u128 {
+    d.as_micros().div_ceil(1000).min(i32::MAX as u128)
+}
+
+/// `url` with libpq's `connect_timeout` (whole seconds, rounded up; libpq waits at least 2 s)
+/// when the URL does not set one. Without it a connection attempt to an unreachable server waits
+/// for the operating system's TCP timeout (minutes), and a reconnecting writer or a pool filling
+/// up waits with it.
+fn with_connect_timeout(url: &str, timeout: Duration) -> std::borrow::Cow<'_, str> {
+    let query = url.split_once('?').map(|(_, q)| q);
+    let has_one = query.is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv.split('=').next() == Some("connect_timeout"))
+    });
+    if timeout.is_zero() || has_one {
+        return url.into();
+    }
+    let secs = timeout.as_millis().div_ceil(1000);
+    let separator = if query.is_some() { '&' } else { '?' };
+    format!("{url}{separator}connect_timeout={secs}").into()
 }
 
 /// The per-connection SQLite set-up.
@@ -146,8 +232,10 @@ fn sqlite_pragmas(role: Role, busy_timeout: Duration) -> String {
 }
 
 /// Applies every pending migration of the URL's backend. On PostgreSQL the run holds
-/// `pg_advisory_lock`, so that several nodes starting at once migrate one after the other.
-pub(crate) fn run_migrations(conn: &mut DbConn) -> Result<()> {
+/// `pg_advisory_lock`, so that several nodes starting at once migrate one after the other, and
+/// runs without the session's time limits: waiting for another node's migration, or a long
+/// `CREATE INDEX`, is expected there. The limits are set again afterwards.
+pub(crate) fn run_migrations(conn: &mut DbConn, timeouts: &Timeouts) -> Result<()> {
     fn migration_error(e: impl fmt::Display) -> StoreError {
         StoreError::Migration {
             reason: e.to_string(),
@@ -159,13 +247,23 @@ pub(crate) fn run_migrations(conn: &mut DbConn) -> Result<()> {
                 .map_err(migration_error)?;
         }
         DbConn::Postgres(c) => {
-            c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))?;
+            let unlimited = Timeouts {
+                statement: Duration::ZERO,
+                lock: Duration::ZERO,
+                ..*timeouts
+            };
+            c.batch_execute(&format!(
+                "{}; SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})",
+                postgres_limits(&unlimited)
+            ))?;
             let ran = c
                 .run_pending_migrations(POSTGRES_MIGRATIONS)
                 .map(drop)
                 .map_err(migration_error);
-            let unlocked =
-                c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"));
+            let unlocked = c.batch_execute(&format!(
+                "SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY}); {}",
+                postgres_limits(timeouts)
+            ));
             ran?;
             unlocked?;
         }
@@ -186,7 +284,7 @@ pub(crate) fn migrations(backend: crate::Backend) -> EmbeddedMigrations {
 /// `DbConn::establish`.
 pub(crate) struct ReadManager {
     pub(crate) url: DbUrl,
-    pub(crate) busy_timeout: Duration,
+    pub(crate) timeouts: Timeouts,
 }
 
 impl fmt::Debug for ReadManager {
@@ -203,7 +301,7 @@ impl ManageConnection for ReadManager {
     type Error = diesel::r2d2::Error;
 
     fn connect(&self) -> Result<DbConn, Self::Error> {
-        establish(&self.url, Role::Reader, self.busy_timeout)
+        establish(&self.url, Role::Reader, &self.timeouts)
             .map_err(diesel::r2d2::Error::ConnectionError)
     }
 
@@ -213,5 +311,54 @@ impl ManageConnection for ReadManager {
 
     fn has_broken(&self, conn: &mut DbConn) -> bool {
         conn.is_broken()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_timeout_is_added_unless_the_url_has_one() {
+        let five = Duration::from_secs(5);
+        assert_eq!(
+            with_connect_timeout("postgres://u@h/db", five),
+            "postgres://u@h/db?connect_timeout=5"
+        );
+        assert_eq!(
+            with_connect_timeout(
+                "postgres://u@h/db?sslmode=disable",
+                Duration::from_millis(2500)
+            ),
+            "postgres://u@h/db?sslmode=disable&connect_timeout=3"
+        );
+        for kept in [
+            "postgres://u@h/db?connect_timeout=30",
+            "postgres://u@h/db?sslmode=disable&connect_timeout=30",
+        ] {
+            assert_eq!(with_connect_timeout(kept, five), kept);
+        }
+        assert_eq!(
+            with_connect_timeout("postgres://u@h/db", Duration::ZERO),
+            "postgres://u@h/db"
+        );
+    }
+
+    #[test]
+    fn postgres_limits_are_whole_milliseconds_and_zero_only_for_none() {
+        assert_eq!(postgres_ms(Duration::ZERO), 0);
+        assert_eq!(postgres_ms(Duration::from_micros(1)), 1);
+        assert_eq!(postgres_ms(Duration::from_millis(2500)), 2500);
+        assert_eq!(postgres_ms(Duration::from_secs(u64::MAX)), i32::MAX as u128);
+        let sql = postgres_limits(&Timeouts {
+            statement: Duration::from_secs(10),
+            lock: Duration::from_secs(5),
+            ..Timeouts::default()
+        });
+        assert_eq!(
+            sql,
+            "SET statement_timeout = 10000; SET lock_timeout = 5000; \
+             SET idle_in_transaction_session_timeout = 10000"
+        );
     }
 }

@@ -25,7 +25,8 @@ pub enum StoreError {
     },
 
     /// The database could not take the write (or answer the read): the connection is down, the
-    /// disk is full, the batch's commit failed, or the store was shut down. Nothing of the
+    /// disk is full, a lock or statement timeout ended the wait for a stalled or locked database,
+    /// the batch's commit failed, or the store was shut down. Nothing of the
     /// request was stored; the client may retry.
     #[error("database unavailable: {reason}")]
     Unavailable {
@@ -103,8 +104,9 @@ impl StoreError {
         }
     }
 
-    /// Classifies a diesel error: connection-level failures and a busy or full SQLite database are
-    /// `Unavailable` (the caller answers 503), the rest is `Database`.
+    /// Classifies a diesel error: connection-level failures, a busy or full SQLite database and a
+    /// PostgreSQL lock or statement timeout are `Unavailable` (the caller answers 503), the rest is
+    /// `Database`.
     pub(crate) fn from_diesel(e: DieselError) -> Self {
         if is_unavailable(&e) {
             Self::Unavailable {
@@ -150,6 +152,11 @@ fn is_unavailable(e: &DieselError) -> bool {
                 || m.contains("no connection to the server")
                 || m.contains("deadlock detected")
                 || m.contains("the database system is")
+                // PostgreSQL's `lock_timeout`, `statement_timeout` (and a cancel by an operator),
+                // and a `NOWAIT` lock that is taken: the database is stalled or locked by someone
+                // else, and the limits of `conn.rs` ended the wait.
+                || m.contains("canceling statement due to")
+                || m.contains("could not obtain lock")
         }
         DieselError::BrokenTransactionManager => true,
         _ => false,

@@ -145,6 +145,7 @@ pub(crate) fn ingest_one(c: &mut DbConn, w: &IngestWrite) -> Result<bool> {
             ))?;
     });
     count_fires(c, [run])?;
+    crate::hooks::enqueue(c, &run.id, &w.events)?;
     Ok(true)
 }
 
@@ -200,6 +201,14 @@ pub(crate) fn ingest_many(c: &mut DbConn, writes: &[&IngestWrite]) -> Result<Vec
         }
     }
     count_fires(c, new_runs)?;
+    // The outbox: one `EXISTS` per batch when no hook exists.
+    if writes.iter().any(|w| !w.events.is_empty()) && crate::hooks::any_hooks(c)? {
+        for (w, result) in writes.iter().zip(&results) {
+            if let (Some(run), Ok(())) = (&w.run, result) {
+                crate::hooks::enqueue(c, &run.id, &w.events)?;
+            }
+        }
+    }
     Ok(results)
 }
 

@@ -32,6 +32,7 @@ mod context;
 mod cron;
 mod deployments;
 mod error;
+mod hooks;
 mod ingest;
 mod retention;
 mod runs;
@@ -50,6 +51,10 @@ pub mod testing;
 pub use cron::CronSlotRow;
 pub use deployments::{DeploymentRow, NewDeployment};
 pub use error::{Result, StoreError};
+pub use hooks::{
+    AttemptRow, DeliveryNext, DeliveryRow, HookRow, OutboxEvent, deliveries_committed,
+    wake_delivery_workers,
+};
 pub use runs::{ActivityRow, IngestWrite, NewActivity, NewRun, RunFilter, RunRow, RunUpdate};
 pub use store::{MAX_PAGE, Page, Store, StoreOptions, StoreStats};
 pub use triggers::{NewTrigger, TriggerPatch, TriggerRow, WebhookTarget};

@@ -8,7 +8,7 @@ use diesel::prelude::*;
 
 use crate::Store;
 use crate::error::Result;
-use crate::schema::runs;
+use crate::schema::{deliveries, runs};
 
 /// Runs examined and deleted per round: one read, then one writer job.
 const BATCH: i64 = 500;
@@ -53,11 +53,17 @@ impl Store {
                 deleted += self
                     .write(
                         move |c| {
-                            let n = diesel::delete(
-                                runs::table
-                                    .filter(runs::id.eq_any(&old))
-                                    .filter(runs::finished_at.lt(cutoff))
-                                    .filter(runs::status.eq_any(FINISHED)),
+                            let gone: Vec<String> = runs::table
+                                .filter(runs::id.eq_any(&old))
+                                .filter(runs::finished_at.lt(cutoff))
+                                .filter(runs::status.eq_any(FINISHED))
+                                .select(runs::id)
+                                .load(c)?;
+                            let n = diesel::delete(runs::table.filter(runs::id.eq_any(&gone)))
+                                .execute(c)?;
+                            // Deliveries (and their attempts) go with their runs.
+                            diesel::delete(
+                                deliveries::table.filter(deliveries::run_id.eq_any(&gone)),
                             )
                             .execute(c)?;
                             Ok(n as u64)

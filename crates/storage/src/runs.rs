@@ -165,6 +165,9 @@ pub struct IngestWrite {
     pub run: Option<NewRun>,
     /// The activity log row.
     pub activity: NewActivity,
+    /// The events storing the run emits (a run completed at ingest: `run.started`,
+    /// `run.completed`): their deliveries are written in the same transaction.
+    pub events: Vec<crate::hooks::OutboxEvent>,
 }
 
 /// Which runs [`Store::list_runs`] returns; `None` fields do not filter.
@@ -211,6 +214,8 @@ pub struct RunUpdate {
     /// Give the run up (clears `lease_owner` and `lease_expires_at`), e.g. when it finished or
     /// parks waiting; wins over `lease_until`.
     pub release_lease: bool,
+    /// The events the change emits: their deliveries are written with it (the outbox).
+    pub events: Vec<crate::hooks::OutboxEvent>,
 }
 
 #[derive(AsChangeset)]
@@ -365,7 +370,13 @@ impl RunQueryDsl<SqliteConnection> for BumpFires<'_> {}
 /// Applies `update` to its run — only while `update.owner` holds the lease when
 /// `require_lease` — and tells whether a row was changed (or, for an empty update, whether the
 /// lease is held).
-pub(crate) fn apply_update(c: &mut DbConn, update: RunUpdate, require_lease: bool) -> Result<bool> {
+/// Applies `update`; `None` when it did not apply (the lease is not held, or no such run), else
+/// how many deliveries its events caused.
+pub(crate) fn apply_update(
+    c: &mut DbConn,
+    update: RunUpdate,
+    require_lease: bool,
+) -> Result<Option<usize>> {
     let (lease_owner, lease_expires_at) = if update.release_lease {
         (Some(None), Some(None))
     } else {
@@ -389,7 +400,8 @@ pub(crate) fn apply_update(c: &mut DbConn, update: RunUpdate, require_lease: boo
         .filter(runs::id.eq(&update.id))
         .filter(runs::lease_owner.eq(&update.owner));
     if changes.is_empty() {
-        return Ok(diesel::select(diesel::dsl::exists(held)).get_result(c)?);
+        let exists: bool = diesel::select(diesel::dsl::exists(held)).get_result(c)?;
+        return Ok(exists.then_some(0));
     }
     let n = if require_lease {
         diesel::update(held).set(changes).execute(c)?
@@ -398,7 +410,10 @@ pub(crate) fn apply_update(c: &mut DbConn, update: RunUpdate, require_lease: boo
             .set(changes)
             .execute(c)?
     };
-    Ok(n == 1)
+    if n != 1 {
+        return Ok(None);
+    }
+    Ok(Some(crate::hooks::enqueue(c, &update.id, &update.events)?))
 }
 
 impl Store {
@@ -614,11 +629,14 @@ impl Store {
         let result = self
             .write(move |c| apply_update(c, update, true), |_| false)
             .await?;
-        if result && wakes {
+        if result.is_some() && wakes {
             // A run handed back unfinished can be claimed again at once.
             self.runs_notify().notify_one();
         }
-        Ok(result)
+        if result.is_some_and(|n| n > 0) {
+            crate::hooks::wake_delivery_workers();
+        }
+        Ok(result.is_some())
     }
 
     /// The earliest instant (µs) at which a run becomes claimable again: a lease of an
@@ -691,7 +709,7 @@ impl Store {
         .await
     }
 
-    /// Clears every run's lease and returns how many were held. Only for a database that one
+    /// Clears every run's lease (and every event delivery's) and returns how many runs were held. Only for a database that one
     /// process owns (SQLite) and at that process's start: every lease then belongs to an earlier
     /// process of the same node, which is gone, so its runs can be resumed at once instead of
     /// after their leases expire.
@@ -699,6 +717,14 @@ impl Store {
         let released = self
             .write(
                 |c| {
+                    // Deliveries the previous process was sending are due again at once too.
+                    use crate::schema::deliveries;
+                    diesel::update(deliveries::table.filter(deliveries::lease_owner.is_not_null()))
+                        .set((
+                            deliveries::lease_owner.eq(None::<String>),
+                            deliveries::lease_expires_at.eq(None::<i64>),
+                        ))
+                        .execute(c)?;
                     Ok(
                         diesel::update(runs::table.filter(runs::lease_owner.is_not_null()))
                             .set((

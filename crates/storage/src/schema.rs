@@ -124,6 +124,52 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    hooks (id) {
+        id -> Text,
+        scope -> Text,
+        workflow -> Nullable<Text>,
+        deployment_id -> Nullable<Text>,
+        run_id -> Nullable<Text>,
+        url -> Text,
+        events -> Text,
+        secret -> Text,
+        origin -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    deliveries (id) {
+        id -> Text,
+        hook_id -> Text,
+        event_id -> Text,
+        event_type -> Text,
+        run_id -> Text,
+        occurred_at -> BigInt,
+        status -> Text,
+        attempts -> BigInt,
+        next_attempt_at -> Nullable<BigInt>,
+        lease_owner -> Nullable<Text>,
+        lease_expires_at -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+        created_at -> BigInt,
+        finished_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    delivery_attempts (delivery_id, attempt) {
+        delivery_id -> Text,
+        attempt -> BigInt,
+        attempted_at -> BigInt,
+        status_code -> Nullable<Integer>,
+        duration_ms -> BigInt,
+        error -> Nullable<Text>,
+        response_body -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(workflow_versions -> workflows (workflow));
 diesel::joinable!(triggers -> deployments (deployment_id));
 diesel::joinable!(webhook_tokens -> triggers (trigger_id));
@@ -139,4 +185,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     activity,
     deployment_context,
     cron_slots,
+    hooks,
+    deliveries,
+    delivery_attempts,
 );

@@ -6,13 +6,14 @@ use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use diesel::Connection;
 use diesel::r2d2::{Pool, R2D2Connection};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::checkpoint::{self, CheckpointPolicy};
-use crate::conn::{DbConn, ReadManager, Role, establish, run_migrations};
+use crate::conn::{DbConn, ReadManager, Role, Timeouts, establish, run_migrations};
 use crate::error::{Result, StoreError};
 use crate::url::{Backend, DbUrl};
 use crate::writer::{BATCH_BUCKETS, Counters, Job, JobResult, Msg, Writer};
@@ -26,6 +27,17 @@ pub struct StoreOptions {
     pub acquire_timeout: Duration,
     /// SQLite `busy_timeout`: how long a connection waits for a lock (default 5 s).
     pub busy_timeout: Duration,
+    /// PostgreSQL `lock_timeout`: how long a statement waits for a lock — a table or row lock,
+    /// or the writer's batch lock another node holds — before its request fails `Unavailable`
+    /// (default 5 s, as `busy_timeout`; zero: forever).
+    pub lock_timeout: Duration,
+    /// PostgreSQL `statement_timeout`: how long a statement may run before it is cancelled and
+    /// its request fails `Unavailable` (default 10 s; zero: forever). Also the session's
+    /// `idle_in_transaction_session_timeout`.
+    pub statement_timeout: Duration,
+    /// PostgreSQL: libpq's `connect_timeout` when the URL has none (default 5 s; whole seconds,
+    /// libpq waits at least 2; zero: the operating system's TCP timeout).
+    pub connect_timeout: Duration,
     /// Most jobs the writer commits in one transaction (default 512).
     pub max_batch: usize,
     /// Jobs that may wait for the writer before callers wait to enqueue (default 8192).
@@ -47,6 +59,9 @@ impl Default for StoreOptions {
             read_pool_size: 8,
             acquire_timeout: Duration::from_secs(5),
             busy_timeout: Duration::from_secs(5),
+            lock_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
             max_batch: 512,
             queue_capacity: 8192,
             checkpoint_interval: Duration::from_secs(1),
@@ -98,6 +113,7 @@ pub(crate) struct Inner {
     runs_notify: Arc<Notify>,
     counters: Arc<Counters>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    probe: tokio::sync::Mutex<Probe>,
 }
 
 impl fmt::Debug for Store {
@@ -134,10 +150,11 @@ impl Store {
         } else {
             Role::WriterAutoCheckpoint
         };
-        let mut conn = establish(&url, writer_role, opts.busy_timeout).map_err(|e| {
+        let timeouts = Timeouts::of(&opts);
+        let mut conn = establish(&url, writer_role, &timeouts).map_err(|e| {
             StoreError::unavailable(format!("cannot connect to the database {url}: {e}"))
         })?;
-        run_migrations(&mut conn)?;
+        run_migrations(&mut conn, &timeouts)?;
 
         let pool = Pool::builder()
             .max_size(opts.read_pool_size.max(1))
@@ -145,7 +162,7 @@ impl Store {
             .connection_timeout(opts.acquire_timeout)
             .build(ReadManager {
                 url: url.clone(),
-                busy_timeout: opts.busy_timeout,
+                timeouts,
             })
             .map_err(|e| {
                 StoreError::unavailable(format!("cannot open read connections to {url}: {e}"))
@@ -184,7 +201,7 @@ impl Store {
         let writer = Writer {
             url: url.clone(),
             conn: Some(conn),
-            busy_timeout: opts.busy_timeout,
+            timeouts,
             role: writer_role,
             max_batch: opts.max_batch.max(1),
             counters: counters.clone(),
@@ -201,6 +218,7 @@ impl Store {
                 runs_notify,
                 counters,
                 threads: Mutex::new(threads),
+                probe: tokio::sync::Mutex::new(Probe::default()),
             }),
         })
     }
@@ -214,6 +232,59 @@ impl Store {
     pub async fn ping(&self) -> Result<()> {
         self.read(|c| c.ping().map_err(StoreError::from_diesel))
             .await
+    }
+
+    /// Checks that a write can be committed now (for `/healthz`): commits a tiny write through the
+    /// writer — an upsert of the settings row `health_probe`, and on PostgreSQL the table locks a
+    /// webhook's write takes (`runs`, `activity`, `triggers`, `webhook_tokens`), with `NOWAIT` —
+    /// and waits at most `timeout` for it. `Unavailable`, saying why, when it failed or took
+    /// longer: the writer is stuck behind a stalled or locked database, its queue is full, or
+    /// someone holds a lock that would make a webhook wait.
+    ///
+    /// The answer is reused for `max_age`, and concurrent callers share one probe, so frequent
+    /// health checks cost at most one small write per `max_age`. A probe that timed out stays
+    /// queued and the next check waits for it instead of queueing another one.
+    pub async fn probe_writes(&self, max_age: Duration, timeout: Duration) -> Result<()> {
+        let mut probe = self.inner.probe.lock().await;
+        if let Some((at, result)) = &probe.last
+            && at.elapsed() < max_age
+        {
+            return result.clone().map_err(StoreError::unavailable);
+        }
+        let result = self.run_probe(&mut probe, timeout).await;
+        probe.last = Some((Instant::now(), result.clone()));
+        result.map_err(StoreError::unavailable)
+    }
+
+    async fn run_probe(&self, probe: &mut Probe, timeout: Duration) -> Result<(), String> {
+        let mut rx = match probe.pending.take() {
+            Some(rx) => rx,
+            None => {
+                let (job, rx) = Job::new(probe_write, |_| false);
+                // Never wait for room in the queue: a full queue is the answer.
+                self.inner.tx.try_send(Msg::Job(job)).map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(_) => "the write queue is full",
+                    mpsc::error::TrySendError::Closed(_) => "the store is shut down",
+                })?;
+                rx
+            }
+        };
+        match tokio::time::timeout(timeout, &mut rx).await {
+            Err(_) => {
+                probe.pending = Some(rx);
+                Err(format!(
+                    "a probe write was not committed within {} ms",
+                    timeout.as_millis()
+                ))
+            }
+            Ok(Ok(Ok(Ok(None)))) => Ok(()),
+            Ok(Ok(Ok(Ok(Some(locked))))) => Err(format!("a webhook write would wait: {locked}")),
+            Ok(Ok(Ok(Err(e)))) => Err(e.to_string()),
+            Ok(Ok(Err(_panic))) => Err("the probe write panicked".to_owned()),
+            Ok(Err(_)) => {
+                Err("the probe write was not run: the database writer stopped".to_owned())
+            }
+        }
     }
 
     /// Stops the writer after it has committed every write queued so far; later writes fail with
@@ -300,10 +371,53 @@ impl Store {
             Ok(Ok(result)) => result,
             Ok(Err(panic)) => std::panic::resume_unwind(panic),
             Err(_) => Err(StoreError::unavailable(
-                "the write was not run: the database writer could not reach the database",
+                "the write was not run: the database writer stopped",
             )),
         }
     }
+}
+
+/// The settings key the write probe updates.
+const PROBE_KEY: &str = "health_probe";
+
+/// The last write probe of [`Store::probe_writes`]: when it ended and what it found, and a probe
+/// still queued behind a stuck writer.
+#[derive(Default)]
+struct Probe {
+    last: Option<(Instant, Result<(), String>)>,
+    pending: Option<oneshot::Receiver<JobResult<Option<String>>>>,
+}
+
+/// The write probe, a writer job: an upsert of one settings row (so that the commit really
+/// writes: a full disk shows), then, on PostgreSQL, the table locks of a webhook's write taken
+/// `NOWAIT` in a savepoint of their own. Returns why a webhook would wait, if it would.
+fn probe_write(c: &mut DbConn) -> Result<Option<String>> {
+    use diesel::connection::SimpleConnection;
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    // The same statement on both backends (SQLite ≥ 3.24).
+    c.batch_execute(&format!(
+        "INSERT INTO settings (key, value) VALUES ('{PROBE_KEY}', '{now}') \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+    ))?;
+    if matches!(c, DbConn::Postgres(_)) {
+        // `ROW EXCLUSIVE` is what the INSERTs and UPDATEs of a webhook's write take, `ROW SHARE`
+        // what its `FOR NO KEY UPDATE` of the token takes; they conflict only with what DDL,
+        // `VACUUM FULL` or an explicit `LOCK TABLE` holds. Locks stay until the commit, which
+        // costs nothing: other nodes' writers wait for this batch anyway.
+        let locked = c.transaction::<_, diesel::result::Error, _>(|c| {
+            c.batch_execute(
+                "LOCK TABLE runs, activity, triggers IN ROW EXCLUSIVE MODE NOWAIT; \
+                 LOCK TABLE webhook_tokens IN ROW SHARE MODE NOWAIT",
+            )
+        });
+        if let Err(e) = locked {
+            return Ok(Some(e.to_string()));
+        }
+    }
+    Ok(None)
 }
 
 /// Runs blocking diesel code on tokio's blocking pool, re-raising its panic in the caller.
@@ -406,5 +520,213 @@ mod tests {
         assert!(matches!(store.get_setting("before").await, Ok(None)));
         assert!(matches!(store.get_setting("next").await, Ok(Some(_))));
         store.shutdown().await;
+    }
+
+    /// Time limits short enough for a test: locks 1 s, statements 3 s.
+    fn short_timeouts() -> StoreOptions {
+        StoreOptions {
+            busy_timeout: Duration::from_secs(1),
+            lock_timeout: Duration::from_secs(1),
+            statement_timeout: Duration::from_secs(3),
+            ..StoreOptions::default()
+        }
+    }
+
+    /// A lock of the database held by a connection of its own, as another process would hold
+    /// it, until dropped (at most 30 s).
+    struct Held {
+        release: Option<std::sync::mpsc::Sender<()>>,
+        thread: Option<JoinHandle<()>>,
+    }
+
+    impl Held {
+        /// Runs `sql` (e.g. `BEGIN; LOCK TABLE ...`) on a new connection to `url`; returns once
+        /// it ran.
+        async fn take(url: &str, sql: String) -> Held {
+            let url = DbUrl::parse(url).unwrap_or_else(|e| panic!("{e}"));
+            let (taken_tx, taken_rx) = oneshot::channel();
+            let (release, released) = std::sync::mpsc::channel::<()>();
+            let thread = std::thread::spawn(move || {
+                use diesel::connection::SimpleConnection;
+                let mut c = establish(&url, Role::Writer, &Timeouts::default())
+                    .unwrap_or_else(|e| panic!("cannot connect: {e}"));
+                c.batch_execute(&sql)
+                    .unwrap_or_else(|e| panic!("{sql} failed: {e}"));
+                let _ = taken_tx.send(());
+                let _ = released.recv_timeout(Duration::from_secs(30));
+                // Dropping the connection ends its transaction and session locks.
+            });
+            taken_rx
+                .await
+                .unwrap_or_else(|_| panic!("the lock was not taken"));
+            Held {
+                release: Some(release),
+                thread: Some(thread),
+            }
+        }
+    }
+
+    impl Drop for Held {
+        fn drop(&mut self) {
+            drop(self.release.take());
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    /// PostgreSQL: a write waiting for a table another session locked gives up after
+    /// `lock_timeout` (issue 13: webhooks waited 39 s, then got 201), and its whole batch with
+    /// it — after one timeout, not one per job; the writer goes on once the lock is gone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_a_locked_table_ends_the_batch_after_one_lock_timeout() {
+        let Some(db) = TestDb::postgres() else {
+            return;
+        };
+        let store = db
+            .open_with(short_timeouts())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let held = Held::take(
+            db.url(),
+            "BEGIN; LOCK TABLE settings IN ACCESS EXCLUSIVE MODE".into(),
+        )
+        .await;
+        let started = Instant::now();
+        // Eight writes queued behind a busy writer, so that they form one batch.
+        let hold = {
+            let s = store.clone();
+            tokio::spawn(async move { hold_writer(&s, Duration::from_millis(300)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let writes: Vec<_> = (0..8)
+            .map(|i| {
+                let s = store.clone();
+                tokio::spawn(async move { s.set_setting(&format!("k{i}"), "v").await })
+            })
+            .collect();
+        hold.await.unwrap_or_else(|e| panic!("{e}"));
+        for w in writes {
+            let result = tokio::time::timeout(Duration::from_secs(15), w)
+                .await
+                .unwrap_or_else(|_| panic!("a write waited for the lock for 15 s"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                matches!(&result, Err(StoreError::Unavailable { reason }) if reason.contains("lock timeout")),
+                "{result:?}"
+            );
+        }
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(4),
+            "the batch took {took:?}: one lock timeout (1 s) per job instead of one per batch?"
+        );
+        assert!(store.stats().failed_batches >= 1);
+        drop(held);
+        store
+            .set_setting("after", "v")
+            .await
+            .unwrap_or_else(|e| panic!("the writer did not recover: {e}"));
+        store.shutdown().await;
+    }
+
+    /// PostgreSQL: the batch lock another node's writer holds is waited for at most
+    /// `lock_timeout` too (a stuck node must not stall every other node's webhooks for ever).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_another_nodes_batch_lock_is_waited_for_at_most_the_lock_timeout() {
+        let Some(db) = TestDb::postgres() else {
+            return;
+        };
+        let store = db
+            .open_with(short_timeouts())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let held = Held::take(
+            db.url(),
+            format!("SELECT pg_advisory_lock({})", crate::writer::BATCH_LOCK_KEY),
+        )
+        .await;
+        let started = Instant::now();
+        let result = tokio::time::timeout(Duration::from_secs(15), store.set_setting("k", "v"))
+            .await
+            .unwrap_or_else(|_| panic!("the write waited for the batch lock for 15 s"));
+        // `lock_timeout` (1 s) ended the wait, not `statement_timeout` (3 s).
+        assert!(
+            matches!(&result, Err(StoreError::Unavailable { reason }) if reason.contains("lock timeout")),
+            "{result:?}"
+        );
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        drop(held);
+        store
+            .set_setting("k", "v")
+            .await
+            .unwrap_or_else(|e| panic!("the writer did not recover: {e}"));
+        store.shutdown().await;
+    }
+
+    /// The health probe: fails, within its own timeout, while a webhook's write would wait (a
+    /// locked `runs` table on PostgreSQL, SQLite's write lock held by another process); its
+    /// answer is reused for `max_age`; it succeeds again once the lock is gone.
+    async fn probe_writes_tells_whether_a_write_would_commit(backend: Backend) {
+        let Some(db) = TestDb::new(backend) else {
+            return;
+        };
+        let store = db
+            .open_with(short_timeouts())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let fresh = Duration::ZERO;
+        let probe = Duration::from_millis(500);
+        store
+            .probe_writes(fresh, probe)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(store.get_setting(PROBE_KEY).await, Ok(Some(_))),
+            "the probe wrote nothing"
+        );
+        let lock = match backend {
+            Backend::Postgres => "BEGIN; LOCK TABLE runs IN ACCESS EXCLUSIVE MODE",
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+        };
+        let held = Held::take(db.url(), lock.into()).await;
+        // Within `max_age`, the last answer.
+        assert!(
+            store
+                .probe_writes(Duration::from_secs(60), probe)
+                .await
+                .is_ok()
+        );
+        let started = Instant::now();
+        let result = store.probe_writes(fresh, probe).await;
+        assert!(
+            matches!(result, Err(StoreError::Unavailable { .. })),
+            "{result:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        // A second check while the first probe may still be queued: unavailable as well.
+        assert!(store.probe_writes(fresh, probe).await.is_err());
+        drop(held);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Err(e) = store.probe_writes(fresh, Duration::from_secs(3)).await {
+            assert!(Instant::now() < deadline, "still unavailable: {e}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        store.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_probe_writes_tells_whether_a_write_would_commit() {
+        probe_writes_tells_whether_a_write_would_commit(Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_probe_writes_tells_whether_a_write_would_commit() {
+        probe_writes_tells_whether_a_write_would_commit(Backend::Postgres).await;
     }
 }

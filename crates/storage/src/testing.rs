@@ -26,7 +26,7 @@ use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 use diesel_migrations::MigrationHarness;
 
-use crate::conn::{DbConn, Role, establish, migrations};
+use crate::conn::{DbConn, Role, Timeouts, establish, migrations};
 use crate::url::DbUrl;
 use crate::{Backend, Store, StoreOptions};
 
@@ -128,8 +128,8 @@ impl TestDb {
     /// wrong.
     pub fn check_migrations_reversible(&self) -> Result<(), String> {
         let url = DbUrl::parse(&self.url).map_err(|e| e.to_string())?;
-        let conn = establish(&url, Role::Writer, std::time::Duration::from_secs(5))
-            .map_err(|e| e.to_string())?;
+        let conn =
+            establish(&url, Role::Writer, &Timeouts::default()).map_err(|e| e.to_string())?;
         let source = || migrations(self.backend);
         fn step<C: MigrationHarness<B>, B: diesel::backend::Backend>(
             c: &mut C,

@@ -30,6 +30,7 @@ use crate::workflows::{self, WorkflowVersionRow};
 pub struct Tx<'a> {
     c: &'a mut DbConn,
     wakes_workers: bool,
+    wakes_deliveries: bool,
 }
 
 impl std::fmt::Debug for Tx<'_> {
@@ -46,19 +47,23 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
     {
-        let (result, _) = self
+        let (result, _, wakes_deliveries) = self
             .write(
                 move |c| {
                     let mut tx = Tx {
                         c,
                         wakes_workers: false,
+                        wakes_deliveries: false,
                     };
                     let result = f(&mut tx)?;
-                    Ok((result, tx.wakes_workers))
+                    Ok((result, tx.wakes_workers, tx.wakes_deliveries))
                 },
-                |(_, wakes)| *wakes,
+                |(_, wakes, _)| *wakes,
             )
             .await?;
+        if wakes_deliveries {
+            crate::hooks::wake_delivery_workers();
+        }
         Ok(result)
     }
 }
@@ -249,13 +254,20 @@ impl Tx<'_> {
         self.wakes_workers = true;
     }
 
+    /// Wakes the delivery workers after the commit (deliveries were written).
+    pub(crate) fn wake_deliveries(&mut self) {
+        self.wakes_deliveries = true;
+    }
+
     /// Applies `update` to a run whoever holds its lease (`update.owner` is ignored), e.g. a
     /// cancellation through the API; the holder's next lease-checked update then fails. `NotFound`
     /// when there is no such run.
     pub fn force_update_run(&mut self, update: RunUpdate) -> Result<()> {
         let id = update.id.clone();
-        if !runs::apply_update(self.c, update, false)? {
-            return Err(StoreError::not_found(format!("run {id}")));
+        match runs::apply_update(self.c, update, false)? {
+            None => return Err(StoreError::not_found(format!("run {id}"))),
+            Some(0) => {}
+            Some(_) => self.wakes_deliveries = true,
         }
         Ok(())
     }

@@ -245,6 +245,13 @@ impl Store {
                 if deleted == 0 {
                     return Err(StoreError::not_found(format!("workflow {name}")));
                 }
+                // Its workflow-scoped hooks go too (a new workflow of that name starts without).
+                diesel::delete(
+                    crate::schema::hooks::table
+                        .filter(crate::schema::hooks::scope.eq("workflow"))
+                        .filter(crate::schema::hooks::workflow.eq(&name)),
+                )
+                .execute(c)?;
                 Ok(())
             },
             |_| false,

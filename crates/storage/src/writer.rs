@@ -7,6 +7,11 @@
 //! — one fsync for the whole batch — and only then answers each job. If the commit fails, every job
 //! of the batch is answered `Unavailable` and nothing of the batch is stored.
 //!
+//! A job that fails `Unavailable` (a PostgreSQL lock or statement timeout, a full disk) ends its
+//! batch the same way: the jobs after it would each wait as long again for the same stalled
+//! database, so a batch of N webhooks would answer after N timeouts instead of one. The writer
+//! reconnects and goes on with the next batch.
+//!
 //! Webhook requests come as data (`IngestJob`), not closures: the accepted ones of a batch are
 //! first written together in one savepoint (see `ingest.rs`), and one by one only if that fails.
 //!
@@ -24,7 +29,7 @@ use diesel::connection::SimpleConnection;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::conn::{DbConn, Role, establish};
+use crate::conn::{DbConn, Role, Timeouts, establish};
 use crate::error::{Result, StoreError};
 use crate::ingest::{ingest_many, ingest_one};
 use crate::runs::IngestWrite;
@@ -45,12 +50,24 @@ struct Staged {
     wakes_workers: bool,
     /// The job panicked: the transaction's savepoint nesting is unknown, the batch is abandoned.
     panicked: bool,
+    /// The job failed `Unavailable` (this reason): the database is stalled or refuses writes,
+    /// the batch is abandoned.
+    unavailable: Option<String>,
 }
 
-/// A type-erased job: runs on the writer's connection inside the batch transaction.
-pub(crate) struct Job(Box<dyn FnOnce(&mut DbConn) -> Staged + Send>);
+/// A type-erased job: runs on the writer's connection inside the batch transaction — or, given
+/// no connection, does not run and is answered with the reason its batch was lost.
+pub(crate) struct Job(Box<RunJob>);
+
+/// The body of a [`Job`].
+type RunJob = dyn FnOnce(Option<&mut DbConn>) -> Staged + Send;
 
 impl Job {
+    /// Answers the job `Unavailable` with `reason`, without running it.
+    fn abandon(self, reason: &str) {
+        ((self.0)(None).answer)(Some(reason));
+    }
+
     /// Wraps a typed job. `wakes` decides from its successful result whether to wake the workers.
     /// Returns the job and the receiver of its result.
     pub(crate) fn new<T, F>(f: F, wakes: fn(&T) -> bool) -> (Self, oneshot::Receiver<JobResult<T>>)
@@ -68,16 +85,28 @@ impl Job {
         T: Send + 'static,
         F: FnOnce(&mut DbConn) -> Result<T> + Send + 'static,
     {
-        Job(Box::new(move |conn: &mut DbConn| {
+        Job(Box::new(move |conn: Option<&mut DbConn>| {
+            let Some(conn) = conn else {
+                // Answered once the batch's fate is known: with the reason it was lost.
+                return stage(Err(StoreError::unavailable("not run")), false, tx);
+            };
             // The savepoint: a nested `transaction` inside the batch's transaction.
             match catch_unwind(AssertUnwindSafe(|| conn.transaction(f))) {
                 Ok(result) => {
                     let wakes_workers = matches!(&result, Ok(t) if wakes(t));
-                    stage(result, wakes_workers, tx)
+                    let unavailable = match &result {
+                        Err(StoreError::Unavailable { reason }) => Some(reason.clone()),
+                        _ => None,
+                    };
+                    Staged {
+                        unavailable,
+                        ..stage(result, wakes_workers, tx)
+                    }
                 }
                 Err(panic) => Staged {
                     wakes_workers: false,
                     panicked: true,
+                    unavailable: None,
                     answer: Box::new(move |_| {
                         let _ = tx.send(Err(panic));
                     }),
@@ -96,6 +125,7 @@ fn stage<T: Send + 'static>(
     Staged {
         wakes_workers,
         panicked: false,
+        unavailable: None,
         answer: Box::new(move |lost: Option<&str>| {
             let result = match lost {
                 None => result,
@@ -187,11 +217,27 @@ enum Work {
     Ingest(Box<IngestJob>),
 }
 
+impl Work {
+    fn into_job(self) -> Job {
+        match self {
+            Work::Job(j) => j,
+            Work::Ingest(i) => i.into_job(),
+        }
+    }
+}
+
+/// Answers every job of a batch that could not begin `Unavailable`, saying why.
+fn abandon(batch: &mut Vec<Work>, reason: &str) {
+    for work in batch.drain(..) {
+        work.into_job().abandon(reason);
+    }
+}
+
 /// Everything the writer thread needs.
 pub(crate) struct Writer {
     pub(crate) url: DbUrl,
     pub(crate) conn: Option<DbConn>,
-    pub(crate) busy_timeout: Duration,
+    pub(crate) timeouts: Timeouts,
     /// `Role::Writer`, or `Role::WriterAutoCheckpoint` to compare.
     pub(crate) role: Role,
     pub(crate) max_batch: usize,
@@ -243,8 +289,7 @@ impl Writer {
         let conn = match self.connection() {
             Ok(c) => c,
             Err(reason) => {
-                // Dropping a job drops its answer channel; the caller sees `Unavailable`.
-                batch.clear();
+                abandon(batch, &reason);
                 tracing::warn!(%reason, jobs = size, "database writer cannot connect");
                 self.counters.failed_batches.fetch_add(1, Ordering::Relaxed);
                 return;
@@ -253,12 +298,14 @@ impl Writer {
         if let Err(e) = begin(conn) {
             let reason = format!("cannot begin the write transaction: {e}");
             tracing::warn!(%reason, jobs = size, "write batch failed");
-            batch.clear();
+            abandon(batch, &reason);
             self.conn = None;
             self.counters.failed_batches.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let mut staged = Vec::with_capacity(size);
+        // Why the batch is abandoned when a write of it failed `Unavailable`.
+        let mut lost: Option<String> = None;
         let mut jobs = Vec::with_capacity(size);
         let mut accepted = Vec::new();
         for work in batch.drain(..) {
@@ -292,24 +339,33 @@ impl Writer {
                         staged.push(stage(result, wakes, job.reply));
                     }
                 }
+                Ok(Err(StoreError::Unavailable { reason })) => {
+                    // A stalled database, not a bad request: one by one, each would wait as
+                    // long again. The requests, below, are answered `Unavailable`.
+                    lost = Some(reason);
+                }
                 Ok(Err(e)) => {
                     counters.combined_fallbacks.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(error = %e, "combined webhook write failed; one by one");
                     if alone && let Err(e) = restart(conn) {
-                        // Dropping the requests answers them `Unavailable`; the next batch
-                        // reconnects.
-                        tracing::warn!(error = %e, jobs = size, "write batch failed");
+                        // The next batch reconnects.
+                        let reason = format!("cannot begin the write transaction again: {e}");
+                        tracing::warn!(%reason, jobs = size, "write batch failed");
                         self.conn = None;
                         self.counters.failed_batches.fetch_add(1, Ordering::Relaxed);
+                        for i in accepted {
+                            i.into_job().abandon(&reason);
+                        }
                         return;
                     }
                 }
                 Err(panic) => {
-                    // The first request gets the panic; the others, dropped below, `Unavailable`.
+                    // The first request gets the panic; the others, below, `Unavailable`.
                     let first = accepted.remove(0);
                     staged.push(Staged {
                         wakes_workers: false,
                         panicked: true,
+                        unavailable: None,
                         answer: Box::new(move |_| {
                             let _ = first.reply.send(Err(panic));
                         }),
@@ -319,16 +375,22 @@ impl Writer {
         }
         let mut panicked = staged.iter().any(|s| s.panicked);
         for job in accepted.into_iter().map(|i| i.into_job()).chain(jobs) {
-            if panicked {
-                // The batch is lost already; dropping the job answers `Unavailable`.
+            if panicked || lost.is_some() {
+                // The batch is lost already: the job is answered `Unavailable` with the reason.
+                staged.push((job.0)(None));
                 continue;
             }
-            let s = (job.0)(conn);
+            let s = (job.0)(Some(&mut *conn));
             panicked = s.panicked;
+            lost = s.unavailable.clone();
             staged.push(s);
         }
         let outcome = if panicked {
             Err("a job of the batch panicked; the batch was rolled back".to_owned())
+        } else if let Some(reason) = lost {
+            Err(format!(
+                "a write of the batch failed ({reason}); the batch was rolled back"
+            ))
         } else {
             <DbConn as Connection>::TransactionManager::commit_transaction(conn)
                 .map_err(|e| format!("commit failed: {e}"))
@@ -373,7 +435,7 @@ impl Writer {
     /// The write connection, reconnecting after a failure.
     fn connection(&mut self) -> std::result::Result<&mut DbConn, String> {
         if self.conn.is_none() {
-            let c = establish(&self.url, self.role, self.busy_timeout)
+            let c = establish(&self.url, self.role, &self.timeouts)
                 .map_err(|e| format!("cannot connect to the database: {e}"))?;
             self.conn = Some(c);
         }
@@ -392,7 +454,7 @@ fn restart(conn: &mut DbConn) -> diesel::QueryResult<()> {
 
 /// `pg_advisory_xact_lock` key that orders the write batches of every node on one PostgreSQL
 /// database. The ASCII bytes of "trgbatch".
-const BATCH_LOCK_KEY: i64 = 0x7472_6762_6174_6368;
+pub(crate) const BATCH_LOCK_KEY: i64 = 0x7472_6762_6174_6368;
 
 /// Begins the batch transaction. On SQLite `BEGIN IMMEDIATE` takes the write lock up front, so
 /// a batch that reads before it writes can never fail with `SQLITE_BUSY_SNAPSHOT` when another
@@ -405,6 +467,10 @@ const BATCH_LOCK_KEY: i64 = 0x7472_6762_6174_6368;
 /// aborts only the waiting request's savepoint, so every later request of the batch on the
 /// same row waits and deadlocks again (one second each). Taken first, while the transaction
 /// holds nothing, the lock cannot be part of a cycle.
+///
+/// The session's `lock_timeout` (`conn.rs`) bounds the wait for it like any other lock: a node
+/// whose batch is stuck (behind a locked table, say) makes the others answer 503 after that
+/// long, not wait with it.
 fn begin(conn: &mut DbConn) -> diesel::QueryResult<()> {
     match conn {
         DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"),

@@ -69,6 +69,7 @@ fn accepted(token: &str, trigger_id: &str, deployment_id: &str, n: usize, now: i
         now,
         run: Some(run),
         activity: new_activity(&format!("req_{n:08}"), "accepted", Some(&id)),
+        events: Vec::new(),
     }
 }
 
@@ -550,6 +551,7 @@ async fn rejected_request_writes_only_activity(store: Store, _db: TestDb) {
         now: T0,
         run: None,
         activity: new_activity(req, "invalid_input", None),
+        events: Vec::new(),
     };
     store.ingest(rejected("req_1", &trg.id)).await.unwrap();
     // Disabled: still logged.
@@ -600,6 +602,7 @@ async fn activity_is_pruned_to_the_newest_rows(store: Store, _db: TestDb) {
                 now: T0,
                 run: None,
                 activity: new_activity(&format!("req_{n:02}"), "rate_limited", None),
+                events: Vec::new(),
             })
             .await
             .unwrap();

@@ -2,13 +2,13 @@
 //! query parsing. One module per group of routes; JSON views of stored rows in [`views`].
 
 pub(crate) mod context;
+pub(crate) mod hooks;
 pub(crate) mod runs;
 pub(crate) mod triggers;
 pub mod views;
 pub(crate) mod workflows;
 
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
 use triggerd_domain::ids::verify_token_hash;
@@ -39,6 +39,13 @@ pub(crate) enum Route {
     Runs,
     Run,
     RunCancel,
+    RunDeliveries,
+    Hooks,
+    Hook,
+    HookSecret,
+    HookSecretRotate,
+    HookDeliveries,
+    DeliveryRetry,
 }
 
 impl Route {
@@ -50,7 +57,12 @@ impl Route {
             Route::WorkflowDeployments
             | Route::TriggerRotate
             | Route::TriggerTest
-            | Route::RunCancel => &[Method::POST],
+            | Route::RunCancel
+            | Route::HookSecretRotate
+            | Route::DeliveryRetry => &[Method::POST],
+            Route::RunDeliveries | Route::HookSecret | Route::HookDeliveries => &[Method::GET],
+            Route::Hooks => &[Method::GET, Method::POST],
+            Route::Hook => &[Method::GET, Method::DELETE],
             Route::Deployment => &[Method::GET, Method::DELETE],
             Route::TriggerRequests | Route::Run => &[Method::GET],
             Route::DeploymentTriggers | Route::Runs => &[Method::GET, Method::POST],
@@ -62,7 +74,7 @@ impl Route {
 
 /// Every route under `/api/v1` (matchit syntax), in one table: the router is built from it and
 /// the OpenAPI coverage test reads it.
-pub(crate) const ROUTES: [(&str, Route); 16] = [
+pub(crate) const ROUTES: [(&str, Route); 23] = [
     ("/api/v1/workflows", Route::Workflows),
     ("/api/v1/deployments", Route::Deployments),
     ("/api/v1/workflows/{name}/versions", Route::WorkflowVersions),
@@ -88,6 +100,13 @@ pub(crate) const ROUTES: [(&str, Route); 16] = [
     ("/api/v1/runs/{id}/cancel", Route::RunCancel),
     ("/api/v1/runs", Route::Runs),
     ("/api/v1/runs/{id}", Route::Run),
+    ("/api/v1/runs/{id}/deliveries", Route::RunDeliveries),
+    ("/api/v1/hooks", Route::Hooks),
+    ("/api/v1/hooks/{id}", Route::Hook),
+    ("/api/v1/hooks/{id}/secret", Route::HookSecret),
+    ("/api/v1/hooks/{id}/secret/rotate", Route::HookSecretRotate),
+    ("/api/v1/hooks/{id}/deliveries", Route::HookDeliveries),
+    ("/api/v1/deliveries/{id}/retry", Route::DeliveryRetry),
 ];
 
 /// The routes of [`ROUTES`] with the methods each allows.
@@ -180,6 +199,15 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<Response<B
         (Route::Runs, Method::POST) => runs::create(state, call).await,
         (Route::Runs, _) => runs::list(state, call).await,
         (Route::Run, _) => runs::get(state, call).await,
+        (Route::RunDeliveries, _) => hooks::run_deliveries(state, call).await,
+        (Route::Hooks, Method::POST) => hooks::create(state, call).await,
+        (Route::Hooks, _) => hooks::list(state, call).await,
+        (Route::Hook, Method::DELETE) => hooks::delete(state, call).await,
+        (Route::Hook, _) => hooks::get(state, call).await,
+        (Route::HookSecret, _) => hooks::secret(state, call).await,
+        (Route::HookSecretRotate, _) => hooks::rotate(state, call).await,
+        (Route::HookDeliveries, _) => hooks::hook_deliveries(state, call).await,
+        (Route::DeliveryRetry, _) => hooks::retry(state, call).await,
     }
 }
 
@@ -205,7 +233,8 @@ fn authenticate(state: &AppState, headers: &http::HeaderMap) -> Result<(), ApiEr
     }
 }
 
-/// Reads a JSON body: 415 unless it is JSON, 413 past the limit, 400 `malformed_json`.
+/// Reads a JSON body: 415 unless it is JSON, 413 past the limit, 400 `malformed_json`, 408 when
+/// it does not arrive within the body read timeout.
 async fn read_json(state: &AppState, req: Request<Incoming>) -> Result<Option<Value>, ApiError> {
     let limit = state.config.max_api_body_bytes;
     let length = req
@@ -227,19 +256,8 @@ async fn read_json(state: &AppState, req: Request<Incoming>) -> Result<Option<Va
                 .trim()
                 .to_ascii_lowercase()
         });
-    let bytes = Limited::new(req.into_body(), limit as usize)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                ApiError::payload_too_large(limit)
-            } else {
-                ApiError::bad_request(format!("could not read the request body: {e}"))
-            }
-        })?
-        .to_bytes();
+    let bytes =
+        crate::deadlines::read_body(req.into_body(), limit, state.config.body_read_timeout).await?;
     if bytes.is_empty() {
         return Ok(None);
     }

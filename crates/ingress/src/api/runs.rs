@@ -36,11 +36,6 @@ pub(crate) async fn create(state: &AppState, call: Call) -> Result<Response<Body
             "unknown field \"{key}\": a run takes deployment_id and input"
         )));
     }
-    if body.get("hooks").is_some_and(|h| !h.is_null()) {
-        return Err(ApiError::bad_request(
-            "run-scoped hooks are not available in this version",
-        ));
-    }
     let Some(deployment_id) = body.get("deployment_id").and_then(Value::as_str) else {
         return Err(ApiError::bad_request("deployment_id is required"));
     };
@@ -56,6 +51,7 @@ pub(crate) async fn create(state: &AppState, call: Call) -> Result<Response<Body
         .validate(input)
         .map_err(|p| ApiError::from(AppError::InvalidInput(p)))?;
     let run_id = new_id(IdKind::Run);
+    let hooks = run_hooks(body.get("hooks"), &run_id, state.app.now())?;
     let start = RunStart {
         run_id: run_id.clone(),
         source: RunSource::Api,
@@ -67,14 +63,80 @@ pub(crate) async fn create(state: &AppState, call: Call) -> Result<Response<Body
         trigger_input: Value::Null,
         created_at: state.app.now(),
     };
-    state.app.start_run(start, &definition).await?;
+    let created: Vec<views::RunHookCreated> = hooks
+        .iter()
+        .map(|h| views::RunHookCreated {
+            id: h.id.clone(),
+            secret: h.secret.clone(),
+        })
+        .collect();
+    state
+        .app
+        .start_run_with_hooks(start, &definition, hooks)
+        .await?;
     Ok(json_response(
         StatusCode::CREATED,
         &views::RunCreated {
             run_id,
             status: RunStatus::Pending.as_str().to_owned(),
+            hooks: (!created.is_empty()).then_some(created),
         },
     ))
+}
+
+/// The run-scoped hooks of `POST /runs` (`hooks: [{url, events, secret?}]`), at most 10; each
+/// problem reported at `hooks[i].<field>` (422).
+fn run_hooks(
+    value: Option<&Value>,
+    run_id: &str,
+    now: i64,
+) -> Result<Vec<triggerd_storage::HookRow>, ApiError> {
+    let items = match value {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) if items.len() <= 10 => items,
+        Some(_) => {
+            return Err(AppError::InvalidConfig(vec![triggerd_domain::Problem::new(
+                "hooks",
+                "must be an array of at most 10 hooks {url, events, secret?}",
+            )])
+            .into());
+        }
+    };
+    let mut problems = Vec::new();
+    let mut hooks = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let prefix = format!("hooks[{i}].");
+        let Some(map) = item.as_object() else {
+            problems.push(triggerd_domain::Problem::new(
+                format!("hooks[{i}]"),
+                "must be an object {url, events, secret?}",
+            ));
+            continue;
+        };
+        if let Some(key) = map
+            .keys()
+            .find(|k| !["url", "events", "secret"].contains(&k.as_str()))
+        {
+            problems.push(triggerd_domain::Problem::new(
+                format!("{prefix}{key}"),
+                "unknown field: a run's hook takes url, events and secret",
+            ));
+            continue;
+        }
+        match triggerd_app::hooks::parse_hook_fields(map, &prefix) {
+            Ok((url, events, secret)) => {
+                hooks.push(triggerd_app::hooks::run_hook(
+                    run_id, url, &events, secret, now,
+                )?);
+            }
+            Err(more) => problems.extend(more),
+        }
+    }
+    if problems.is_empty() {
+        Ok(hooks)
+    } else {
+        Err(AppError::InvalidConfig(problems).into())
+    }
 }
 
 /// `GET /runs/{id}`.

@@ -9,7 +9,8 @@ use serde_json::Value;
 use triggerd_domain::definition::redact_secrets;
 use triggerd_domain::trigger::TriggerType;
 use triggerd_storage::{
-    ActivityRow, DeploymentRow, RunRow, TriggerRow, WorkflowRow, WorkflowVersionRow,
+    ActivityRow, AttemptRow, DeliveryRow, DeploymentRow, HookRow, RunRow, TriggerRow, WorkflowRow,
+    WorkflowVersionRow,
 };
 use utoipa::ToSchema;
 
@@ -60,6 +61,10 @@ pub struct WorkflowPut {
     pub created: bool,
     /// Per deployment tracking the latest version: `{deployment_id, created, updated, removed}`.
     pub declared_triggers: Vec<DeclaredSync>,
+    /// The workflow-scoped hooks the definition declares (`hooks`, `on_success_url`,
+    /// `on_failure_url`), kept across versions while declared the same; their secrets are read
+    /// with `GET /hooks/{id}/secret`.
+    pub hooks: Vec<HookView>,
 }
 
 /// The declared triggers one deployment gained, changed and lost with a new version.
@@ -243,6 +248,18 @@ pub struct RunCreated {
     pub run_id: String,
     /// Always `pending`.
     pub status: String,
+    /// The run-scoped hooks created with it (when `hooks` was given), with their secrets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<Vec<RunHookCreated>>,
+}
+
+/// A run-scoped hook created by `POST /runs`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunHookCreated {
+    /// `hook_...`
+    pub id: String,
+    /// `whsec_...`: shown only here (and by `GET /hooks/{id}/secret`).
+    pub secret: String,
 }
 
 /// A webhook activity-log row (SPEC 4.6).
@@ -282,6 +299,135 @@ pub struct TestResult {
     pub trigger_input: Value,
 }
 
+/// An event hook (SPEC 7). Its secret is shown only when the hook is created (and through
+/// `GET /hooks/{id}/secret`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HookView {
+    /// `hook_...`
+    pub id: String,
+    /// `workflow`, `deployment` or `run`.
+    pub scope: String,
+    /// Scope `workflow`: the workflow's name.
+    pub workflow: Option<String>,
+    /// Scope `deployment`.
+    pub deployment_id: Option<String>,
+    /// Scope `run`.
+    pub run_id: Option<String>,
+    /// Where events are POSTed.
+    pub url: String,
+    /// The event types it receives.
+    pub events: Vec<String>,
+    /// Always `true`: every hook signs its deliveries.
+    pub secret_configured: bool,
+    /// `whsec_...`: only in the answer to its creation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// When it was created.
+    pub created_at: String,
+}
+
+/// A hook's signing secret (`GET /hooks/{id}/secret`, rotation).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HookSecret {
+    /// `whsec_...`: the HMAC key is the base64-decoded part after the prefix.
+    pub secret: String,
+}
+
+/// One attempt to send a delivery.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptView {
+    /// 1, 2, …
+    pub attempt: i64,
+    /// When it was made.
+    pub attempted_at: String,
+    /// The receiver's status, when it answered.
+    pub status_code: Option<i32>,
+    /// How long it took.
+    pub duration_ms: i64,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The first 4 KiB of the receiver's answer.
+    pub response_body: Option<String>,
+}
+
+/// A delivery of one event to one hook, with its attempts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryView {
+    /// `dlv_...`
+    pub id: String,
+    /// The hook.
+    pub hook_id: String,
+    /// The event id: the `webhook-id` header of every attempt.
+    pub event_id: String,
+    /// `run.started`, `run.completed`, …
+    pub event_type: String,
+    /// The run.
+    pub run_id: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    /// Attempts made so far.
+    pub attempts: i64,
+    /// When the next attempt is due (pending only).
+    pub next_attempt_at: Option<String>,
+    /// The last attempt's error.
+    pub last_error: Option<String>,
+    /// When the event happened.
+    pub created_at: String,
+    /// When it was delivered or given up.
+    pub finished_at: Option<String>,
+    /// Every attempt, oldest first.
+    pub attempt_log: Vec<AttemptView>,
+}
+
+/// A hook.
+pub fn hook(row: &HookRow, with_secret: bool) -> HookView {
+    HookView {
+        id: row.id.clone(),
+        scope: row.scope.clone(),
+        workflow: row.workflow.clone(),
+        deployment_id: row.deployment_id.clone(),
+        run_id: row.run_id.clone(),
+        url: row.url.clone(),
+        events: serde_json::from_str(&row.events).unwrap_or_default(),
+        secret_configured: true,
+        secret: with_secret.then(|| row.secret.clone()),
+        created_at: rfc3339(row.created_at),
+    }
+}
+
+/// A delivery with its attempts (those of `attempts` that are its own).
+pub fn delivery(row: &DeliveryRow, attempts: &[AttemptRow]) -> DeliveryView {
+    DeliveryView {
+        id: row.id.clone(),
+        hook_id: row.hook_id.clone(),
+        event_id: row.event_id.clone(),
+        event_type: row.event_type.clone(),
+        run_id: row.run_id.clone(),
+        status: row.status.clone(),
+        attempts: row.attempts,
+        next_attempt_at: if row.status == "pending" {
+            opt_time(row.next_attempt_at)
+        } else {
+            None
+        },
+        last_error: row.last_error.clone(),
+        created_at: rfc3339(row.created_at),
+        finished_at: opt_time(row.finished_at),
+        attempt_log: attempts
+            .iter()
+            .filter(|a| a.delivery_id == row.id)
+            .map(|a| AttemptView {
+                attempt: a.attempt,
+                attempted_at: rfc3339(a.attempted_at),
+                status_code: a.status_code,
+                duration_ms: a.duration_ms,
+                error: a.error.clone(),
+                response_body: a.response_body.clone(),
+            })
+            .collect(),
+    }
+}
+
 /// Declares a list page type `{data, next_cursor}` of one item type, with its schema.
 macro_rules! page {
     ($(#[$doc:meta])* $name:ident of $item:ty) => {
@@ -319,6 +465,14 @@ page!(
 page!(
     /// A page of a trigger's activity log.
     ActivityPage of ActivityView
+);
+page!(
+    /// A page of hooks.
+    HookPage of HookView
+);
+page!(
+    /// A page of deliveries, newest first.
+    DeliveryPage of DeliveryView
 );
 
 /// A workflow at one version.

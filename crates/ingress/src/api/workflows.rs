@@ -51,6 +51,7 @@ pub(crate) async fn put(state: &AppState, call: Call) -> Result<Response<Body>, 
         workflow: views::workflow(&row, &put.version),
         created,
         declared_triggers: synced,
+        hooks: put.hooks.iter().map(|h| views::hook(h, false)).collect(),
     };
     Ok(json_response(StatusCode::OK, &view))
 }

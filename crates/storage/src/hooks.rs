@@ -1,0 +1,551 @@
+//! Event hooks and their outbox (SPEC 7).
+//!
+//! A run's state change carries its events ([`OutboxEvent`]); the code that writes the change
+//! calls [`enqueue`] in the **same transaction**, which writes one delivery per matching hook
+//! (workflow, deployment or run scope, subscribed to the event's type). A database without hooks
+//! pays one `EXISTS` lookup per transaction. The delivery worker claims due deliveries with a
+//! lease, sends them, and records each attempt.
+
+use diesel::prelude::*;
+
+use crate::Store;
+use crate::conn::DbConn;
+use crate::error::{Result, StoreError};
+use crate::schema::{deliveries, delivery_attempts, hooks, runs};
+use crate::store::{Page, fetch_limit, page};
+use crate::tx::Tx;
+
+/// An event a state change emits, for the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEvent {
+    /// `evt_...`: the `webhook-id` of every delivery of it.
+    pub id: String,
+    /// `run.started`, `run.completed`, …
+    pub event_type: &'static str,
+    /// When it happened (µs).
+    pub at: i64,
+}
+
+/// A hook.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = hooks, treat_none_as_default_value = false)]
+pub struct HookRow {
+    /// `hook_...`
+    pub id: String,
+    /// `workflow`, `deployment` or `run`.
+    pub scope: String,
+    /// Scope `workflow`: the workflow's name.
+    pub workflow: Option<String>,
+    /// Scope `deployment`.
+    pub deployment_id: Option<String>,
+    /// Scope `run`.
+    pub run_id: Option<String>,
+    /// Where deliveries are POSTed.
+    pub url: String,
+    /// JSON array of event types.
+    pub events: String,
+    /// `whsec_...`
+    pub secret: String,
+    /// `api` or `run`.
+    pub origin: String,
+    /// µs since the epoch.
+    pub created_at: i64,
+}
+
+/// A delivery of one event to one hook.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = deliveries)]
+pub struct DeliveryRow {
+    /// `dlv_...`
+    pub id: String,
+    /// The hook.
+    pub hook_id: String,
+    /// The event (`webhook-id`).
+    pub event_id: String,
+    /// Its type.
+    pub event_type: String,
+    /// The run.
+    pub run_id: String,
+    /// When the event happened (µs).
+    pub occurred_at: i64,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// When the next attempt is due (pending only).
+    pub next_attempt_at: Option<i64>,
+    /// The worker sending it.
+    pub lease_owner: Option<String>,
+    /// Until when.
+    pub lease_expires_at: Option<i64>,
+    /// The last attempt's error, if it failed.
+    pub last_error: Option<String>,
+    /// µs since the epoch.
+    pub created_at: i64,
+    /// When it was delivered or given up.
+    pub finished_at: Option<i64>,
+}
+
+/// One attempt to send a delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = delivery_attempts, treat_none_as_default_value = false)]
+pub struct AttemptRow {
+    /// The delivery.
+    pub delivery_id: String,
+    /// 1, 2, …
+    pub attempt: i64,
+    /// µs since the epoch.
+    pub attempted_at: i64,
+    /// The receiver's status, when it answered.
+    pub status_code: Option<i32>,
+    /// How long the attempt took.
+    pub duration_ms: i64,
+    /// Why it failed (connection, timeout, non-2xx, refused address).
+    pub error: Option<String>,
+    /// The first 4 KiB of the response body.
+    pub response_body: Option<String>,
+}
+
+/// What an attempt's outcome does to its delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryNext {
+    /// A 2xx came back.
+    Delivered,
+    /// Try again at this instant (µs).
+    RetryAt(i64),
+    /// Given up.
+    Failed,
+}
+
+/// Wakes the delivery workers of this process: deliveries were committed. (A process-wide signal:
+/// a worker woken for another store's deliveries finds nothing to claim and sleeps again.)
+pub fn wake_delivery_workers() {
+    DELIVERIES_COMMITTED.notify_waiters();
+}
+
+/// Resolves the next time deliveries are committed in this process.
+pub fn deliveries_committed() -> tokio::sync::futures::Notified<'static> {
+    DELIVERIES_COMMITTED.notified()
+}
+
+static DELIVERIES_COMMITTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Whether any hook exists: the outbox's only cost when none does.
+pub(crate) fn any_hooks(c: &mut DbConn) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(hooks::table.select(hooks::id))).get_result(c)
+}
+
+/// Writes the deliveries `events` of run `run_id` cause: one per hook of the run's workflow, its
+/// deployment or the run itself that subscribes to the event's type. Call it in the transaction
+/// that writes the state change.
+pub(crate) fn enqueue(c: &mut DbConn, run_id: &str, events: &[OutboxEvent]) -> Result<usize> {
+    if events.is_empty() || !any_hooks(c)? {
+        return Ok(0);
+    }
+    let Some((workflow, deployment_id)) = runs::table
+        .find(run_id)
+        .select((runs::workflow, runs::deployment_id))
+        .first::<(String, String)>(c)
+        .optional()?
+    else {
+        return Ok(0);
+    };
+    let candidates: Vec<(String, String)> = hooks::table
+        .filter(
+            hooks::workflow
+                .eq(&workflow)
+                .and(hooks::scope.eq("workflow"))
+                .or(hooks::deployment_id
+                    .eq(&deployment_id)
+                    .and(hooks::scope.eq("deployment")))
+                .or(hooks::run_id.eq(run_id).and(hooks::scope.eq("run"))),
+        )
+        .order(hooks::id.asc())
+        .select((hooks::id, hooks::events))
+        .load(c)?;
+    let mut written = 0;
+    for event in events {
+        let quoted = format!("\"{}\"", event.event_type);
+        for (hook_id, subscribed) in &candidates {
+            if !subscribed.contains(&quoted) {
+                continue;
+            }
+            let id = delivery_id(&event.id, hook_id);
+            diesel::insert_into(deliveries::table)
+                .values((
+                    deliveries::id.eq(&id),
+                    deliveries::hook_id.eq(hook_id),
+                    deliveries::event_id.eq(&event.id),
+                    deliveries::event_type.eq(event.event_type),
+                    deliveries::run_id.eq(run_id),
+                    deliveries::occurred_at.eq(event.at),
+                    deliveries::status.eq("pending"),
+                    deliveries::attempts.eq(0_i64),
+                    deliveries::next_attempt_at.eq(Some(event.at)),
+                    deliveries::created_at.eq(event.at),
+                ))
+                .execute(c)?;
+            written += 1;
+        }
+    }
+    Ok(written)
+}
+
+/// Removes a hook and gives up its pending deliveries (`failed`, "the hook was removed").
+fn delete_hook(c: &mut DbConn, id: &str, now: i64) -> Result<()> {
+    if diesel::delete(hooks::table.find(id)).execute(c)? == 0 {
+        return Err(StoreError::not_found(format!("hook {id}")));
+    }
+    diesel::update(
+        deliveries::table
+            .filter(deliveries::hook_id.eq(id))
+            .filter(deliveries::status.eq("pending")),
+    )
+    .set((
+        deliveries::status.eq("failed"),
+        deliveries::next_attempt_at.eq(None::<i64>),
+        deliveries::last_error.eq(Some("the hook was removed")),
+        deliveries::finished_at.eq(Some(now)),
+    ))
+    .execute(c)?;
+    Ok(())
+}
+
+/// `dlv_` + the event's and the hook's unique parts: one delivery per (event, hook).
+fn delivery_id(event_id: &str, hook_id: &str) -> String {
+    let event = event_id.strip_prefix("evt_").unwrap_or(event_id);
+    let hook = hook_id.strip_prefix("hook_").unwrap_or(hook_id);
+    format!("dlv_{event}{hook}")
+}
+
+impl Tx<'_> {
+    /// [`enqueue`] inside this transaction; wakes the delivery workers after the commit when it
+    /// wrote any.
+    pub fn enqueue_events(&mut self, run_id: &str, events: &[OutboxEvent]) -> Result<usize> {
+        let n = enqueue(self.conn(), run_id, events)?;
+        if n > 0 {
+            self.wake_deliveries();
+        }
+        Ok(n)
+    }
+
+    /// The workflow-scoped hooks of `workflow` that its definition declares (origins
+    /// `definition`, `on_success_url`, `on_failure_url`), oldest first.
+    pub fn declared_hooks(&mut self, workflow: &str) -> Result<Vec<HookRow>> {
+        Ok(hooks::table
+            .filter(hooks::scope.eq("workflow"))
+            .filter(hooks::workflow.eq(workflow))
+            .filter(hooks::origin.eq_any(["definition", "on_success_url", "on_failure_url"]))
+            .order(hooks::id.asc())
+            .select(HookRow::as_select())
+            .load(self.conn())?)
+    }
+
+    /// Removes a hook; its pending deliveries are given up.
+    pub fn delete_hook(&mut self, id: &str, now: i64) -> Result<()> {
+        delete_hook(self.conn(), id, now)
+    }
+
+    /// Stores a hook.
+    pub fn create_hook(&mut self, hook: &HookRow) -> Result<()> {
+        diesel::insert_into(hooks::table)
+            .values(hook)
+            .execute(self.conn())
+            .map_err(|e| StoreError::on_constraint(e, "the hook id is taken", "hook"))?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Whether any hook exists.
+    pub async fn any_hooks(&self) -> Result<bool> {
+        self.read(|c| Ok(any_hooks(c)?)).await
+    }
+
+    /// A hook by id.
+    pub async fn get_hook(&self, id: &str) -> Result<Option<HookRow>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            Ok(hooks::table
+                .find(id)
+                .select(HookRow::as_select())
+                .first(c)
+                .optional()?)
+        })
+        .await
+    }
+
+    /// Hooks, oldest first, after `cursor` (an id); only those of `scope` when given.
+    pub async fn list_hooks(
+        &self,
+        scope: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<HookRow>> {
+        let (scope, cursor) = (scope.map(str::to_owned), cursor.map(str::to_owned));
+        let fetch = fetch_limit(limit);
+        self.read(move |c| {
+            let mut q = hooks::table
+                .select(HookRow::as_select())
+                .order(hooks::id.asc())
+                .limit(fetch)
+                .into_boxed();
+            if let Some(scope) = scope {
+                q = q.filter(hooks::scope.eq(scope));
+            }
+            if let Some(cursor) = cursor {
+                q = q.filter(hooks::id.gt(cursor));
+            }
+            Ok(page(q.load(c)?, limit, |h| &h.id))
+        })
+        .await
+    }
+
+    /// Removes a hook; its pending deliveries are given up (`failed`, "the hook was removed").
+    /// `NotFound` when there is none.
+    pub async fn delete_hook(&self, id: &str, now: i64) -> Result<()> {
+        let id = id.to_owned();
+        self.write(move |c| delete_hook(c, &id, now), |_| false)
+            .await
+    }
+
+    /// Replaces a hook's secret.
+    pub async fn set_hook_secret(&self, id: &str, secret: &str) -> Result<HookRow> {
+        let (id, secret) = (id.to_owned(), secret.to_owned());
+        self.write(
+            move |c| {
+                if diesel::update(hooks::table.find(&id))
+                    .set(hooks::secret.eq(&secret))
+                    .execute(c)?
+                    == 0
+                {
+                    return Err(StoreError::not_found(format!("hook {id}")));
+                }
+                Ok(hooks::table
+                    .find(&id)
+                    .select(HookRow::as_select())
+                    .first(c)?)
+            },
+            |_| false,
+        )
+        .await
+    }
+
+    /// Deliveries of a hook (`hook_id`) or of a run (`run_id`), newest first, before `cursor`.
+    pub async fn list_deliveries(
+        &self,
+        hook_id: Option<&str>,
+        run_id: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<DeliveryRow>> {
+        let (hook_id, run_id, cursor) = (
+            hook_id.map(str::to_owned),
+            run_id.map(str::to_owned),
+            cursor.map(str::to_owned),
+        );
+        let fetch = fetch_limit(limit);
+        self.read(move |c| {
+            let mut q = deliveries::table
+                .select(DeliveryRow::as_select())
+                .order(deliveries::id.desc())
+                .limit(fetch)
+                .into_boxed();
+            if let Some(h) = hook_id {
+                q = q.filter(deliveries::hook_id.eq(h));
+            }
+            if let Some(r) = run_id {
+                q = q.filter(deliveries::run_id.eq(r));
+            }
+            if let Some(cursor) = cursor {
+                q = q.filter(deliveries::id.lt(cursor));
+            }
+            Ok(page(q.load(c)?, limit, |d| &d.id))
+        })
+        .await
+    }
+
+    /// A delivery by id.
+    pub async fn get_delivery(&self, id: &str) -> Result<Option<DeliveryRow>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            Ok(deliveries::table
+                .find(id)
+                .select(DeliveryRow::as_select())
+                .first(c)
+                .optional()?)
+        })
+        .await
+    }
+
+    /// The attempts of deliveries, by delivery, oldest first.
+    pub async fn delivery_attempts(&self, ids: Vec<String>) -> Result<Vec<AttemptRow>> {
+        self.read(move |c| {
+            Ok(delivery_attempts::table
+                .filter(delivery_attempts::delivery_id.eq_any(ids))
+                .order((
+                    delivery_attempts::delivery_id.asc(),
+                    delivery_attempts::attempt.asc(),
+                ))
+                .select(AttemptRow::as_select())
+                .load(c)?)
+        })
+        .await
+    }
+
+    /// Claims up to `limit` due deliveries (pending, due at `now`, not leased or lease expired)
+    /// for `owner` until `lease_until`; oldest due first. On PostgreSQL with `FOR UPDATE SKIP
+    /// LOCKED`, so two nodes never claim the same delivery.
+    pub async fn claim_deliveries(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRow>> {
+        let owner = owner.to_owned();
+        let limit = limit.clamp(1, crate::store::MAX_PAGE) as i64;
+        self.write(
+            move |c| {
+                macro_rules! due {
+                    () => {
+                        deliveries::table
+                            .filter(deliveries::status.eq("pending"))
+                            .filter(deliveries::next_attempt_at.le(now))
+                            .filter(
+                                deliveries::lease_expires_at
+                                    .is_null()
+                                    .or(deliveries::lease_expires_at.le(now)),
+                            )
+                            .order((deliveries::next_attempt_at.asc(), deliveries::id.asc()))
+                            .limit(limit)
+                            .select(deliveries::id)
+                    };
+                }
+                let ids: Vec<String> = match c {
+                    DbConn::Postgres(pg) => due!().for_update().skip_locked().load(pg)?,
+                    DbConn::Sqlite(lite) => due!().load(lite)?,
+                };
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                diesel::update(deliveries::table.filter(deliveries::id.eq_any(&ids)))
+                    .set((
+                        deliveries::lease_owner.eq(Some(&owner)),
+                        deliveries::lease_expires_at.eq(Some(lease_until)),
+                    ))
+                    .execute(c)?;
+                Ok(deliveries::table
+                    .filter(deliveries::id.eq_any(&ids))
+                    .order((deliveries::next_attempt_at.asc(), deliveries::id.asc()))
+                    .select(DeliveryRow::as_select())
+                    .load(c)?)
+            },
+            |_| false,
+        )
+        .await
+    }
+
+    /// Records an attempt of a delivery `owner` holds and moves the delivery on. Returns `false`
+    /// (nothing written) when `owner` no longer holds it.
+    pub async fn record_attempt(
+        &self,
+        owner: &str,
+        attempt: AttemptRow,
+        next: DeliveryNext,
+    ) -> Result<bool> {
+        let owner = owner.to_owned();
+        self.write(
+            move |c| {
+                let held = deliveries::table
+                    .filter(deliveries::id.eq(&attempt.delivery_id))
+                    .filter(deliveries::lease_owner.eq(&owner))
+                    .filter(deliveries::status.eq("pending"));
+                let (status, next_at, finished) = match next {
+                    DeliveryNext::Delivered => ("delivered", None, Some(attempt.attempted_at)),
+                    DeliveryNext::RetryAt(t) => ("pending", Some(t), None),
+                    DeliveryNext::Failed => ("failed", None, Some(attempt.attempted_at)),
+                };
+                let n = diesel::update(held)
+                    .set((
+                        deliveries::status.eq(status),
+                        deliveries::attempts.eq(attempt.attempt),
+                        deliveries::next_attempt_at.eq(next_at),
+                        deliveries::lease_owner.eq(None::<String>),
+                        deliveries::lease_expires_at.eq(None::<i64>),
+                        deliveries::last_error.eq(attempt.error.clone()),
+                        deliveries::finished_at.eq(finished),
+                    ))
+                    .execute(c)?;
+                if n == 0 {
+                    return Ok(false);
+                }
+                diesel::insert_into(delivery_attempts::table)
+                    .values(&attempt)
+                    .execute(c)?;
+                Ok(true)
+            },
+            |_| false,
+        )
+        .await
+    }
+
+    /// Makes a delivery due now again (a manual retry): pending, next attempt now, lease
+    /// cleared. Returns it; `NotFound` when there is none.
+    pub async fn retry_delivery(&self, id: &str, now: i64) -> Result<DeliveryRow> {
+        let id = id.to_owned();
+        let row = self
+            .write(
+                move |c| {
+                    let n = diesel::update(deliveries::table.find(&id))
+                        .set((
+                            deliveries::status.eq("pending"),
+                            deliveries::next_attempt_at.eq(Some(now)),
+                            deliveries::lease_owner.eq(None::<String>),
+                            deliveries::lease_expires_at.eq(None::<i64>),
+                            deliveries::finished_at.eq(None::<i64>),
+                        ))
+                        .execute(c)?;
+                    if n == 0 {
+                        return Err(StoreError::not_found(format!("delivery {id}")));
+                    }
+                    Ok(deliveries::table
+                        .find(&id)
+                        .select(DeliveryRow::as_select())
+                        .first(c)?)
+                },
+                |_| false,
+            )
+            .await?;
+        wake_delivery_workers();
+        Ok(row)
+    }
+
+    /// The earliest `next_attempt_at` of a pending delivery (µs), or of a lease that expires.
+    pub async fn next_delivery_due(&self) -> Result<Option<i64>> {
+        self.read(|c| {
+            Ok(deliveries::table
+                .filter(deliveries::status.eq("pending"))
+                .select(diesel::dsl::min(deliveries::next_attempt_at))
+                .first::<Option<i64>>(c)?)
+        })
+        .await
+    }
+
+    /// Deliveries by status, for `/metrics`: `(status, count)`, and the pending ones due by `now`.
+    pub async fn count_deliveries(&self, now: i64) -> Result<(Vec<(String, i64)>, i64)> {
+        self.read(move |c| {
+            let by_status: Vec<(String, i64)> = deliveries::table
+                .group_by(deliveries::status)
+                .select((deliveries::status, diesel::dsl::count_star()))
+                .load(c)?;
+            let due: i64 = deliveries::table
+                .filter(deliveries::status.eq("pending"))
+                .filter(deliveries::next_attempt_at.le(now))
+                .count()
+                .get_result(c)?;
+            Ok((by_status, due))
+        })
+        .await
+    }
+}
