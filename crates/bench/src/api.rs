@@ -51,10 +51,27 @@ impl ApiClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Value), Error> {
+        let (status, bytes) = self.send(method, &format!("/api/v1{path}"), body).await?;
+        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok((status, value))
+    }
+
+    /// `GET {path}` outside `/api/v1` (e.g. `/metrics`): the status and the body as text.
+    pub async fn get_text(&mut self, path: &str) -> Result<(u16, String), Error> {
+        let (status, bytes) = self.send(Method::GET, path, None).await?;
+        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Bytes), Error> {
         let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
         let mut req = Request::new(Full::new(bytes));
         *req.method_mut() = method.clone();
-        *req.uri_mut() = format!("/api/v1{path}")
+        *req.uri_mut() = path
             .parse()
             .map_err(|e| Error::new(format!("bad API path {path:?}: {e}")))?;
         let headers = req.headers_mut();
@@ -71,8 +88,7 @@ impl ApiClient {
         let response = self.sender.send_request(req).await.map_err(what)?;
         let status = response.status().as_u16();
         let bytes = response.into_body().collect().await.map_err(what)?;
-        let value = serde_json::from_slice(&bytes.to_bytes()).unwrap_or(Value::Null);
-        Ok((status, value))
+        Ok((status, bytes.to_bytes()))
     }
 
     /// Like [`ApiClient::call`], but any status other than `expected` is an error.

@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod baseline;
+pub mod cron;
 pub mod fixture;
 pub mod load;
 pub mod postgres;
@@ -82,6 +83,11 @@ pub struct Settings {
     pub connections: usize,
     /// Triggers of `ingest-many`.
     pub many_triggers: usize,
+    /// Cron triggers of `cron-scale`.
+    pub cron_triggers: usize,
+    /// Speed of the server's clock in `cron-scale`: 1 (the system clock) for measurements; the
+    /// smoke test runs it faster (`TRIGGERD_TEST_CLOCK`, 60: a minute a second).
+    pub clock_speed: u32,
     /// How long `e2e` and `steps` wait for the last run to finish.
     pub e2e_timeout: Duration,
     /// How long `idle` lets a fresh server settle before reading its RSS.
@@ -97,13 +103,15 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The full run's size: 10 s per load, 64 connections, 1,000 triggers.
+    /// The full run's size: 10 s per load, 64 connections, 1,000 triggers (100,000 cron triggers).
     pub fn standard(triggerd: PathBuf, bench_exe: PathBuf) -> Settings {
         Settings {
             duration: Duration::from_secs(10),
             warmup: Duration::from_secs(1),
             connections: 64,
             many_triggers: 1000,
+            cron_triggers: cron::DEFAULT_TRIGGERS,
+            clock_speed: 1,
             e2e_timeout: Duration::from_secs(120),
             idle_settle: Duration::from_secs(1),
             triggerd,

@@ -25,12 +25,16 @@ struct Cli {
     /// Keep-alive connections, one request in flight each.
     #[arg(long, short = 'c', default_value_t = 64)]
     connections: usize,
-    /// Scenarios to run (comma-separated; see --list). Default: all.
+    /// Scenarios to run (comma-separated; see --list). Default: all but cron-scale.
     #[arg(long, short = 's', value_delimiter = ',')]
     scenario: Vec<String>,
     /// Triggers the ingest-many load is spread over.
     #[arg(long, default_value_t = 1000)]
     triggers: usize,
+    /// Cron triggers of cron-scale (which runs only when named with -s; it watches
+    /// max(3, --duration in minutes) minute boundaries).
+    #[arg(long, default_value_t = triggerd_bench::cron::DEFAULT_TRIGGERS)]
+    cron_triggers: usize,
     /// Also run on PostgreSQL: a server URL such as postgres://postgres@127.0.0.1:5432/postgres
     /// (each scenario creates and drops a database of its own with psql).
     #[arg(long, env = "TRIGGERD_TEST_POSTGRES_URL", hide_env_values = true)]
@@ -142,6 +146,7 @@ fn main() -> ExitCode {
         for s in &all {
             println!("{:<12} {}", s.name(), s.about());
         }
+        println!("(without -s: every scenario but cron-scale)");
         return ExitCode::SUCCESS;
     }
     let unknown: Vec<&String> = cli
@@ -155,7 +160,13 @@ fn main() -> ExitCode {
     }
     let selected: Vec<_> = all
         .into_iter()
-        .filter(|s| cli.scenario.is_empty() || cli.scenario.iter().any(|n| n == s.name()))
+        .filter(|s| {
+            if cli.scenario.is_empty() {
+                s.by_default()
+            } else {
+                cli.scenario.iter().any(|n| n == s.name())
+            }
+        })
         .collect();
 
     let exe = match std::env::current_exe() {
@@ -187,6 +198,7 @@ fn main() -> ExitCode {
     settings.warmup = cli.warmup;
     settings.connections = cli.connections.max(1);
     settings.many_triggers = cli.triggers.max(1);
+    settings.cron_triggers = cli.cron_triggers.max(1);
     settings.backends.clear();
     if !cli.no_sqlite {
         settings.backends.push(Backend::Sqlite);

@@ -1,7 +1,7 @@
 //! Server processes under test (a `triggerd serve` or the baseline) and what `/proc` says about
 //! them: resident memory and CPU time.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -220,6 +220,30 @@ pub fn parse_cpu_time(stat: &str) -> Option<Duration> {
     Some(Duration::from_millis((utime + stime) * 10))
 }
 
+/// CPU time (`utime + stime`) of each live thread of a process so far, summed by thread name
+/// (`comm`, which Linux cuts to 15 bytes: `triggerd-writer`, `triggerd-checkp`,
+/// `tokio-runtime-w`), from `/proc/<pid>/task/*/stat`. Threads that have ended are not there.
+pub fn thread_cpu_times(pid: u32) -> BTreeMap<String, Duration> {
+    let mut out = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        if let (Some(name), Some(cpu)) = (thread_name(&stat), parse_cpu_time(&stat)) {
+            *out.entry(name.to_owned()).or_default() += cpu;
+        }
+    }
+    out
+}
+
+/// The command name (field 2, in parentheses) of a `/proc/.../stat` line.
+pub fn thread_name(stat: &str) -> Option<&str> {
+    Some(&stat[stat.find('(')? + 1..stat.rfind(')')?])
+}
+
 /// CPU time all processes of the machine spent busy so far (`/proc/stat`, every state but idle
 /// and iowait), in the same `USER_HZ` ticks.
 pub fn machine_busy() -> Option<Duration> {
@@ -314,6 +338,9 @@ mod tests {
     fn cpu_time_is_read_after_the_command_name() {
         let stat = "1234 (tokio rt (x)) S 1 1234 1234 0 -1 4194560 500 0 0 0 250 50 0 0 20 0 4 0";
         assert_eq!(parse_cpu_time(stat), Some(Duration::from_millis(3000)));
+        assert_eq!(thread_name(stat), Some("tokio rt (x)"));
+        let own = thread_cpu_times(std::process::id());
+        assert!(!own.is_empty(), "this process has threads");
         assert!(cpu_time("self").is_some());
         assert_eq!(
             parse_machine_busy("cpu  100 5 50 9000 40 1 2 3 0 0"),

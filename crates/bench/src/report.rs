@@ -58,6 +58,8 @@ pub struct Size {
     pub connections: usize,
     /// Triggers of `ingest-many`.
     pub many_triggers: usize,
+    /// Cron triggers of `cron-scale`.
+    pub cron_triggers: usize,
 }
 
 /// Everything one invocation measured.
@@ -83,6 +85,7 @@ impl Report {
                 warmup_secs: settings.warmup.as_secs_f64(),
                 connections: settings.connections,
                 many_triggers: settings.many_triggers,
+                cron_triggers: settings.cron_triggers,
             },
             baseline: None,
             results: Vec::new(),
@@ -102,9 +105,11 @@ impl Report {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// The table: one row per outcome, then the errors of failed ones.
+    /// The table: one row per outcome, then the errors of failed ones. The `cron-scale`
+    /// columns (idle CPU, fired/due, slot lateness) are there only when it ran.
     pub fn table(&self) -> String {
-        let header = [
+        let cron = self.results.iter().any(|o| o.cron.is_some());
+        let mut header = vec![
             "scenario",
             "backend",
             "req/s",
@@ -123,9 +128,12 @@ impl Report {
             "step p50",
             "step p99",
         ];
+        if cron {
+            header.extend(["idle CPU", "fired/due", "late p50", "late p99"]);
+        }
         let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| (*h).to_owned()).collect()];
         for o in self.baseline.iter().chain(&self.results) {
-            rows.push(row(o));
+            rows.push(row(o, cron));
         }
         let widths: Vec<usize> = (0..header.len())
             .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
@@ -196,11 +204,21 @@ impl Report {
              not the ingest capacity; the receiver runs in this tool (its CPU is in load CPU).",
             STEP_BACKLOG_PER_CONNECTION
         );
+        if cron {
+            let _ = writeln!(
+                out,
+                "cron-scale: idle CPU: the server from :15 to :45 of each measured minute (no slot due), % of \
+                 one core; fired/due: runs found for the measured minute boundaries / slots due at them \
+                 (computed from the schedules); late p50/p99: created_at - scheduled_for of those runs \
+                 (created_at is when the firing round began); RSS: peak over the server's life, set-up \
+                 included."
+            );
+        }
         out
     }
 }
 
-fn row(o: &Outcome) -> Vec<String> {
+fn row(o: &Outcome, cron: bool) -> Vec<String> {
     let dash = || "-".to_owned();
     let mut r = vec![
         if o.triggers > 1 {
@@ -243,6 +261,21 @@ fn row(o: &Outcome) -> Vec<String> {
             r.push(format_micros(s.latency.p99_us));
         }
         None => r.extend(std::iter::repeat_with(dash).take(2)),
+    }
+    if cron {
+        match &o.cron {
+            Some(c) => {
+                r.push(format!("{:.2}%", c.idle.server_pct));
+                r.push(format!(
+                    "{}/{}",
+                    format_rate(c.runs_fired as f64),
+                    format_rate(c.slots_due as f64)
+                ));
+                r.push(format_micros(c.lateness.p50_us));
+                r.push(format_micros(c.lateness.p99_us));
+            }
+            None => r.extend(std::iter::repeat_with(dash).take(4)),
+        }
     }
     if o.error.is_some() {
         r[1].push_str(" FAILED");

@@ -1,7 +1,7 @@
 //! Scenarios: each starts a fresh `triggerd serve` (fresh SQLite file, or a fresh PostgreSQL
-//! database), sets it up through the management API, loads it and reports. New scenarios (cron at
-//! scale, hook delivery) implement [`Scenario`] and join [`registry`]; one that needs a server
-//! setting starts it with [`Triggerd::start_with_env`] (as [`Steps`] does).
+//! database), sets it up through the management API, loads it and reports. New scenarios (hook
+//! delivery) implement [`Scenario`] and join [`registry`]; one that needs a server setting starts
+//! it with [`Triggerd::start_with_env`] (as [`Steps`] and [`crate::cron::CronScale`] do).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -40,6 +40,11 @@ pub trait Scenario: Send + Sync {
     fn sends_load(&self) -> bool {
         true
     }
+    /// Whether it runs when no scenario is named (`cron-scale`, minutes long, runs only when
+    /// asked for with `-s`).
+    fn by_default(&self) -> bool {
+        true
+    }
     /// Runs it against a fresh server on `backend`.
     fn run<'a>(
         &'a self,
@@ -58,6 +63,7 @@ pub fn registry() -> Vec<Box<dyn Scenario>> {
         }),
         Box::new(Steps),
         Box::new(Idle),
+        Box::new(crate::cron::CronScale),
     ]
 }
 
@@ -82,12 +88,15 @@ pub struct Outcome {
     pub idle_rss: Option<u64>,
     /// The server's peak RSS over its whole life (`VmHWM`), bytes.
     pub peak_rss: Option<u64>,
+    /// The `cron-scale` scenario's figures.
+    pub cron: Option<crate::cron::CronReport>,
     /// Why the scenario could not finish.
     pub error: Option<String>,
 }
 
 impl Outcome {
-    fn new(scenario: &str, backend: &str) -> Outcome {
+    /// An empty outcome of `scenario` on `backend`.
+    pub fn new(scenario: &str, backend: &str) -> Outcome {
         Outcome {
             scenario: scenario.to_owned(),
             backend: backend.to_owned(),
@@ -98,6 +107,7 @@ impl Outcome {
             steps: None,
             idle_rss: None,
             peak_rss: None,
+            cron: None,
             error: None,
         }
     }

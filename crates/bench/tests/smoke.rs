@@ -41,6 +41,10 @@ fn tiny(triggerd: PathBuf) -> Settings {
         warmup: Duration::from_millis(50),
         connections: 4,
         many_triggers: 20,
+        // cron-scale: 40 triggers, on a clock 60 times faster (a minute a second), so its three
+        // minute boundaries take seconds.
+        cron_triggers: 40,
+        clock_speed: 60,
         e2e_timeout: Duration::from_secs(30),
         idle_settle: Duration::from_millis(200),
         triggerd,
@@ -155,6 +159,26 @@ async fn every_scenario_reports_sane_numbers() {
                 let rss = o.idle_rss.expect("idle RSS");
                 assert!((1 << 20..1 << 30).contains(&rss), "{what}: RSS {rss}");
                 assert!(o.load.is_none());
+            }
+            "cron-scale" => {
+                assert!(o.error.is_none(), "{what}: {:?}", o.error);
+                assert!(o.load.is_none());
+                assert_eq!(o.triggers, settings.cron_triggers, "{what}");
+                let c = o.cron.as_ref().expect("cron figures");
+                assert_eq!(c.boundaries.len(), 3, "{what}: {c:?}");
+                // At least the every-minute trigger fires at each boundary.
+                assert!(c.slots_due >= 3, "{what}: {c:?}");
+                assert_eq!(c.runs_fired, c.slots_due, "{what}: {c:?}");
+                assert_eq!((c.missing, c.duplicates, c.unexpected), (0, 0, 0), "{what}");
+                assert_eq!(c.lateness.count, c.runs_fired, "{what}");
+                assert!(c.lateness.p50_us <= c.lateness.p99_us, "{what}: {c:?}");
+                assert!(
+                    c.idle.wall_secs > 0.0 && c.fire.wall_secs > 0.0,
+                    "{what}: {c:?}"
+                );
+                assert!(c.idle.server_pct >= 0.0, "{what}: {c:?}");
+                assert!(o.peak_rss.is_some_and(|r| r > 1 << 20), "{what}");
+                assert!(table.contains("fired/due"), "{table}");
             }
             other => panic!("a scenario the smoke test does not know: {other}"),
         }
