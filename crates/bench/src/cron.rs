@@ -7,7 +7,8 @@
 //!
 //! - **idle CPU**: the server's `utime + stime` (`/proc/<pid>/stat`) over the quiet part of each
 //!   minute, from :15 to :45 ([`IDLE_FROM_US`], [`IDLE_TO_US`]), when no slot is due; the rest
-//!   of each minute, :45 to :15 around a boundary, is the **fire window**;
+//!   of each minute, :45 to :15 around a boundary, is the **fire window**. Both are also split
+//!   by thread (`/proc/<pid>/task/*/stat`) and come with the CPU of every other process;
 //! - **slot lateness**: `created_at − trigger_input.scheduled_for` of every run whose slot lies
 //!   in the measured minutes, read back afterwards through `GET /api/v1/runs` (newest first,
 //!   200 a page, until the runs are older than the window). `created_at` is the instant the

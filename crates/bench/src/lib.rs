@@ -2,11 +2,13 @@
 //!
 //! The load tool: measures triggerd's webhook hot path, end-to-end runs and runs with an `http`
 //! step against a bare hyper server in the same invocation, and prints every rate as a ratio to
-//! it. It starts each server itself (`triggerd serve` on a fresh SQLite file or PostgreSQL
-//! database, and the baseline in a child process of this binary; the `steps` scenario's step
-//! target is the baseline's handler served in this process), drives it with keep-alive HTTP/1.1
-//! connections, and records latency in HDR histograms. It never touches triggerd's crates beyond the domain's signing
-//! helper: it speaks HTTP to the real binary, as a webhook sender would.
+//! it; and, with `-s cron-scale`, 100,000 cron triggers firing ([`cron`]). It starts each
+//! server itself (`triggerd serve` on a fresh SQLite file or PostgreSQL database, and the
+//! baseline in a child process of this binary; the `steps` scenario's step target is the
+//! baseline's handler served in this process), drives it with keep-alive HTTP/1.1 connections,
+//! and records latency in HDR histograms. It never touches triggerd's crates beyond the domain's
+//! signing helper and cron schedules (to compute the slots due): it speaks HTTP to the real
+//! binary, as a webhook sender would.
 //!
 //! ```no_run
 //! # async fn example(settings: triggerd_bench::Settings) -> Result<(), triggerd_bench::Error> {
