@@ -284,10 +284,63 @@ fn assert_no_run_worked_twice(nodes: &[TestServer]) {
     }
 }
 
+/// A sync webhook request waits on the node that received it; its run is finished on another
+/// node (the approval is rejected through the second node's URL, which fails the run in that
+/// node's transaction). The waiting node learns it from PostgreSQL (`LISTEN`/`NOTIFY`), not at
+/// its timeout, and not by reading the run in a loop.
+async fn a_sync_request_is_woken_by_a_run_finished_on_another_node(backend: Backend) {
+    let nodes = TestServer::start_cluster(ServerConfig::new(backend), 2).await;
+    let hook = nodes[0]
+        .setup_webhook(
+            json!({"name": "review", "steps": [{"id": "ok", "type": "approval"}]}),
+            json!({"response": {"mode": "sync", "timeout_seconds": 120}}),
+        )
+        .await;
+    let request = nodes[0]
+        .plain()
+        .post(&hook.url)
+        .json(&json!({}))
+        .timeout(Duration::from_secs(150));
+    let waiting = tokio::spawn(send(request));
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    let run = loop {
+        if let Some(run) = nodes[1].runs_of_trigger(&hook.id).await.first() {
+            let run = nodes[1].get_run(&str_field(run, "id")).await;
+            if run["status"] == "waiting" {
+                break run;
+            }
+        }
+        assert!(Instant::now() < deadline, "the run never parked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(!waiting.is_finished(), "answered before the run finished");
+    // The approval URLs carry the first node's public URL: send the same path to the second.
+    let reject = str_field(&run["waiting_payload"], "reject_url");
+    let path = &reject[reject.find("/api/approvals/").expect("an approval URL")..];
+    let started = Instant::now();
+    let decided = send(
+        nodes[1]
+            .plain()
+            .post(format!("{}{path}", nodes[1].base_url()))
+            .json(&json!({"comment": "decided elsewhere"})),
+    )
+    .await;
+    nodes[1].expect(&decided, 200, "reject through the second node");
+    let reply = waiting.await.expect("the request task");
+    reply.assert_error(400, "rejected");
+    assert_eq!(reply.body["run_id"], run["id"], "{}", reply.text);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "woken {:?} after the run failed on the other node",
+        started.elapsed()
+    );
+}
+
 triggerd_tests::postgres_tests!(
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     two_nodes_complete_every_webhook_run_exactly_once,
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     runs_waiting_in_the_database_are_claimed_once_by_nodes_starting_together,
     a_token_changed_through_one_node_stops_working_on_the_other_at_once,
+    a_sync_request_is_woken_by_a_run_finished_on_another_node,
 );

@@ -20,7 +20,7 @@ use triggerd_storage::{
     WorkflowVersionRow,
 };
 
-use crate::triggers::{new_token_in_tx, unsupported};
+use crate::triggers::new_token_in_tx;
 use crate::{App, AppError, AppOptions, Clock};
 
 /// Longest context key, in characters.
@@ -104,7 +104,7 @@ pub fn parse_definition(
     }
     let definition =
         Definition::from_value(Value::Object(document)).map_err(AppError::InvalidDefinition)?;
-    let mut problems: Vec<Problem> = definition
+    let problems: Vec<Problem> = definition
         .steps
         .iter()
         .enumerate()
@@ -120,13 +120,6 @@ pub fn parse_definition(
             }
         })
         .collect();
-    problems.extend(
-        definition
-            .triggers
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| unsupported(&t.config, &format!("triggers[{i}].config"))),
-    );
     if !problems.is_empty() {
         return Err(AppError::InvalidDefinition(problems));
     }

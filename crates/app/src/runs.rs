@@ -504,6 +504,19 @@ impl App {
     pub async fn prune_activity(&self, trigger_id: &str, keep: usize) -> Result<u64, AppError> {
         Ok(self.store().prune_activity(trigger_id, keep).await?)
     }
+
+    /// Records the status code finally answered to request `request_id` (a sync webhook answered
+    /// after its run finished: its row was written with 202 when the run was stored).
+    pub async fn set_activity_status(
+        &self,
+        request_id: &str,
+        status_code: u16,
+    ) -> Result<(), AppError> {
+        Ok(self
+            .store()
+            .set_activity_status(request_id, i32::from(status_code))
+            .await?)
+    }
 }
 
 /// `{}` as stored.

@@ -14,9 +14,7 @@ use triggerd_domain::cron::When;
 use triggerd_domain::definition::Definition;
 use triggerd_domain::ids::{IdKind, new_id, new_webhook_token};
 use triggerd_domain::inputs::InputSpecs;
-use triggerd_domain::trigger::{
-    ResponseMode, TriggerConfig, TriggerType, WebhookConfig, merge_config,
-};
+use triggerd_domain::trigger::{TriggerConfig, TriggerType, WebhookConfig, merge_config};
 use triggerd_storage::{NewTrigger, StoreError, TriggerPatch, TriggerRow};
 
 use crate::{App, AppError};
@@ -88,29 +86,14 @@ pub fn new_token() -> Result<String, AppError> {
     new_webhook_token().map_err(|e| AppError::internal(format!("no randomness for a token: {e}")))
 }
 
-/// Checks a trigger configuration against a workflow's inputs, refusing what this build cannot
-/// honour yet (SPEC: never accept and ignore). Problems are reported at `prefix` + their path
-/// (`config.…` for the API, `triggers[0].config.…` for a definition).
+/// Checks a trigger configuration against a workflow's inputs. Problems are reported at their
+/// path under `config.` (the API; a definition's triggers are checked where the definition is).
 pub fn validate_config(
     trigger_type: TriggerType,
     config: &Value,
     inputs: &InputSpecs,
 ) -> Result<TriggerConfig, Vec<Problem>> {
-    let parsed = TriggerConfig::parse(trigger_type, config, inputs)?;
-    unsupported(&parsed, "config").map_or(Ok(parsed), |p| Err(vec![p]))
-}
-
-/// The problem with a parsed configuration this build cannot honour, if any.
-pub(crate) fn unsupported(config: &TriggerConfig, at: &str) -> Option<Problem> {
-    match config {
-        TriggerConfig::Webhook(w) if matches!(w.response, ResponseMode::Sync { .. }) => {
-            Some(Problem::new(
-                format!("{at}.response.mode"),
-                "the sync response mode is not available in this version: use async or custom",
-            ))
-        }
-        _ => None,
-    }
+    TriggerConfig::parse(trigger_type, config, inputs)
 }
 
 /// The problem with a one-time cron trigger whose instant is not after `now` (µs): it would

@@ -22,6 +22,7 @@ pub mod api;
 pub mod baseline;
 pub mod cron;
 pub mod fixture;
+pub mod hooks;
 pub mod load;
 pub mod postgres;
 pub mod process;

@@ -175,6 +175,17 @@ impl Report {
                 if let Some(e) = &o.error {
                     n.push(format!("{} on {} failed: {e}", o.scenario, o.backend));
                 }
+                if let Some(d) = o.e2e.as_ref().and_then(|e| e.delivery_lag.as_ref()) {
+                    n.push(format!(
+                        "{} on {}: {} events delivered; run finished -> event received p50 {} p99 {} max {}",
+                        o.scenario,
+                        o.backend,
+                        d.count,
+                        format_micros(d.p50_us),
+                        format_micros(d.p99_us),
+                        format_micros(d.max_us),
+                    ));
+                }
                 if let Some(l) = &o.load
                     && !l.errors.is_empty()
                 {
@@ -198,7 +209,8 @@ impl Report {
              baseline of this run; p50..p99.9: request latency; CPU: the server process, this load \
              generator, and every other process of the machine over the window, in % of one core \
              (other CPU far from 0: the run was disturbed); RSS: peak resident memory (idle: after start-up); runs/s and lag: e2e \
-             and steps (first request to last completion; finished_at - created_at); step p50/p99: the http step's \
+             and steps (first request to last completion; finished_at - created_at; e2e-hooks: first request to \
+             last event received, events/s; event received - created_at); step p50/p99: the http step's \
              finished_at - started_at. steps sends a webhook only while fewer than {} per connection of its \
              accepted runs have not reached the step's receiver, so its req/s and x base are the step-run rate, \
              not the ingest capacity; the receiver runs in this tool (its CPU is in load CPU).",

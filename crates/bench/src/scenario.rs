@@ -59,7 +59,16 @@ pub fn registry() -> Vec<Box<dyn Scenario>> {
         Box::new(Ingest { many: false }),
         Box::new(Ingest { many: true }),
         Box::new(EndToEnd {
+            name: "e2e",
+            about: "webhook -> run completed (no steps): runs/s from the first request to the last completion, completion-lag percentiles",
             source: || Box::new(RunsApi),
+            env: &[],
+        }),
+        Box::new(EndToEnd {
+            name: "e2e-hooks",
+            about: "e2e with an event hook on run.completed to a local receiver: delivered events/s, webhook -> delivery and completion -> delivery lag",
+            source: || Box::<crate::hooks::HookReceiver>::default(),
+            env: &[("TRIGGERD_ALLOW_PRIVATE_NETWORKS", "true")],
         }),
         Box::new(Steps),
         Box::new(Idle),
@@ -342,6 +351,9 @@ pub struct Completion {
     pub step_micros: Vec<u64>,
     /// A failed run's error (`code: message`), to explain a failed scenario.
     pub error: Option<String>,
+    /// For a hook receiver, when the run finished (`finished_at` in the event; `finished_us` is
+    /// then the event's arrival).
+    pub run_finished_us: Option<i64>,
 }
 
 /// Where the e2e scenario learns that runs finished. Today: [`RunsApi`], which reads the runs
@@ -472,6 +484,7 @@ impl CompletionSource for RunsApi {
                                 completed: run.status == "completed",
                                 step_micros,
                                 error,
+                                run_finished_us: None,
                             });
                         }
                     }
@@ -503,8 +516,10 @@ pub struct E2eReport {
     pub span_secs: f64,
     /// Last completion after the end of the load, seconds (negative: before it ended).
     pub drain_secs: f64,
-    /// `finished_at - created_at` of each run.
+    /// `finished_at - created_at` of each run (for a hook receiver: arrival - `created_at`).
     pub lag: LatencySummary,
+    /// For a hook receiver: arrival - `finished_at`, the completion → delivery lag.
+    pub delivery_lag: Option<LatencySummary>,
 }
 
 /// Sums up completions against the load that created them.
@@ -520,10 +535,14 @@ pub fn e2e_report(
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0);
     let mut lag = Latency::new();
+    let mut delivery_lag = Latency::new();
     let mut last_us = first_us;
     let (mut completed, mut failed) = (0, 0);
     for c in completions {
         lag.record_micros(u64::try_from(c.finished_us - c.created_us).unwrap_or(0));
+        if let Some(run_finished_us) = c.run_finished_us {
+            delivery_lag.record_micros(u64::try_from(c.finished_us - run_finished_us).unwrap_or(0));
+        }
         last_us = last_us.max(c.finished_us);
         if c.completed {
             completed += 1;
@@ -545,14 +564,24 @@ pub fn e2e_report(
         span_secs,
         drain_secs: (last_us - load_end_us) as f64 / 1e6,
         lag: lag.summary(),
+        delivery_lag: completions
+            .iter()
+            .any(|c| c.run_finished_us.is_some())
+            .then(|| delivery_lag.summary()),
     }
 }
 
 /// `e2e`: the `ingest` load with no warm-up (every run counts), then waits for every run to
 /// complete.
 pub struct EndToEnd {
+    /// Its name: `e2e`, or `e2e-hooks` with [`crate::hooks::HookReceiver`].
+    pub name: &'static str,
+    /// Its `--list` line.
+    pub about: &'static str,
     /// Makes the completion source of one run.
     pub source: fn() -> Box<dyn CompletionSource>,
+    /// The server's extra environment (see [`Triggerd::start_with_env`]).
+    pub env: &'static [(&'static str, &'static str)],
 }
 
 impl std::fmt::Debug for EndToEnd {
@@ -563,11 +592,11 @@ impl std::fmt::Debug for EndToEnd {
 
 impl Scenario for EndToEnd {
     fn name(&self) -> &'static str {
-        "e2e"
+        self.name
     }
 
     fn about(&self) -> &'static str {
-        "webhook -> run completed (no steps): runs/s from the first request to the last completion, completion-lag percentiles"
+        self.about
     }
 
     fn run<'a>(
@@ -576,7 +605,7 @@ impl Scenario for EndToEnd {
         backend: &'a Backend,
     ) -> BoxFuture<'a, Result<Outcome, Error>> {
         Box::pin(async move {
-            let server = Triggerd::start(settings, backend).await?;
+            let server = Triggerd::start_with_env(settings, backend, self.env).await?;
             let hooks = fixture::setup(server.addr(), ADMIN_TOKEN, 1, 1).await?;
             let mut source = (self.source)();
             source.prepare(server.addr()).await?;
@@ -632,7 +661,8 @@ impl Drop for AbortOnDrop {
     }
 }
 
-fn now_micros() -> i64 {
+/// Now, µs since the Unix epoch.
+pub fn now_micros() -> i64 {
     std::time::SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)

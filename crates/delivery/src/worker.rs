@@ -10,16 +10,19 @@
 //! the delivery is `failed`. The worker sleeps until the next delivery is due or new ones are
 //! committed.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use triggerd_app::App;
 use triggerd_app::hooks::event_body;
 use triggerd_domain::signature::sign_standard_webhooks;
-use triggerd_storage::{AttemptRow, DeliveryNext, DeliveryRow, deliveries_committed};
+use triggerd_storage::{
+    AttemptRow, DeliveryNext, DeliveryRow, HookRow, RunRow, deliveries_committed,
+};
 
 use crate::{OutboundClient, OutboundError, OutboundRequest};
 
@@ -31,8 +34,18 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 pub const KEPT_RESPONSE_BYTES: usize = 4096;
 /// Deliveries sent at once by one worker.
 const CONCURRENCY: usize = 64;
-/// How long a claim holds a delivery: longer than an attempt.
-const LEASE: Duration = Duration::from_secs(30);
+/// Deliveries claimed at once at most (at most this many wait for a slot).
+const CLAIM_BATCH: usize = 8 * CONCURRENCY;
+/// The next claim starts when fewer than this many claimed deliveries wait for a slot, so that
+/// sends go on while it runs (a claim waits for the writer's next commit).
+const LOW_WATER: usize = 4 * CONCURRENCY;
+/// Finished attempts recorded in one write at most.
+const RECORD_BATCH: usize = 512;
+/// How long a claim holds a delivery. Against a fast receiver a claimed delivery waits for a
+/// slot for milliseconds; behind slow ones (every slot busy for up to [`ATTEMPT_TIMEOUT`]) it may
+/// wait longer than its lease allows, and is then not sent but left to the claim after its lease
+/// (see `dispatch`): late, never twice at once.
+const LEASE: Duration = Duration::from_secs(60);
 /// The longest sleep: bounds how late deliveries committed by another node (or left by a dead
 /// one) are noticed.
 const RECHECK: Duration = Duration::from_secs(5);
@@ -57,6 +70,25 @@ pub struct DeliveryWorker {
     schedule: Arc<Vec<u64>>,
 }
 
+/// A claimed delivery with what its attempt needs (read once per claimed batch).
+struct Claimed {
+    delivery: DeliveryRow,
+    /// When this worker's lease of it ends (µs).
+    lease_until: i64,
+    hook: Option<Arc<HookRow>>,
+    run: Option<Arc<RunRow>>,
+}
+
+/// What a claim found.
+type ClaimResult = Result<Vec<Claimed>, triggerd_storage::StoreError>;
+
+/// A finished attempt, on its way to the recorder.
+struct Finished {
+    row: AttemptRow,
+    next: DeliveryNext,
+    occurred_at: i64,
+}
+
 impl DeliveryWorker {
     /// A worker claiming under `owner` (unique per process), sending through `client`, retrying
     /// on `schedule` (seconds after each failed attempt).
@@ -70,11 +102,24 @@ impl DeliveryWorker {
     }
 
     /// Sends due deliveries until `stop` turns true; attempts in flight finish (at most
-    /// [`ATTEMPT_TIMEOUT`]).
+    /// [`ATTEMPT_TIMEOUT`]) and are recorded.
+    ///
+    /// Claims up to [`CLAIM_BATCH`] due deliveries at once (when fewer than [`CONCURRENCY`] are
+    /// waiting for a slot), reads their runs and hooks in one read each, sends at most
+    /// [`CONCURRENCY`] at a time, and a recorder writes finished attempts in batches: at a
+    /// steady flow, a few database round trips per hundred deliveries.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let slots = Arc::new(Semaphore::new(CONCURRENCY));
         let mut tasks = JoinSet::new();
+        let mut queue: VecDeque<Claimed> = VecDeque::new();
+        // The claim in progress, with how many it asked for: it runs while sends go on.
+        let mut claim: Option<(usize, tokio::task::JoinHandle<ClaimResult>)> = None;
+        // Whether a claim may find something (false once one came back short, until new
+        // deliveries are committed or one falls due).
+        let mut more_due = true;
         let mut hooks_checked: Option<Instant> = None;
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<Finished>();
+        let recorder = tokio::spawn(self.clone().record(done_rx));
         tracing::info!(owner = %self.owner, "delivery worker started");
         loop {
             if *stop.borrow() {
@@ -91,67 +136,184 @@ impl DeliveryWorker {
                 hooks_checked = Some(Instant::now());
             }
             while tasks.try_join_next().is_some() {}
-            let free = slots.available_permits();
-            let mut claimed = 0;
-            if free > 0 {
-                let now = self.app.now();
-                let lease_until = now + LEASE.as_micros() as i64;
-                match self
-                    .app
-                    .store()
-                    .claim_deliveries(&self.owner, now, lease_until, free)
-                    .await
-                {
-                    Ok(batch) => {
-                        claimed = batch.len();
-                        for delivery in batch {
-                            let Ok(permit) = slots.clone().acquire_owned().await else {
-                                break;
-                            };
-                            let worker = self.clone();
-                            tasks.spawn(async move {
-                                worker.attempt(delivery).await;
-                                drop(permit);
-                            });
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "claiming deliveries failed; retrying shortly")
-                    }
-                }
+            if claim.is_none() && more_due && queue.len() < LOW_WATER {
+                let limit = CLAIM_BATCH - queue.len();
+                let worker = self.clone();
+                claim = Some((
+                    limit,
+                    tokio::spawn(async move { worker.claim(limit).await }),
+                ));
             }
-            if claimed > 0 && claimed == free {
-                // Possibly more due: claim again as soon as a slot frees up.
+            self.dispatch(&mut queue, &slots, &mut tasks, &done_tx);
+            if claim.is_none() && queue.is_empty() {
+                // Idle: sleep until a delivery falls due or new ones are committed.
+                let delay = match self.app.store().next_delivery_due().await {
+                    Ok(Some(at)) => self
+                        .app
+                        .clock()
+                        .real_delay(at - self.app.now())
+                        .clamp(Duration::from_millis(1), RECHECK),
+                    _ => RECHECK,
+                };
                 tokio::select! {
-                    _ = tasks.join_next() => {}
+                    () = tokio::time::sleep(delay) => {}
+                    () = &mut committed => {}
                     _ = stop.changed() => {}
                 }
+                more_due = true;
                 continue;
             }
-            let delay = match self.app.store().next_delivery_due().await {
-                Ok(Some(at)) => self
-                    .app
-                    .clock()
-                    .real_delay(at - self.app.now())
-                    .clamp(Duration::from_millis(1), RECHECK),
-                _ => RECHECK,
+            let claiming = async {
+                match claim.as_mut() {
+                    Some((_, handle)) => handle.await,
+                    None => std::future::pending().await,
+                }
             };
             tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = &mut committed => {}
+                joined = claiming => {
+                    let limit = claim.take().map_or(0, |(limit, _)| limit);
+                    match joined {
+                        Ok(Ok(batch)) => {
+                            more_due = batch.len() == limit;
+                            queue.extend(batch);
+                        }
+                        Ok(Err(e)) => {
+                            more_due = false;
+                            tracing::warn!(error = %e, "claiming deliveries failed; retrying shortly");
+                        }
+                        Err(e) => {
+                            more_due = false;
+                            tracing::warn!(error = %e, "the delivery claim task failed; retrying shortly");
+                        }
+                    }
+                }
+                _ = tasks.join_next(), if !tasks.is_empty() => {}
+                () = &mut committed => more_due = true,
                 _ = stop.changed() => {}
             }
         }
+        if let Some((_, handle)) = claim.take() {
+            // Claimed deliveries not sent: their leases expire and they are sent then.
+            let _ = handle.await;
+        }
         while tasks.join_next().await.is_some() {}
+        drop(done_tx);
+        let _ = recorder.await;
         tracing::info!("delivery worker stopped");
     }
 
-    /// One attempt of `delivery`, recorded with its outcome.
-    async fn attempt(&self, delivery: DeliveryRow) {
+    /// Starts sends from the front of `queue` while slots are free. A delivery whose lease would
+    /// end before its attempt could is left for the next claim after the lease.
+    fn dispatch(
+        &self,
+        queue: &mut VecDeque<Claimed>,
+        slots: &Arc<Semaphore>,
+        tasks: &mut JoinSet<()>,
+        done: &mpsc::UnboundedSender<Finished>,
+    ) {
+        while !queue.is_empty() {
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                return;
+            };
+            let Some(claimed) = queue.pop_front() else {
+                return;
+            };
+            if self.app.now() + ATTEMPT_TIMEOUT.as_micros() as i64 > claimed.lease_until {
+                tracing::debug!(delivery_id = %claimed.delivery.id, "a claimed delivery waited too long for a slot; it is sent after its lease");
+                continue;
+            }
+            let (worker, done) = (self.clone(), done.clone());
+            tasks.spawn(async move {
+                let finished = worker.attempt(claimed).await;
+                drop(permit);
+                let _ = done.send(finished);
+            });
+        }
+    }
+
+    /// Claims up to `limit` due deliveries and reads their runs and hooks.
+    async fn claim(&self, limit: usize) -> ClaimResult {
+        let store = self.app.store();
+        let now = self.app.now();
+        let lease_until = now + LEASE.as_micros() as i64;
+        let batch = store
+            .claim_deliveries(&self.owner, now, lease_until, limit)
+            .await?;
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut run_ids: Vec<String> = batch.iter().map(|d| d.run_id.clone()).collect();
+        run_ids.sort_unstable();
+        run_ids.dedup();
+        let mut hook_ids: Vec<String> = batch.iter().map(|d| d.hook_id.clone()).collect();
+        hook_ids.sort_unstable();
+        hook_ids.dedup();
+        let (runs, hooks) =
+            tokio::try_join!(store.runs_by_ids(run_ids), store.hooks_by_ids(hook_ids))?;
+        let runs: HashMap<String, Arc<RunRow>> = runs
+            .into_iter()
+            .map(|r| (r.id.clone(), Arc::new(r)))
+            .collect();
+        let hooks: HashMap<String, Arc<HookRow>> = hooks
+            .into_iter()
+            .map(|h| (h.id.clone(), Arc::new(h)))
+            .collect();
+        Ok(batch
+            .into_iter()
+            .map(|delivery| Claimed {
+                lease_until,
+                hook: hooks.get(&delivery.hook_id).cloned(),
+                run: runs.get(&delivery.run_id).cloned(),
+                delivery,
+            })
+            .collect())
+    }
+
+    /// Writes finished attempts, as many at once as have finished since the last write, until
+    /// every sender is gone.
+    async fn record(self, mut done: mpsc::UnboundedReceiver<Finished>) {
+        let mut batch = Vec::with_capacity(RECORD_BATCH);
+        while done.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+            let finished = std::mem::take(&mut batch);
+            let rows = finished
+                .iter()
+                .map(|f| (f.row.clone(), f.next.clone()))
+                .collect();
+            match self.app.store().record_attempts(&self.owner, rows).await {
+                Ok(held) => {
+                    let now = self.app.now();
+                    for (f, held) in finished.iter().zip(held) {
+                        if !held {
+                            tracing::debug!(delivery_id = %f.row.delivery_id, "lost the delivery's lease; its attempt is not recorded");
+                            continue;
+                        }
+                        let outcome = match &f.next {
+                            DeliveryNext::Delivered => "delivered",
+                            DeliveryNext::RetryAt(_) => "retrying",
+                            DeliveryNext::Failed => "failed",
+                        };
+                        metrics::counter!("triggerd_hook_attempts_total", "outcome" => outcome)
+                            .increment(1);
+                        if f.next == DeliveryNext::Delivered {
+                            let lag = (now - f.occurred_at).max(0) as f64 / 1e6;
+                            metrics::histogram!("triggerd_hook_delivery_lag_seconds").record(lag);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(attempts = finished.len(), error = %e, "could not record delivery attempts; they are sent again after their leases")
+                }
+            }
+        }
+    }
+
+    /// One attempt of a claimed delivery, and what it does to the delivery.
+    async fn attempt(&self, claimed: Claimed) -> Finished {
+        let delivery = &claimed.delivery;
         let attempt = delivery.attempts + 1;
         let started = Instant::now();
         let attempted_at = self.app.now();
-        let outcome = self.send(&delivery).await;
+        let outcome = self.send(&claimed).await;
         let duration_ms = started.elapsed().as_millis() as i64;
         let (status_code, error, response_body, retry_after, permanent) = match outcome {
             Ok((status, body, _)) if (200..300).contains(&status) => {
@@ -166,8 +328,7 @@ impl DeliveryWorker {
             ),
             Err((error, permanent)) => (None, Some(error), None, None, permanent),
         };
-        let delivered = error.is_none();
-        let next = if delivered {
+        let next = if error.is_none() {
             DeliveryNext::Delivered
         } else if permanent {
             DeliveryNext::Failed
@@ -183,69 +344,39 @@ impl DeliveryWorker {
                 None => DeliveryNext::Failed,
             }
         };
-        let outcome_label = match &next {
-            DeliveryNext::Delivered => "delivered",
-            DeliveryNext::RetryAt(_) => "retrying",
-            DeliveryNext::Failed => "failed",
-        };
         if let Some(e) = &error {
-            let level_failed = matches!(next, DeliveryNext::Failed);
-            if level_failed {
+            if matches!(next, DeliveryNext::Failed) {
                 tracing::warn!(delivery_id = %delivery.id, hook_id = %delivery.hook_id, attempt, error = %e, "event delivery failed for good");
             } else {
                 tracing::info!(delivery_id = %delivery.id, hook_id = %delivery.hook_id, attempt, error = %e, "event delivery attempt failed; will retry");
             }
         }
-        let row = AttemptRow {
-            delivery_id: delivery.id.clone(),
-            attempt,
-            attempted_at,
-            status_code,
-            duration_ms,
-            error,
-            response_body,
-        };
-        match self
-            .app
-            .store()
-            .record_attempt(&self.owner, row, next)
-            .await
-        {
-            Ok(true) => {
-                metrics::counter!("triggerd_hook_attempts_total", "outcome" => outcome_label)
-                    .increment(1);
-                if delivered {
-                    let lag = (self.app.now() - delivery.occurred_at).max(0) as f64 / 1e6;
-                    metrics::histogram!("triggerd_hook_delivery_lag_seconds").record(lag);
-                }
-            }
-            Ok(false) => {
-                tracing::debug!(delivery_id = %delivery.id, "lost the delivery's lease; its attempt is not recorded")
-            }
-            Err(e) => {
-                tracing::warn!(delivery_id = %delivery.id, error = %e, "could not record a delivery attempt; it is sent again after its lease")
-            }
+        Finished {
+            row: AttemptRow {
+                delivery_id: delivery.id.clone(),
+                attempt,
+                attempted_at,
+                status_code,
+                duration_ms,
+                error,
+                response_body,
+            },
+            next,
+            occurred_at: delivery.occurred_at,
         }
     }
 
     /// Sends once: `(status, first 4 KiB of the body, Retry-After in µs)`, or why it failed and
     /// whether retrying is pointless.
-    async fn send(
-        &self,
-        delivery: &DeliveryRow,
-    ) -> Result<(u16, String, Option<u64>), (String, bool)> {
-        let store = self.app.store();
-        let hook = match store.get_hook(&delivery.hook_id).await {
-            Ok(Some(h)) => h,
-            Ok(None) => return Err(("the hook was removed".to_owned(), true)),
-            Err(e) => return Err((format!("cannot read the hook: {e}"), false)),
+    async fn send(&self, claimed: &Claimed) -> Result<(u16, String, Option<u64>), (String, bool)> {
+        let delivery = &claimed.delivery;
+        let Some(hook) = &claimed.hook else {
+            return Err(("the hook was removed".to_owned(), true));
         };
-        let run = match store.get_run(&delivery.run_id).await {
-            Ok(Some(r)) => r,
-            Ok(None) => return Err(("the run no longer exists".to_owned(), true)),
-            Err(e) => return Err((format!("cannot read the run: {e}"), false)),
+        let Some(run) = &claimed.run else {
+            return Err(("the run no longer exists".to_owned(), true));
         };
-        let body = event_body(delivery, &run).to_string();
+        let body = event_body(delivery, run).to_string();
         let timestamp = self.app.now() / 1_000_000;
         let signature = match sign_standard_webhooks(
             &hook.secret,

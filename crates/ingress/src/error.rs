@@ -63,6 +63,13 @@ impl ApiError {
         )
     }
 
+    /// 400 `bad_request` for a webhook body that cannot be split as its content type says (a
+    /// `multipart/form-data` body without a boundary, truncated, with too many parts, ...);
+    /// `message` says what is wrong.
+    pub fn malformed_body(message: impl Into<String>) -> Self {
+        Self::bad_request(message)
+    }
+
     /// 401 `unauthorized`.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
@@ -189,6 +196,22 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %other, "storage error");
                 ApiError::internal()
             }
+        }
+    }
+}
+
+impl From<crate::body::MalformedBody> for ApiError {
+    /// A body that cannot become `trigger.body` (SPEC 4.1): a JSON body keeps the SPEC's exact
+    /// `malformed_json` answer; a multipart part declared JSON that does not parse is
+    /// `malformed_json` naming the part; a multipart body that cannot be split is `bad_request`.
+    fn from(e: crate::body::MalformedBody) -> Self {
+        use crate::body::MalformedBody;
+        match e {
+            MalformedBody::Json => ApiError::malformed_json(),
+            MalformedBody::JsonPart { .. } => {
+                Self::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string())
+            }
+            MalformedBody::Multipart { .. } => ApiError::malformed_body(e.to_string()),
         }
     }
 }

@@ -30,12 +30,14 @@
 #![allow(clippy::result_large_err)]
 
 pub mod api;
+mod body;
 pub mod cache;
 mod deadlines;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
 mod respond;
+pub mod sync;
 pub mod waits;
 pub mod webhook;
 
@@ -102,6 +104,9 @@ pub struct IngressConfig {
     pub idle_timeout: Duration,
     /// Connections served at once; further ones wait in the listen backlog until one closes.
     pub max_connections: usize,
+    /// Sync webhook requests (`response.mode = "sync"`) waiting for their runs at once; past it a
+    /// request is answered as in async mode (see [`sync`]).
+    pub max_sync_waits: usize,
 }
 
 impl std::fmt::Debug for IngressConfig {
@@ -115,6 +120,7 @@ impl std::fmt::Debug for IngressConfig {
             .field("body_read_timeout", &self.body_read_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("max_connections", &self.max_connections)
+            .field("max_sync_waits", &self.max_sync_waits)
             .finish_non_exhaustive()
     }
 }
@@ -132,9 +138,14 @@ impl IngressConfig {
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_sync_waits: DEFAULT_MAX_SYNC_WAITS,
         }
     }
 }
+
+/// Default [`IngressConfig::max_sync_waits`]: a waiting request costs a connection and a few
+/// KiB, so a thousand fit well within the default connection limit.
+pub const DEFAULT_MAX_SYNC_WAITS: usize = 1000;
 
 /// Everything a request handler needs; built once by the server.
 #[derive(Debug)]
@@ -147,17 +158,21 @@ pub struct AppState {
     pub cache: cache::TriggerCache,
     /// The Prometheus recorder's handle, when the server installed one.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The sync webhook requests waiting for their runs.
+    pub sync_waits: Arc<sync::SyncWaits>,
 }
 
 impl AppState {
     /// Builds the state.
     pub fn new(app: App, config: IngressConfig) -> Self {
         let cache = cache::TriggerCache::new(config.cache_ttl, app.trigger_changes().clone());
+        let sync_waits = sync::SyncWaits::new(config.max_sync_waits);
         AppState {
             app,
             config,
             cache,
             metrics: None,
+            sync_waits,
         }
     }
 
@@ -264,6 +279,8 @@ pub async fn serve(
         });
     }
     drop(listener);
+    // Requests waiting for their runs answer 202 now rather than hold the shutdown.
+    state.sync_waits.stop();
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(Duration::from_secs(30)) => tracing::warn!("shutdown timed out with connections still open"),

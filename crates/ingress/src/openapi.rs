@@ -140,7 +140,8 @@ pub(crate) mod bodies {
         /// Allowed methods; default `["POST"]`.
         #[schema(min_items = 1)]
         pub methods: Option<Vec<WebhookMethod>>,
-        /// `{mode: "async"}` (default) or `{mode: "custom", status, content_type, body}`.
+        /// `{mode: "async"}` (default), `{mode: "sync", timeout_seconds}` (wait for the run, default
+        /// 30 s, at most 300) or `{mode: "custom", status, content_type, body}`.
         #[schema(value_type = Option<Object>)]
         pub response: Option<Value>,
     }
@@ -471,9 +472,10 @@ pub(crate) mod bodies {
     params(("token" = String, Path, description = "The trigger's token (`wht_...`)")),
     request_body(content = Value, description = "Any body: JSON, form, multipart or binary, up to the trigger's `max_body_bytes`", content_type = "application/json"),
     responses(
-        (status = 200, description = "Unknown token with `TRIGGERD_HIDE_UNKNOWN_TOKENS=true` (`{\"received\": true}`)", body = Value),
+        (status = 200, description = "Sync mode: the run completed; the body is its `final_output`. Or: Unknown token with `TRIGGERD_HIDE_UNKNOWN_TOKENS=true` (`{\"received\": true}`)", body = Value),
         (status = 201, description = "Accepted: the run is durably stored", body = WebhookAccepted),
-        (status = 400, description = "Malformed JSON body", body = ErrorBody),
+        (status = 202, description = "Sync mode: the run is still going at the timeout (`{run_id, status}`, `Location: /api/v1/runs/{id}`)", body = Value),
+        (status = 400, description = "Malformed JSON or multipart body; or, sync mode, the run failed (`{error, code, run_id}`)", body = ErrorBody),
         (status = 401, description = "Bad or missing signature or API key", body = ErrorBody),
         (status = 404, description = "Unknown, removed, rotated-away or disabled token", body = ErrorBody),
         (status = 405, description = "Method not allowed by the trigger (see `Allow`)", body = ErrorBody),
@@ -499,9 +501,10 @@ fn webhook() {}
     ),
     request_body(content = Value, description = "Any body, as for the endpoint without a rest", content_type = "application/json"),
     responses(
-        (status = 200, description = "Unknown token with `TRIGGERD_HIDE_UNKNOWN_TOKENS=true`", body = Value),
+        (status = 200, description = "Sync mode: the run completed; the body is its `final_output`. Or: Unknown token with `TRIGGERD_HIDE_UNKNOWN_TOKENS=true`", body = Value),
         (status = 201, description = "Accepted: the run is durably stored", body = WebhookAccepted),
-        (status = 400, description = "Malformed JSON body", body = ErrorBody),
+        (status = 202, description = "Sync mode: the run is still going at the timeout (`{run_id, status}`, `Location: /api/v1/runs/{id}`)", body = Value),
+        (status = 400, description = "Malformed JSON or multipart body; or, sync mode, the run failed (`{error, code, run_id}`)", body = ErrorBody),
         (status = 401, description = "Bad or missing signature or API key", body = ErrorBody),
         (status = 404, description = "Unknown, removed, rotated-away or disabled token", body = ErrorBody),
         (status = 405, description = "Method not allowed by the trigger", body = ErrorBody),

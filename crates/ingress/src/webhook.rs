@@ -8,9 +8,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
@@ -21,12 +20,13 @@ use triggerd_app::runs::RunStart;
 use triggerd_domain::activity::Outcome;
 use triggerd_domain::ids::{IdKind, constant_time_eq, is_plausible_webhook_token, new_id};
 use triggerd_domain::mapping::{
-    MAX_JSON_DEPTH, headers_to_map, json_depth, parse_urlencoded, query_to_map, trigger_input,
+    MAX_JSON_DEPTH, headers_to_map, json_depth, query_to_map, trigger_input,
 };
 use triggerd_domain::run::{RunSource, RunStatus};
 use triggerd_domain::trigger::ResponseMode;
 use triggerd_storage::{IngestWrite, NewActivity};
 
+use crate::body::parse_body;
 use crate::cache::CachedTrigger;
 use crate::deadlines::read_body;
 use crate::{ApiError, AppState, Body, error_response, json_response};
@@ -120,6 +120,7 @@ pub async fn handle(
                 run: None,
                 activity,
                 events: Vec::new(),
+                awaited: false,
             };
             if let Err(e) = state.app.ingest(write).await {
                 tracing::warn!(error = %e, trigger_id = %entry.target.trigger_id, "could not log a refused webhook request");
@@ -158,9 +159,37 @@ pub async fn handle(
         created_at: received_at,
     };
     let mut prepared = state.app.prepare_run(start, &target.definition);
-    let status = match &custom {
-        Some((status, _, _)) => **status,
-        None => 201,
+    // Sync mode: a run finished by the write itself is answered at once; otherwise the request
+    // watches its run from before the write (no wake-up can come before the watch), holding one
+    // of the node's waiting places.
+    let mut sync_skipped = false;
+    let (sync_now, waiting) = match &target.config.response {
+        ResponseMode::Sync { .. } if prepared.status == RunStatus::Completed => (
+            Some(crate::sync::completed(prepared.row.final_output.as_deref())),
+            None,
+        ),
+        ResponseMode::Sync { timeout_seconds } => match state.sync_waits.enter() {
+            Some(slot) => (
+                None,
+                Some((
+                    slot,
+                    state.store().watch_run(&run_id),
+                    Duration::from_secs(u64::from(*timeout_seconds)),
+                )),
+            ),
+            None => {
+                sync_skipped = true;
+                (None, None)
+            }
+        },
+        _ => (None, None),
+    };
+    let status = match (&custom, &sync_now, &waiting) {
+        (Some((status, _, _)), _, _) => **status,
+        (_, Some(_), _) => 200,
+        // The final code is recorded once the wait ends.
+        (_, _, Some(_)) => 202,
+        _ => 201,
     };
     activity.status_code = i32::from(status);
     activity.outcome = Outcome::Accepted.as_str().to_owned();
@@ -172,6 +201,7 @@ pub async fn handle(
         run: Some(prepared.row),
         activity,
         events: std::mem::take(&mut prepared.outbox),
+        awaited: waiting.is_some(),
     };
     // SAFETY (durability): the answer below is sent only after this commit returned.
     match state.app.ingest(write).await {
@@ -187,13 +217,46 @@ pub async fn handle(
     metrics::counter!("triggerd_webhook_requests_total", "outcome" => Outcome::Accepted.as_str())
         .increment(1);
     metrics::histogram!("triggerd_webhook_ingest_seconds").record(started.elapsed().as_secs_f64());
+    if let Some(response) = sync_now {
+        crate::sync::count(crate::sync::SyncResult::Completed);
+        return response;
+    }
+    if let Some((slot, watch, timeout)) = waiting {
+        let (response, result) =
+            crate::sync::wait_for_run(state.store(), &state.sync_waits, watch, &run_id, timeout)
+                .await;
+        drop(slot);
+        crate::sync::count(result);
+        let code = response.status().as_u16();
+        if code != 202 {
+            // The row says 202 (written with the run); record what was answered. Off the
+            // answer's path: the run's outcome is already durable, the log row follows.
+            let (app, request_id) = (state.app.clone(), request_id.to_owned());
+            tokio::spawn(async move {
+                if let Err(e) = app.set_activity_status(&request_id, code).await {
+                    tracing::warn!(%request_id, error = %e, "could not record a sync webhook's answer in the activity log");
+                }
+            });
+        }
+        return response;
+    }
     match custom {
         Some((status, content_type, body)) => custom_response(*status, content_type, body),
-        None => json_response(
-            StatusCode::CREATED,
+        None => {
             // SPEC 4.5: the 201 says `pending` whatever the write stored.
-            &json!({"run_id": run_id, "status": RunStatus::Pending.as_str(), "request_id": request_id}),
-        ),
+            let mut response = json_response(
+                StatusCode::CREATED,
+                &json!({"run_id": run_id, "status": RunStatus::Pending.as_str(), "request_id": request_id}),
+            );
+            if sync_skipped {
+                crate::sync::count_skipped();
+                response.headers_mut().insert(
+                    crate::sync::SKIPPED_HEADER,
+                    header::HeaderValue::from_static(crate::sync::SKIPPED_VALUE),
+                );
+            }
+            response
+        }
     }
 }
 
@@ -330,12 +393,12 @@ async fn check(
         );
         return refuse(error, Outcome::Unauthorized);
     }
-    let parsed = match parse_body(&parts.headers, &body) {
+    let parsed = match parse_body(&parts.headers, &body).await {
         Ok(v) if json_depth(&v) > MAX_JSON_DEPTH => {
             return refuse(ApiError::too_deep(), Outcome::Malformed);
         }
         Ok(v) => v,
-        Err(()) => return refuse(ApiError::malformed_json(), Outcome::Malformed),
+        Err(e) => return refuse(ApiError::from(e), Outcome::Malformed),
     };
     let redact: &[&str] = if config.secret.is_some() {
         config.scheme.header_names()
@@ -394,42 +457,6 @@ fn api_key_matches(headers: &http::HeaderMap, keys: &[String]) -> bool {
         })
 }
 
-/// `trigger.body` from the raw body (SPEC 4.1). `Err` means malformed JSON.
-fn parse_body(headers: &http::HeaderMap, body: &[u8]) -> Result<Value, ()> {
-    if body.is_empty() {
-        return Ok(Value::Null);
-    }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let essence = content_type
-        .map(|ct| {
-            ct.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default();
-    let is_json = essence == "application/json" || essence.ends_with("+json");
-    if is_json {
-        return serde_json::from_slice(body).map_err(|_| ());
-    }
-    if essence == "application/x-www-form-urlencoded" {
-        return Ok(Value::Object(parse_urlencoded(body)));
-    }
-    if content_type.is_none()
-        && let Ok(v) = serde_json::from_slice(body)
-    {
-        return Ok(v);
-    }
-    Ok(json!({
-        "content_type": content_type.unwrap_or("application/octet-stream"),
-        "size": body.len(),
-        "data_base64": base64::engine::general_purpose::STANDARD.encode(body),
-    }))
-}
-
 fn custom_response(
     status: u16,
     content_type: &str,
@@ -474,29 +501,6 @@ mod tests {
                 )
             })
             .collect()
-    }
-
-    #[test]
-    fn json_form_and_binary_bodies_parse() {
-        let json_ct = headers(&[("content-type", "application/json; charset=utf-8")]);
-        assert_eq!(parse_body(&json_ct, br#"{"a":1}"#), Ok(json!({"a": 1})));
-        assert_eq!(parse_body(&json_ct, b"{nope"), Err(()));
-        assert_eq!(parse_body(&json_ct, b""), Ok(Value::Null));
-        let form = headers(&[("content-type", "application/x-www-form-urlencoded")]);
-        assert_eq!(
-            parse_body(&form, b"a=1&a=2&b=x"),
-            Ok(json!({"a": ["1", "2"], "b": "x"}))
-        );
-        assert_eq!(parse_body(&headers(&[]), b"[1,2]"), Ok(json!([1, 2])));
-        let xml = headers(&[("content-type", "application/xml")]);
-        assert_eq!(
-            parse_body(&xml, b"<a/>"),
-            Ok(json!({"content_type": "application/xml", "size": 4, "data_base64": "PGEvPg=="}))
-        );
-        assert_eq!(
-            parse_body(&headers(&[]), b"plain").map(|v| v["content_type"].clone()),
-            Ok(json!("application/octet-stream"))
-        );
     }
 
     #[test]

@@ -178,6 +178,12 @@ struct ServeArgs {
     /// of 256 for the database, outbound requests and commands.
     #[arg(long, env = "TRIGGERD_MAX_CONNECTIONS", default_value_t = triggerd_ingress::DEFAULT_MAX_CONNECTIONS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_connections: usize,
+    /// Webhook requests of triggers with `response.mode = "sync"` that may wait for their runs
+    /// at once on this node; past it a request is answered as in async mode (201, with the
+    /// header `Triggerd-Sync: skipped-too-many-waiting`) and its run still starts. 0: sync
+    /// requests never wait.
+    #[arg(long, env = "TRIGGERD_MAX_SYNC_WAITS", default_value_t = triggerd_ingress::DEFAULT_MAX_SYNC_WAITS)]
+    max_sync_waits: usize,
 }
 
 /// A retention in days: a finite number ≥ 0.
@@ -418,6 +424,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     config.body_read_timeout = unlimited_if_zero(args.body_read_timeout_secs);
     config.idle_timeout = unlimited_if_zero(args.idle_timeout_secs);
     config.max_connections = connection_cap(args.max_connections);
+    config.max_sync_waits = args.max_sync_waits;
     if store.backend() == Backend::Sqlite {
         // One node owns a SQLite file, and its own changes invalidate the trigger cache at once:
         // the TTL (which bounds how late other nodes' changes are seen on PostgreSQL) is only a

@@ -142,6 +142,11 @@ pub(crate) fn enqueue(c: &mut DbConn, run_id: &str, events: &[OutboxEvent]) -> R
     if events.is_empty() || !any_hooks(c)? {
         return Ok(0);
     }
+    enqueue_matching(c, run_id, events)
+}
+
+/// [`enqueue`] once it is known that hooks exist.
+fn enqueue_matching(c: &mut DbConn, run_id: &str, events: &[OutboxEvent]) -> Result<usize> {
     let Some((workflow, deployment_id)) = runs::table
         .find(run_id)
         .select((runs::workflow, runs::deployment_id))
@@ -191,6 +196,42 @@ pub(crate) fn enqueue(c: &mut DbConn, run_id: &str, events: &[OutboxEvent]) -> R
     Ok(written)
 }
 
+/// Records one attempt of a delivery `owner` holds; `false` (nothing written) when it does not.
+fn record_one(
+    c: &mut DbConn,
+    owner: &str,
+    attempt: &AttemptRow,
+    next: &DeliveryNext,
+) -> Result<bool> {
+    let held = deliveries::table
+        .filter(deliveries::id.eq(&attempt.delivery_id))
+        .filter(deliveries::lease_owner.eq(owner))
+        .filter(deliveries::status.eq("pending"));
+    let (status, next_at, finished) = match *next {
+        DeliveryNext::Delivered => ("delivered", None, Some(attempt.attempted_at)),
+        DeliveryNext::RetryAt(t) => ("pending", Some(t), None),
+        DeliveryNext::Failed => ("failed", None, Some(attempt.attempted_at)),
+    };
+    let n = diesel::update(held)
+        .set((
+            deliveries::status.eq(status),
+            deliveries::attempts.eq(attempt.attempt),
+            deliveries::next_attempt_at.eq(next_at),
+            deliveries::lease_owner.eq(None::<String>),
+            deliveries::lease_expires_at.eq(None::<i64>),
+            deliveries::last_error.eq(attempt.error.as_deref()),
+            deliveries::finished_at.eq(finished),
+        ))
+        .execute(c)?;
+    if n == 0 {
+        return Ok(false);
+    }
+    diesel::insert_into(delivery_attempts::table)
+        .values(attempt)
+        .execute(c)?;
+    Ok(true)
+}
+
 /// Removes a hook and gives up its pending deliveries (`failed`, "the hook was removed").
 fn delete_hook(c: &mut DbConn, id: &str, now: i64) -> Result<()> {
     if diesel::delete(hooks::table.find(id)).execute(c)? == 0 {
@@ -220,9 +261,24 @@ fn delivery_id(event_id: &str, hook_id: &str) -> String {
 
 impl Tx<'_> {
     /// [`enqueue`] inside this transaction; wakes the delivery workers after the commit when it
-    /// wrote any.
+    /// wrote any. Whether any hook exists is asked once per transaction (a cron round of 256
+    /// runs asks once, not 256 times).
     pub fn enqueue_events(&mut self, run_id: &str, events: &[OutboxEvent]) -> Result<usize> {
-        let n = enqueue(self.conn(), run_id, events)?;
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let exist = match self.hooks_exist {
+            Some(known) => known,
+            None => {
+                let known = any_hooks(self.conn())?;
+                self.hooks_exist = Some(known);
+                known
+            }
+        };
+        if !exist {
+            return Ok(0);
+        }
+        let n = enqueue_matching(self.conn(), run_id, events)?;
         if n > 0 {
             self.wake_deliveries();
         }
@@ -243,6 +299,7 @@ impl Tx<'_> {
 
     /// Removes a hook; its pending deliveries are given up.
     pub fn delete_hook(&mut self, id: &str, now: i64) -> Result<()> {
+        self.hooks_exist = None;
         delete_hook(self.conn(), id, now)
     }
 
@@ -252,6 +309,7 @@ impl Tx<'_> {
             .values(hook)
             .execute(self.conn())
             .map_err(|e| StoreError::on_constraint(e, "the hook id is taken", "hook"))?;
+        self.hooks_exist = Some(true);
         Ok(())
     }
 }
@@ -454,39 +512,52 @@ impl Store {
         attempt: AttemptRow,
         next: DeliveryNext,
     ) -> Result<bool> {
+        let mut held = self.record_attempts(owner, vec![(attempt, next)]).await?;
+        Ok(held.pop().unwrap_or(false))
+    }
+
+    /// [`Store::record_attempt`] for several attempts in one write (the delivery worker records
+    /// what its sends finished since its last write); for each, whether `owner` still held it.
+    pub async fn record_attempts(
+        &self,
+        owner: &str,
+        attempts: Vec<(AttemptRow, DeliveryNext)>,
+    ) -> Result<Vec<bool>> {
         let owner = owner.to_owned();
         self.write(
             move |c| {
-                let held = deliveries::table
-                    .filter(deliveries::id.eq(&attempt.delivery_id))
-                    .filter(deliveries::lease_owner.eq(&owner))
-                    .filter(deliveries::status.eq("pending"));
-                let (status, next_at, finished) = match next {
-                    DeliveryNext::Delivered => ("delivered", None, Some(attempt.attempted_at)),
-                    DeliveryNext::RetryAt(t) => ("pending", Some(t), None),
-                    DeliveryNext::Failed => ("failed", None, Some(attempt.attempted_at)),
-                };
-                let n = diesel::update(held)
-                    .set((
-                        deliveries::status.eq(status),
-                        deliveries::attempts.eq(attempt.attempt),
-                        deliveries::next_attempt_at.eq(next_at),
-                        deliveries::lease_owner.eq(None::<String>),
-                        deliveries::lease_expires_at.eq(None::<i64>),
-                        deliveries::last_error.eq(attempt.error.clone()),
-                        deliveries::finished_at.eq(finished),
-                    ))
-                    .execute(c)?;
-                if n == 0 {
-                    return Ok(false);
+                let mut held = Vec::with_capacity(attempts.len());
+                for (attempt, next) in &attempts {
+                    held.push(record_one(c, &owner, attempt, next)?);
                 }
-                diesel::insert_into(delivery_attempts::table)
-                    .values(&attempt)
-                    .execute(c)?;
-                Ok(true)
+                Ok(held)
             },
             |_| false,
         )
+        .await
+    }
+
+    /// The runs `ids` that exist (one read; the delivery worker renders a claimed batch's events
+    /// from them).
+    pub async fn runs_by_ids(&self, ids: Vec<String>) -> Result<Vec<crate::RunRow>> {
+        use crate::schema::runs;
+        self.read(move |c| {
+            Ok(runs::table
+                .filter(runs::id.eq_any(&ids))
+                .select(crate::RunRow::as_select())
+                .load(c)?)
+        })
+        .await
+    }
+
+    /// The hooks `ids` that exist (one read).
+    pub async fn hooks_by_ids(&self, ids: Vec<String>) -> Result<Vec<HookRow>> {
+        self.read(move |c| {
+            Ok(hooks::table
+                .filter(hooks::id.eq_any(&ids))
+                .select(HookRow::as_select())
+                .load(c)?)
+        })
         .await
     }
 
@@ -524,9 +595,16 @@ impl Store {
     /// The earliest `next_attempt_at` of a pending delivery (µs), or of a lease that expires.
     pub async fn next_delivery_due(&self) -> Result<Option<i64>> {
         self.read(|c| {
+            // A delivery leased by a worker becomes claimable when its lease expires, not when
+            // it was due: a worker sending it does not spin on it.
             Ok(deliveries::table
                 .filter(deliveries::status.eq("pending"))
-                .select(diesel::dsl::min(deliveries::next_attempt_at))
+                .select(diesel::dsl::sql::<
+                    diesel::sql_types::Nullable<diesel::sql_types::BigInt>,
+                >(
+                    "MIN(CASE WHEN lease_expires_at > next_attempt_at \
+                     THEN lease_expires_at ELSE next_attempt_at END)",
+                ))
                 .first::<Option<i64>>(c)?)
         })
         .await

@@ -145,6 +145,9 @@ pub(crate) fn ingest_one(c: &mut DbConn, w: &IngestWrite) -> Result<bool> {
             ))?;
     });
     count_fires(c, [run])?;
+    if w.awaited {
+        mark_awaited(c, &[run.id.as_str()])?;
+    }
     crate::hooks::enqueue(c, &run.id, &w.events)?;
     Ok(true)
 }
@@ -201,6 +204,17 @@ pub(crate) fn ingest_many(c: &mut DbConn, writes: &[&IngestWrite]) -> Result<Vec
         }
     }
     count_fires(c, new_runs)?;
+    let awaited: Vec<&str> = writes
+        .iter()
+        .zip(&results)
+        .filter_map(|(w, r)| match (&w.run, r) {
+            (Some(run), Ok(())) if w.awaited => Some(run.id.as_str()),
+            _ => None,
+        })
+        .collect();
+    if !awaited.is_empty() {
+        mark_awaited(c, &awaited)?;
+    }
     // The outbox: one `EXISTS` per batch when no hook exists.
     if writes.iter().any(|w| !w.events.is_empty()) && crate::hooks::any_hooks(c)? {
         for (w, result) in writes.iter().zip(&results) {
@@ -210,6 +224,14 @@ pub(crate) fn ingest_many(c: &mut DbConn, writes: &[&IngestWrite]) -> Result<Vec
         }
     }
     Ok(results)
+}
+
+/// Marks runs a sync request waits for (one statement, only when a batch holds any).
+fn mark_awaited(c: &mut DbConn, ids: &[&str]) -> Result<()> {
+    diesel::update(runs::table.filter(runs::id.eq_any(ids)))
+        .set(runs::awaited.eq(true))
+        .execute(c)?;
+    Ok(())
 }
 
 /// An activity row with its trigger, for multi-row inserts.

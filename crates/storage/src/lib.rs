@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+mod awaited;
 mod checkpoint;
 mod conn;
 mod context;
@@ -48,6 +49,7 @@ mod writer;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use awaited::{LISTEN_POLL, RunWatch};
 pub use cron::CronSlotRow;
 pub use deployments::{DeploymentRow, NewDeployment};
 pub use error::{Result, StoreError};

@@ -168,6 +168,9 @@ pub struct IngestWrite {
     /// The events storing the run emits (a run completed at ingest: `run.started`,
     /// `run.completed`): their deliveries are written in the same transaction.
     pub events: Vec<crate::hooks::OutboxEvent>,
+    /// The request waits for the run to finish (`response.mode = "sync"`): the run is marked
+    /// `awaited`, so that the node finishing it tells the waiting node (see `Store::watch_run`).
+    pub awaited: bool,
 }
 
 /// Which runs [`Store::list_runs`] returns; `None` fields do not filter.
@@ -496,6 +499,22 @@ impl Store {
         .await
     }
 
+    /// Sets the status code of activity row `id` (a sync webhook's final answer). A row trimmed
+    /// away meanwhile is not an error.
+    pub async fn set_activity_status(&self, id: &str, status_code: i32) -> Result<()> {
+        let id = id.to_owned();
+        self.write(
+            move |c| {
+                diesel::update(activity::table.find(&id))
+                    .set(activity::status_code.eq(status_code))
+                    .execute(c)?;
+                Ok(())
+            },
+            |_| false,
+        )
+        .await
+    }
+
     /// Keeps only the newest `keep` activity rows of a trigger (`TRIGGERD_ACTIVITY_RETENTION`)
     /// and returns how many were deleted. Cheap when there is nothing to delete: it reads at most
     /// `keep + 1` index entries.
@@ -626,9 +645,14 @@ impl Store {
     pub async fn update_run(&self, update: RunUpdate) -> Result<bool> {
         let wakes = update.release_lease
             && matches!(update.status.as_deref(), Some("pending") | Some("running"));
+        let finished =
+            crate::awaited::is_final(update.status.as_deref()).then(|| update.id.clone());
         let result = self
             .write(move |c| apply_update(c, update, true), |_| false)
             .await?;
+        if let (Some(id), Some(_)) = (&finished, result) {
+            crate::awaited::finished(id);
+        }
         if result.is_some() && wakes {
             // A run handed back unfinished can be claimed again at once.
             self.runs_notify().notify_one();

@@ -87,6 +87,7 @@ diesel::table! {
         finished_at -> Nullable<BigInt>,
         lease_owner -> Nullable<Text>,
         lease_expires_at -> Nullable<BigInt>,
+        awaited -> Bool,
     }
 }
 

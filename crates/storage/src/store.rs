@@ -114,6 +114,18 @@ pub(crate) struct Inner {
     counters: Arc<Counters>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     probe: tokio::sync::Mutex<Probe>,
+    pub(crate) timeouts: crate::conn::Timeouts,
+    /// The run-finished listener (PostgreSQL), started by the first `watch_run`.
+    pub(crate) listener: std::sync::OnceLock<()>,
+    /// Tells the listener to stop: set at shutdown and when the store is dropped.
+    pub(crate) stopping: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl fmt::Debug for Store {
@@ -219,6 +231,9 @@ impl Store {
                 counters,
                 threads: Mutex::new(threads),
                 probe: tokio::sync::Mutex::new(Probe::default()),
+                timeouts,
+                listener: std::sync::OnceLock::new(),
+                stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             }),
         })
     }
@@ -291,6 +306,9 @@ impl Store {
     /// `Unavailable`. Reads keep working while a clone of the store lives. On SQLite the WAL is
     /// checkpointed and truncated. Calling it twice is harmless.
     pub async fn shutdown(&self) {
+        self.inner
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let (ack_tx, ack_rx) = oneshot::channel();
         if self.inner.tx.send(Msg::Shutdown(ack_tx)).await.is_ok() {
             let _ = ack_rx.await;

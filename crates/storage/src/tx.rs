@@ -31,6 +31,10 @@ pub struct Tx<'a> {
     c: &'a mut DbConn,
     wakes_workers: bool,
     wakes_deliveries: bool,
+    /// Whether any hook exists, once asked in this transaction (see [`Tx::enqueue_events`]).
+    pub(crate) hooks_exist: Option<bool>,
+    /// Runs this transaction finished, for their watchers (see `awaited`).
+    finished_runs: Vec<String>,
 }
 
 impl std::fmt::Debug for Tx<'_> {
@@ -54,15 +58,25 @@ impl Store {
                         c,
                         wakes_workers: false,
                         wakes_deliveries: false,
+                        hooks_exist: None,
+                        finished_runs: Vec::new(),
                     };
                     let result = f(&mut tx)?;
-                    Ok((result, tx.wakes_workers, tx.wakes_deliveries))
+                    Ok((
+                        result,
+                        tx.wakes_workers,
+                        (tx.wakes_deliveries, tx.finished_runs),
+                    ))
                 },
                 |(_, wakes, _)| *wakes,
             )
             .await?;
+        let (wakes_deliveries, finished_runs) = wakes_deliveries;
         if wakes_deliveries {
             crate::hooks::wake_delivery_workers();
+        }
+        for id in &finished_runs {
+            crate::awaited::finished(id);
         }
         Ok(result)
     }
@@ -264,10 +278,14 @@ impl Tx<'_> {
     /// when there is no such run.
     pub fn force_update_run(&mut self, update: RunUpdate) -> Result<()> {
         let id = update.id.clone();
+        let finishes = crate::awaited::is_final(update.status.as_deref());
         match runs::apply_update(self.c, update, false)? {
             None => return Err(StoreError::not_found(format!("run {id}"))),
             Some(0) => {}
             Some(_) => self.wakes_deliveries = true,
+        }
+        if finishes {
+            self.finished_runs.push(id);
         }
         Ok(())
     }

@@ -70,6 +70,7 @@ fn accepted(token: &str, trigger_id: &str, deployment_id: &str, n: usize, now: i
         run: Some(run),
         activity: new_activity(&format!("req_{n:08}"), "accepted", Some(&id)),
         events: Vec::new(),
+        awaited: false,
     }
 }
 
@@ -552,6 +553,7 @@ async fn rejected_request_writes_only_activity(store: Store, _db: TestDb) {
         run: None,
         activity: new_activity(req, "invalid_input", None),
         events: Vec::new(),
+        awaited: false,
     };
     store.ingest(rejected("req_1", &trg.id)).await.unwrap();
     // Disabled: still logged.
@@ -603,6 +605,7 @@ async fn activity_is_pruned_to_the_newest_rows(store: Store, _db: TestDb) {
                 run: None,
                 activity: new_activity(&format!("req_{n:02}"), "rate_limited", None),
                 events: Vec::new(),
+                awaited: false,
             })
             .await
             .unwrap();
