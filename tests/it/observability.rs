@@ -6,7 +6,7 @@ use serde_json::json;
 use triggerd_tests::{Backend, TestServer, order_workflow, send};
 
 async fn metrics_count_webhooks_by_outcome_and_runs_by_status(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = TestServer::start_with(backend, &[("RUST_LOG", "info")]).await;
     let hook = server.setup_webhook(order_workflow(), json!({})).await;
     let post = |body: &'static str| {
         server
@@ -59,6 +59,13 @@ async fn metrics_count_webhooks_by_outcome_and_runs_by_status(backend: Backend) 
     assert!(
         commits >= 3,
         "the writer committed the setup, the requests and the run: {commits}\n{text}"
+    );
+    // stderr is a pipe here: plain text, no ANSI colour codes (issue 13).
+    let logs = server.logs();
+    assert!(logs.contains("INFO"), "{logs}");
+    assert!(
+        !logs.contains('\u{1b}'),
+        "colour codes in a piped log: {logs:?}"
     );
 }
 

@@ -53,7 +53,7 @@ pub struct HookRow {
 }
 
 /// A delivery of one event to one hook.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = deliveries)]
 pub struct DeliveryRow {
     /// `dlv_...`
@@ -155,23 +155,50 @@ fn enqueue_matching(c: &mut DbConn, run_id: &str, events: &[OutboxEvent]) -> Res
     else {
         return Ok(0);
     };
-    let candidates: Vec<(String, String)> = hooks::table
-        .filter(
-            hooks::workflow
-                .eq(&workflow)
-                .and(hooks::scope.eq("workflow"))
-                .or(hooks::deployment_id
-                    .eq(&deployment_id)
-                    .and(hooks::scope.eq("deployment")))
-                .or(hooks::run_id.eq(run_id).and(hooks::scope.eq("run"))),
-        )
-        .order(hooks::id.asc())
-        .select((hooks::id, hooks::events))
-        .load(c)?;
+    let candidates = hook_candidates(c, &workflow, &deployment_id, Some(run_id))?;
+    insert_deliveries(c, run_id, &candidates, events)
+}
+
+/// The hooks `(id, subscribed events as JSON)` a run of `workflow` on `deployment_id` may
+/// notify: workflow- and deployment-scoped ones, and those of run `run_id` (`None` for a run
+/// created in this very transaction, which cannot have any yet).
+pub(crate) fn hook_candidates(
+    c: &mut DbConn,
+    workflow: &str,
+    deployment_id: &str,
+    run_id: Option<&str>,
+) -> Result<Vec<(String, String)>> {
+    let scoped = hooks::workflow
+        .eq(workflow)
+        .and(hooks::scope.eq("workflow"))
+        .or(hooks::deployment_id
+            .eq(deployment_id)
+            .and(hooks::scope.eq("deployment")));
+    Ok(match run_id {
+        Some(run_id) => hooks::table
+            .filter(scoped.or(hooks::run_id.eq(run_id).and(hooks::scope.eq("run"))))
+            .order(hooks::id.asc())
+            .select((hooks::id, hooks::events))
+            .load(c)?,
+        None => hooks::table
+            .filter(scoped)
+            .order(hooks::id.asc())
+            .select((hooks::id, hooks::events))
+            .load(c)?,
+    })
+}
+
+/// Writes one delivery per event of run `run_id` and per hook of `candidates` subscribed to it.
+pub(crate) fn insert_deliveries(
+    c: &mut DbConn,
+    run_id: &str,
+    candidates: &[(String, String)],
+    events: &[OutboxEvent],
+) -> Result<usize> {
     let mut written = 0;
     for event in events {
         let quoted = format!("\"{}\"", event.event_type);
-        for (hook_id, subscribed) in &candidates {
+        for (hook_id, subscribed) in candidates {
             if !subscribed.contains(&quoted) {
                 continue;
             }
@@ -203,26 +230,24 @@ fn record_one(
     attempt: &AttemptRow,
     next: &DeliveryNext,
 ) -> Result<bool> {
-    let held = deliveries::table
-        .filter(deliveries::id.eq(&attempt.delivery_id))
-        .filter(deliveries::lease_owner.eq(owner))
-        .filter(deliveries::status.eq("pending"));
-    let (status, next_at, finished) = match *next {
+    let (status, next_attempt_at, finished_at) = match *next {
         DeliveryNext::Delivered => ("delivered", None, Some(attempt.attempted_at)),
         DeliveryNext::RetryAt(t) => ("pending", Some(t), None),
         DeliveryNext::Failed => ("failed", None, Some(attempt.attempted_at)),
     };
-    let n = diesel::update(held)
-        .set((
-            deliveries::status.eq(status),
-            deliveries::attempts.eq(attempt.attempt),
-            deliveries::next_attempt_at.eq(next_at),
-            deliveries::lease_owner.eq(None::<String>),
-            deliveries::lease_expires_at.eq(None::<i64>),
-            deliveries::last_error.eq(attempt.error.as_deref()),
-            deliveries::finished_at.eq(finished),
-        ))
-        .execute(c)?;
+    let update = MoveDelivery {
+        id: &attempt.delivery_id,
+        owner,
+        status,
+        attempts: attempt.attempt,
+        next_attempt_at,
+        last_error: attempt.error.as_deref(),
+        finished_at,
+    };
+    let n = match c {
+        DbConn::Sqlite(lite) => update.execute(lite)?,
+        DbConn::Postgres(pg) => update.execute(pg)?,
+    };
     if n == 0 {
         return Ok(false);
     }
@@ -231,6 +256,135 @@ fn record_one(
         .execute(c)?;
     Ok(true)
 }
+
+/// [`record_one`] for several attempts on PostgreSQL in two round trips instead of two per
+/// attempt: one `UPDATE ... FROM unnest(...)` of every delivery still held (returning their ids),
+/// one multi-row INSERT of their attempts.
+fn record_many_pg(
+    pg: &mut diesel::PgConnection,
+    owner: &str,
+    attempts: &[(AttemptRow, DeliveryNext)],
+) -> Result<Vec<bool>> {
+    use diesel::sql_types::{Array, BigInt, Nullable, Text};
+
+    #[derive(QueryableByName)]
+    struct Held {
+        #[diesel(sql_type = Text)]
+        id: String,
+    }
+
+    let n = attempts.len();
+    let (mut ids, mut statuses, mut counts, mut next_at, mut errors, mut finished) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (attempt, next) in attempts {
+        let (status, next_attempt_at, finished_at) = match *next {
+            DeliveryNext::Delivered => ("delivered", None, Some(attempt.attempted_at)),
+            DeliveryNext::RetryAt(t) => ("pending", Some(t), None),
+            DeliveryNext::Failed => ("failed", None, Some(attempt.attempted_at)),
+        };
+        ids.push(attempt.delivery_id.as_str());
+        statuses.push(status);
+        counts.push(attempt.attempt);
+        next_at.push(next_attempt_at);
+        errors.push(attempt.error.as_deref());
+        finished.push(finished_at);
+    }
+    let held: Vec<Held> = diesel::sql_query(
+        "UPDATE deliveries d SET status = v.status, attempts = v.attempts, \
+           next_attempt_at = v.next_attempt_at, lease_owner = NULL, lease_expires_at = NULL, \
+           last_error = v.last_error, finished_at = v.finished_at \
+         FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[]) \
+           AS v(id, status, attempts, next_attempt_at, last_error, finished_at) \
+         WHERE d.id = v.id AND d.lease_owner = $7 AND d.status = 'pending' \
+         RETURNING d.id",
+    )
+    .bind::<Array<Text>, _>(&ids)
+    .bind::<Array<Text>, _>(&statuses)
+    .bind::<Array<BigInt>, _>(&counts)
+    .bind::<Array<Nullable<BigInt>>, _>(&next_at)
+    .bind::<Array<Nullable<Text>>, _>(&errors)
+    .bind::<Array<Nullable<BigInt>>, _>(&finished)
+    .bind::<Text, _>(owner)
+    .load(pg)?;
+    let held: std::collections::HashSet<String> = held.into_iter().map(|h| h.id).collect();
+    let rows: Vec<&AttemptRow> = attempts
+        .iter()
+        .map(|(a, _)| a)
+        .filter(|a| held.contains(&a.delivery_id))
+        .collect();
+    if !rows.is_empty() {
+        diesel::insert_into(delivery_attempts::table)
+            .values(rows)
+            .execute(pg)?;
+    }
+    Ok(attempts
+        .iter()
+        .map(|(a, _)| held.contains(&a.delivery_id))
+        .collect())
+}
+
+/// The most deliveries one claim takes.
+const CLAIM_LIMIT: usize = 1000;
+
+/// Moves a delivery `owner` holds on after an attempt, lease released:
+/// `UPDATE deliveries SET status, attempts, next_attempt_at, last_error, finished_at ... WHERE id
+/// AND lease_owner AND status = 'pending'`. A fixed fragment with a static query id, so diesel
+/// keeps it prepared (it never caches an UPDATE it builds itself: its SET list may vary) — one
+/// runs per delivery sent.
+struct MoveDelivery<'a> {
+    id: &'a str,
+    owner: &'a str,
+    status: &'a str,
+    attempts: i64,
+    next_attempt_at: Option<i64>,
+    last_error: Option<&'a str>,
+    finished_at: Option<i64>,
+}
+
+impl diesel::query_builder::QueryId for MoveDelivery<'_> {
+    type QueryId = MoveDelivery<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+macro_rules! move_delivery_for {
+    ($backend:ty, $conn:ty) => {
+        impl diesel::query_builder::QueryFragment<$backend> for MoveDelivery<'_> {
+            fn walk_ast<'b>(
+                &'b self,
+                mut out: diesel::query_builder::AstPass<'_, 'b, $backend>,
+            ) -> QueryResult<()> {
+                use diesel::sql_types::{BigInt, Nullable, Text};
+                out.push_sql("UPDATE deliveries SET status = ");
+                out.push_bind_param::<Text, _>(self.status)?;
+                out.push_sql(", attempts = ");
+                out.push_bind_param::<BigInt, _>(&self.attempts)?;
+                out.push_sql(", next_attempt_at = ");
+                out.push_bind_param::<Nullable<BigInt>, _>(&self.next_attempt_at)?;
+                out.push_sql(", lease_owner = NULL, lease_expires_at = NULL, last_error = ");
+                out.push_bind_param::<Nullable<Text>, _>(&self.last_error)?;
+                out.push_sql(", finished_at = ");
+                out.push_bind_param::<Nullable<BigInt>, _>(&self.finished_at)?;
+                out.push_sql(" WHERE id = ");
+                out.push_bind_param::<Text, _>(self.id)?;
+                out.push_sql(" AND lease_owner = ");
+                out.push_bind_param::<Text, _>(self.owner)?;
+                out.push_sql(" AND status = 'pending'");
+                Ok(())
+            }
+        }
+
+        impl RunQueryDsl<$conn> for MoveDelivery<'_> {}
+    };
+}
+
+move_delivery_for!(diesel::sqlite::Sqlite, diesel::SqliteConnection);
+move_delivery_for!(diesel::pg::Pg, diesel::PgConnection);
 
 /// Removes a hook and gives up its pending deliveries (`failed`, "the hook was removed").
 fn delete_hook(c: &mut DbConn, id: &str, now: i64) -> Result<()> {
@@ -461,43 +615,45 @@ impl Store {
         lease_until: i64,
         limit: usize,
     ) -> Result<Vec<DeliveryRow>> {
+        use diesel::sql_types::{BigInt, Text};
         let owner = owner.to_owned();
-        let limit = limit.clamp(1, crate::store::MAX_PAGE) as i64;
+        let limit = limit.clamp(1, CLAIM_LIMIT) as i64;
         self.write(
             move |c| {
-                macro_rules! due {
-                    () => {
-                        deliveries::table
-                            .filter(deliveries::status.eq("pending"))
-                            .filter(deliveries::next_attempt_at.le(now))
-                            .filter(
-                                deliveries::lease_expires_at
-                                    .is_null()
-                                    .or(deliveries::lease_expires_at.le(now)),
-                            )
-                            .order((deliveries::next_attempt_at.asc(), deliveries::id.asc()))
-                            .limit(limit)
-                            .select(deliveries::id)
-                    };
-                }
-                let ids: Vec<String> = match c {
-                    DbConn::Postgres(pg) => due!().for_update().skip_locked().load(pg)?,
-                    DbConn::Sqlite(lite) => due!().load(lite)?,
+                // One statement: the due ids (oldest due first, through `deliveries_due`), leased
+                // and returned. On PostgreSQL the inner SELECT locks its rows `SKIP LOCKED`, so
+                // two nodes never claim the same delivery.
+                let mut claimed: Vec<DeliveryRow> = match c {
+                    DbConn::Postgres(pg) => diesel::sql_query(
+                        "UPDATE deliveries SET lease_owner = $1, lease_expires_at = $2 \
+                         WHERE id IN (SELECT id FROM deliveries \
+                           WHERE status = 'pending' AND next_attempt_at <= $3 \
+                             AND (lease_expires_at IS NULL OR lease_expires_at <= $3) \
+                           ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                         RETURNING *",
+                    )
+                    .bind::<Text, _>(&owner)
+                    .bind::<BigInt, _>(lease_until)
+                    .bind::<BigInt, _>(now)
+                    .bind::<BigInt, _>(limit)
+                    .load(pg)?,
+                    DbConn::Sqlite(lite) => diesel::sql_query(
+                        "UPDATE deliveries SET lease_owner = ?, lease_expires_at = ? \
+                         WHERE id IN (SELECT id FROM deliveries \
+                           WHERE status = 'pending' AND next_attempt_at <= ? \
+                             AND (lease_expires_at IS NULL OR lease_expires_at <= ?) \
+                           ORDER BY next_attempt_at, id LIMIT ?) \
+                         RETURNING *",
+                    )
+                    .bind::<Text, _>(&owner)
+                    .bind::<BigInt, _>(lease_until)
+                    .bind::<BigInt, _>(now)
+                    .bind::<BigInt, _>(now)
+                    .bind::<BigInt, _>(limit)
+                    .load(lite)?,
                 };
-                if ids.is_empty() {
-                    return Ok(Vec::new());
-                }
-                diesel::update(deliveries::table.filter(deliveries::id.eq_any(&ids)))
-                    .set((
-                        deliveries::lease_owner.eq(Some(&owner)),
-                        deliveries::lease_expires_at.eq(Some(lease_until)),
-                    ))
-                    .execute(c)?;
-                Ok(deliveries::table
-                    .filter(deliveries::id.eq_any(&ids))
-                    .order((deliveries::next_attempt_at.asc(), deliveries::id.asc()))
-                    .select(DeliveryRow::as_select())
-                    .load(c)?)
+                claimed.sort_by(|a, b| (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id)));
+                Ok(claimed)
             },
             |_| false,
         )
@@ -526,6 +682,11 @@ impl Store {
         let owner = owner.to_owned();
         self.write(
             move |c| {
+                if let DbConn::Postgres(pg) = c
+                    && attempts.len() > 1
+                {
+                    return record_many_pg(pg, &owner, &attempts);
+                }
                 let mut held = Vec::with_capacity(attempts.len());
                 for (attempt, next) in &attempts {
                     held.push(record_one(c, &owner, attempt, next)?);

@@ -148,7 +148,10 @@ pub(crate) fn ingest_one(c: &mut DbConn, w: &IngestWrite) -> Result<bool> {
     if w.awaited {
         mark_awaited(c, &[run.id.as_str()])?;
     }
-    crate::hooks::enqueue(c, &run.id, &w.events)?;
+    if !w.events.is_empty() && crate::hooks::any_hooks(c)? {
+        let candidates = crate::hooks::hook_candidates(c, &run.workflow, &run.deployment_id, None)?;
+        crate::hooks::insert_deliveries(c, &run.id, &candidates, &w.events)?;
+    }
     Ok(true)
 }
 
@@ -216,11 +219,30 @@ pub(crate) fn ingest_many(c: &mut DbConn, writes: &[&IngestWrite]) -> Result<Vec
         mark_awaited(c, &awaited)?;
     }
     // The outbox: one `EXISTS` per batch when no hook exists.
+    // The runs of a batch are new (no run-scoped hook can name them yet) and mostly of a few
+    // deployments: the hooks are looked up once per deployment of the batch.
     if writes.iter().any(|w| !w.events.is_empty()) && crate::hooks::any_hooks(c)? {
+        let mut candidates: Vec<(&str, Vec<(String, String)>)> = Vec::new();
         for (w, result) in writes.iter().zip(&results) {
-            if let (Some(run), Ok(())) = (&w.run, result) {
-                crate::hooks::enqueue(c, &run.id, &w.events)?;
+            let (Some(run), Ok(())) = (&w.run, result) else {
+                continue;
+            };
+            if w.events.is_empty() {
+                continue;
             }
+            let at = match candidates
+                .iter()
+                .position(|(dep, _)| *dep == run.deployment_id)
+            {
+                Some(at) => at,
+                None => {
+                    let found =
+                        crate::hooks::hook_candidates(c, &run.workflow, &run.deployment_id, None)?;
+                    candidates.push((&run.deployment_id, found));
+                    candidates.len() - 1
+                }
+            };
+            crate::hooks::insert_deliveries(c, &run.id, &candidates[at].1, &w.events)?;
         }
     }
     Ok(results)
