@@ -492,13 +492,24 @@ async fn a_hanging_receiver_does_not_delay_another(backend: Backend) {
         )
         .await;
     }
-    for n in 0..5 {
-        send(server.plain().post(&webhook.url).json(&json!({"n": n}))).await;
+    // More events than a node sends at once (256): were the slow receiver's deliveries let take
+    // every slot, the fast receiver's would wait for them. Each receiver gets a bounded share.
+    const EVENTS: usize = 300;
+    for n in 0..EVENTS {
+        let reply = send(server.plain().post(&webhook.url).json(&json!({"n": n}))).await;
+        server.expect(&reply, 201, "webhook");
     }
     // Every event reaches the fast receiver while the slow one holds its requests.
-    receiver.wait_for("/fast", 5, Duration::from_secs(5)).await;
+    receiver
+        .wait_for("/fast", EVENTS, Duration::from_secs(20))
+        .await;
+    let held = receiver.requests_to("/slow").len();
+    assert!(
+        held <= 32,
+        "the slow receiver holds {held} sends at once (at most 32 per receiver)"
+    );
     receiver.release();
-    receiver.wait_for("/slow", 5, ARRIVAL_TIMEOUT).await;
+    receiver.wait_for("/slow", EVENTS, ARRIVAL_TIMEOUT).await;
 }
 
 async fn a_private_address_is_refused_with_a_visible_error(backend: Backend) {

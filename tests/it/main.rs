@@ -5,6 +5,7 @@
 
 mod activity;
 mod api;
+mod api_keys;
 mod apply;
 mod cli;
 mod cluster;
@@ -12,6 +13,7 @@ mod completion;
 mod concurrency;
 mod connections;
 mod crash;
+mod custom_responses;
 mod hidden_tokens;
 mod hooks;
 mod management;

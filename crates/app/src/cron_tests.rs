@@ -47,6 +47,7 @@ async fn cron(app: &App, dep: &str, config: Value) -> Result<TriggerRow, AppErro
         },
     )
     .await
+    .map(|(row, _)| row)
 }
 
 async fn trigger(app: &App, id: &str) -> TriggerRow {
@@ -323,11 +324,11 @@ async fn disabled_triggers_do_not_fire_or_catch_up(app: App, clock: Arc<TestCloc
     )
     .await
     .unwrap();
-    let off = app.patch_trigger(&t.id, Some(false), None).await.unwrap();
+    let (off, _) = app.patch_trigger(&t.id, Some(false), None).await.unwrap();
     assert_eq!(off.next_fire_at, None);
     clock.advance(Duration::from_secs(3_600));
     assert!(app.fire_due_cron(100).await.unwrap().fired.is_empty());
-    let on = app.patch_trigger(&t.id, Some(true), None).await.unwrap();
+    let (on, _) = app.patch_trigger(&t.id, Some(true), None).await.unwrap();
     let next = on.next_fire_at.unwrap();
     assert!(next > clock.now_micros() && next <= clock.now_micros() + 300 * SEC);
     clock.set(next);

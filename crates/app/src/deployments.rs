@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use triggerd_domain::Problem;
+use triggerd_domain::api_keys::GeneratedApiKey;
 use triggerd_domain::definition::{Definition, StepKind};
 use triggerd_domain::ids::{IdKind, is_valid_id, new_id};
 use triggerd_domain::run::EventType;
@@ -39,6 +40,10 @@ pub struct SyncReport {
     pub updated: Vec<String>,
     /// Names of triggers removed.
     pub removed: Vec<String>,
+    /// API keys generated for the declared triggers, as `(trigger name, key)`: a declared
+    /// `{"name", "generate": true}` makes one key per deployment, when the trigger is created or
+    /// first asks for it; applying the definition again keeps it. Shown once, never stored.
+    pub generated_api_keys: Vec<(String, GeneratedApiKey)>,
 }
 
 impl SyncReport {
@@ -50,6 +55,15 @@ impl SyncReport {
     /// Names of the triggers created.
     pub fn created_names(&self) -> Vec<String> {
         self.created.iter().filter_map(|t| t.name.clone()).collect()
+    }
+
+    /// The API keys generated for the trigger named `trigger`.
+    pub fn generated_for(&self, trigger: &str) -> Vec<GeneratedApiKey> {
+        self.generated_api_keys
+            .iter()
+            .filter(|(name, _)| name == trigger)
+            .map(|(_, key)| key.clone())
+            .collect()
     }
 }
 
@@ -456,11 +470,20 @@ fn sync_declared(
         crate::triggers::next_fire_for(config, enabled, clock.now())
     };
     for declared in &definition.triggers {
-        let stored = declared.config.stored_json().to_string();
         let trigger_type = declared.config.trigger_type().as_str();
         let current = existing
             .iter()
             .find(|t| t.name.as_deref() == Some(declared.name.as_str()));
+        // Keys the definition asks the server to generate are made per deployment; a trigger
+        // that has one of that name already keeps it (applying again changes nothing).
+        let previous = current
+            .filter(|row| row.declared && row.trigger_type == trigger_type)
+            .and_then(|row| crate::triggers::config_of(row).ok());
+        let mut config = declared.config.clone();
+        let generated =
+            crate::triggers::resolve_api_keys(&mut config, previous.as_ref(), true, now)
+                .map_err(|e| StoreError::aborted(format!("no randomness for an API key: {e}")))?;
+        let stored = config.stored_json().to_string();
         match current {
             Some(row) if !row.declared => {
                 tracing::warn!(deployment_id = %deployment.id, trigger = %declared.name,
@@ -469,6 +492,9 @@ fn sync_declared(
             Some(row) if row.trigger_type == trigger_type => {
                 if row.config != stored {
                     spend(budget)?;
+                    report
+                        .generated_api_keys
+                        .extend(generated.into_iter().map(|k| (declared.name.clone(), k)));
                     let patch = TriggerPatch {
                         enabled: None,
                         config: Some(stored),
@@ -501,6 +527,9 @@ fn sync_declared(
                     now,
                 })?;
                 report.created.push(row);
+                report
+                    .generated_api_keys
+                    .extend(generated.into_iter().map(|k| (declared.name.clone(), k)));
             }
         }
     }

@@ -6,7 +6,8 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use triggerd_domain::ids::{IdKind, new_id};
 use triggerd_domain::run::{EventType, RunError, RunSource, RunStatus};
-use triggerd_domain::trigger::TriggerType;
+use triggerd_domain::trigger::{TriggerConfig, TriggerType};
+use triggerd_storage::TriggerRow;
 
 use crate::runs::{RunChange, RunStart};
 use crate::testing::{T0, app_tests};
@@ -431,7 +432,7 @@ async fn definitions_and_configs_this_build_cannot_honour_are_refused(
     let all = app.store().list_hooks(None, None, 100).await.unwrap().items;
     assert_eq!(all.len(), 2, "the on_success_url hook was removed");
     let (dep, _) = deployed(&app, json!({"max_concurrent_runs": 0})).await;
-    let sync = app
+    let (sync, _) = app
         .create_trigger(
             &dep,
             TriggerRequest {
@@ -451,7 +452,7 @@ async fn definitions_and_configs_this_build_cannot_honour_are_refused(
 
 async fn concurrent_trigger_patches_lose_no_update(app: App, _clock: Arc<TestClock>) {
     let (dep, _) = deployed(&app, json!({})).await;
-    let row = app
+    let (row, _) = app
         .create_trigger(
             &dep,
             TriggerRequest {
@@ -486,7 +487,100 @@ async fn concurrent_trigger_patches_lose_no_update(app: App, _clock: Arc<TestClo
     );
 }
 
+async fn declared_generated_api_keys_are_made_once_per_deployment(
+    app: App,
+    _clock: Arc<TestClock>,
+) {
+    let definition = |rate: u32, keys: Value| {
+        object(
+            json!({"triggers": [{"name": "hook", "trigger_type": "webhook",
+            "config": {"rate_limit_per_minute": rate, "api_keys": keys}}]}),
+        )
+    };
+    let ci = json!({"name": "ci", "generate": true});
+    app.put_workflow("wf", definition(5, json!([ci])))
+        .await
+        .unwrap();
+    let (dep, report) = app.deploy("wf", "production", None).await.unwrap();
+    let shown = report.generated_for("hook");
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0].name, "ci");
+    let (_, staging) = app.deploy("wf", "staging", None).await.unwrap();
+    assert_ne!(
+        staging.generated_for("hook")[0].key,
+        shown[0].key,
+        "each deployment has its own key"
+    );
+    let accepts = |row: &TriggerRow, key: &str| match crate::triggers::config_of(row).unwrap() {
+        TriggerConfig::Webhook(w) => w.accepts_api_key(key),
+        TriggerConfig::Cron(_) => false,
+    };
+    let row = |rows: Vec<TriggerRow>| rows.into_iter().next().unwrap();
+    let first = row(app
+        .store()
+        .list_triggers(&dep.id, None, 10)
+        .await
+        .unwrap()
+        .items);
+    assert!(accepts(&first, &shown[0].key));
+    assert!(
+        !first.config.contains(&shown[0].key),
+        "only the digest is stored"
+    );
+
+    // A new version that still declares the key: the trigger changes, the key does not.
+    let put = app
+        .put_workflow("wf", definition(6, json!([ci])))
+        .await
+        .unwrap();
+    let synced = put
+        .synced
+        .iter()
+        .find(|r| r.deployment_id == dep.id)
+        .unwrap();
+    assert_eq!(synced.updated, ["hook"]);
+    assert!(synced.generated_api_keys.is_empty());
+    let second = row(app
+        .store()
+        .list_triggers(&dep.id, None, 10)
+        .await
+        .unwrap()
+        .items);
+    assert!(accepts(&second, &shown[0].key));
+
+    // Another key declared: only that one is generated.
+    let put = app
+        .put_workflow(
+            "wf",
+            definition(6, json!([ci, {"name": "next", "generate": true}])),
+        )
+        .await
+        .unwrap();
+    let synced = put
+        .synced
+        .iter()
+        .find(|r| r.deployment_id == dep.id)
+        .unwrap();
+    let names: Vec<&str> = synced
+        .generated_api_keys
+        .iter()
+        .map(|(t, k)| {
+            assert_eq!(t, "hook");
+            k.name.as_str()
+        })
+        .collect();
+    assert_eq!(names, ["next"]);
+    let third = row(app
+        .store()
+        .list_triggers(&dep.id, None, 10)
+        .await
+        .unwrap()
+        .items);
+    assert!(accepts(&third, &shown[0].key) && accepts(&third, &synced.generated_api_keys[0].1.key));
+}
+
 app_tests!(
+    declared_generated_api_keys_are_made_once_per_deployment,
     start_for_each_source_completes_stepless_runs_and_leaves_others_pending,
     every_legal_and_illegal_transition_is_checked_with_its_events,
     a_worker_that_lost_the_lease_changes_nothing,

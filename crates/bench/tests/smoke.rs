@@ -124,6 +124,24 @@ async fn every_scenario_reports_sane_numbers() {
                 assert_eq!(e.lag.count, e.completed, "{what}");
                 assert!(e.runs_per_sec > 0.0 && e.span_secs > 0.0, "{what}: {e:?}");
                 assert!(e.lag.p50_us <= e.lag.p99_us, "{what}: {e:?}");
+                assert!(e.delivery_lag.is_none(), "{what}: {e:?}");
+            }
+            "e2e-hooks" => {
+                assert_sane_load(o);
+                let e = o.e2e.as_ref().expect("e2e figures");
+                let load = o.load.as_ref().expect("load");
+                assert_eq!(e.accepted, load.ok_total, "{what}");
+                // One run.completed event per accepted webhook, each counted once.
+                assert_eq!(
+                    e.completed, e.accepted,
+                    "{what}: every event arrives: {e:?}"
+                );
+                assert_eq!(e.failed, 0, "{what}");
+                let d = e.delivery_lag.as_ref().expect("completion -> delivery lag");
+                assert_eq!(d.count, e.completed, "{what}");
+                assert!(d.p50_us <= d.p99_us, "{what}: {d:?}");
+                assert!(e.runs_per_sec > 0.0, "{what}: {e:?}");
+                assert!(table.contains("run finished -> event received"), "{table}");
             }
             "steps" => {
                 assert_sane_load(o);

@@ -21,7 +21,7 @@ use triggerd_app::App;
 use triggerd_app::hooks::event_body;
 use triggerd_domain::signature::sign_standard_webhooks;
 use triggerd_storage::{
-    AttemptRow, DeliveryNext, DeliveryRow, HookRow, RunRow, deliveries_committed,
+    AttemptRow, ClaimFairness, DeliveryNext, DeliveryRow, HookRow, RunRow, deliveries_committed,
 };
 
 use crate::{OutboundClient, OutboundError, OutboundRequest};
@@ -32,19 +32,28 @@ pub const DEFAULT_SCHEDULE: [u64; 7] = [5, 300, 1_800, 7_200, 18_000, 36_000, 36
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How much of a receiver's response body an attempt keeps.
 pub const KEPT_RESPONSE_BYTES: usize = 4096;
-/// Deliveries sent at once by one worker.
-const CONCURRENCY: usize = 64;
-/// Deliveries claimed at once at most (at most this many wait for a slot).
-const CLAIM_BATCH: usize = 8 * CONCURRENCY;
-/// The next claim starts when fewer than this many claimed deliveries wait for a slot, so that
+/// Deliveries sent at once by one worker. A send waiting on a slow receiver costs a socket and a
+/// timer, not a thread.
+const CONCURRENCY: usize = 256;
+/// Sends to one hook at once, at most: a dead receiver holds at most this many slots.
+const PER_HOOK_IN_FLIGHT: usize = 32;
+/// Claimed deliveries of one hook held at once (sending or queued), at most about: a claim takes
+/// at most this many of one hook, and none of a hook held this much already.
+const PER_HOOK_HELD: usize = 128;
+/// No claim while this many claimed deliveries wait (each hook's share is bounded: with many
+/// stalled receivers, memory is).
+const QUEUE_MAX: usize = 4096;
+/// Deliveries claimed at once at most.
+const CLAIM_BATCH: usize = 512;
+/// The next claim starts when fewer than this many claimed deliveries could be sent now, so that
 /// sends go on while it runs (a claim waits for the writer's next commit).
-const LOW_WATER: usize = 4 * CONCURRENCY;
+const LOW_WATER: usize = 256;
 /// Finished attempts recorded in one write at most.
 const RECORD_BATCH: usize = 512;
 /// How long a claim holds a delivery. Against a fast receiver a claimed delivery waits for a
-/// slot for milliseconds; behind slow ones (every slot busy for up to [`ATTEMPT_TIMEOUT`]) it may
-/// wait longer than its lease allows, and is then not sent but left to the claim after its lease
-/// (see `dispatch`): late, never twice at once.
+/// slot for milliseconds; behind a slow one (its [`PER_HOOK_IN_FLIGHT`] sends taking up to
+/// [`ATTEMPT_TIMEOUT`] each) it may wait longer than its lease allows, and is then not sent but
+/// left to the claim after its lease (see `dispatch`): late, never twice at once.
 const LEASE: Duration = Duration::from_secs(60);
 /// The longest sleep: bounds how late deliveries committed by another node (or left by a dead
 /// one) are noticed.
@@ -79,6 +88,40 @@ struct Claimed {
     run: Option<Arc<RunRow>>,
 }
 
+/// Notes a finished send of the hook the task returned.
+fn finished_send(
+    in_flight: &mut HashMap<String, usize>,
+    joined: Result<String, tokio::task::JoinError>,
+) {
+    // A send task does not panic (its errors are outcomes); if one did, its count stays until
+    // the worker restarts, which only lowers that hook's share.
+    if let Ok(hook_id) = joined
+        && let Some(n) = in_flight.get_mut(&hook_id)
+    {
+        *n -= 1;
+        if *n == 0 {
+            in_flight.remove(&hook_id);
+        }
+    }
+}
+
+fn in_flight_of(in_flight: &HashMap<String, usize>, hook_id: &str) -> usize {
+    in_flight.get(hook_id).copied().unwrap_or(0)
+}
+
+/// The hooks this worker holds [`PER_HOOK_HELD`] deliveries of (queued or sending): the next
+/// claim leaves them out.
+fn held_in_full(queue: &VecDeque<Claimed>, in_flight: &HashMap<String, usize>) -> Vec<String> {
+    let mut held: HashMap<&str, usize> = in_flight.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    for c in queue {
+        *held.entry(c.delivery.hook_id.as_str()).or_insert(0) += 1;
+    }
+    held.into_iter()
+        .filter(|(_, n)| *n >= PER_HOOK_HELD)
+        .map(|(h, _)| h.to_owned())
+        .collect()
+}
+
 /// What a claim found.
 type ClaimResult = Result<Vec<Claimed>, triggerd_storage::StoreError>;
 
@@ -104,13 +147,17 @@ impl DeliveryWorker {
     /// Sends due deliveries until `stop` turns true; attempts in flight finish (at most
     /// [`ATTEMPT_TIMEOUT`]) and are recorded.
     ///
-    /// Claims up to [`CLAIM_BATCH`] due deliveries at once (when fewer than [`CONCURRENCY`] are
-    /// waiting for a slot), reads their runs and hooks in one read each, sends at most
-    /// [`CONCURRENCY`] at a time, and a recorder writes finished attempts in batches: at a
-    /// steady flow, a few database round trips per hundred deliveries.
+    /// Claims up to [`CLAIM_BATCH`] due deliveries at once, in the background while sends go on,
+    /// reads their runs and hooks in one read each, sends at most [`CONCURRENCY`] at a time, and a
+    /// recorder writes finished attempts in batches: at a steady flow, a few database round trips
+    /// per hundred deliveries. One receiver gets at most [`PER_HOOK_IN_FLIGHT`] sends at once and
+    /// [`PER_HOOK_HELD`] claimed deliveries; a claim takes at most that many of one hook and none
+    /// of a hook already held that much, so a slow or dead receiver's backlog never keeps the
+    /// others' deliveries waiting.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let slots = Arc::new(Semaphore::new(CONCURRENCY));
-        let mut tasks = JoinSet::new();
+        let mut tasks: JoinSet<String> = JoinSet::new();
+        let mut in_flight: HashMap<String, usize> = HashMap::new();
         let mut queue: VecDeque<Claimed> = VecDeque::new();
         // The claim in progress, with how many it asked for: it runs while sends go on.
         let mut claim: Option<(usize, tokio::task::JoinHandle<ClaimResult>)> = None;
@@ -135,16 +182,23 @@ impl DeliveryWorker {
                 }
                 hooks_checked = Some(Instant::now());
             }
-            while tasks.try_join_next().is_some() {}
-            if claim.is_none() && more_due && queue.len() < LOW_WATER {
-                let limit = CLAIM_BATCH - queue.len();
+            while let Some(joined) = tasks.try_join_next() {
+                finished_send(&mut in_flight, joined);
+            }
+            let sendable = queue
+                .iter()
+                .filter(|c| in_flight_of(&in_flight, &c.delivery.hook_id) < PER_HOOK_IN_FLIGHT)
+                .count();
+            if claim.is_none() && more_due && sendable < LOW_WATER && queue.len() < QUEUE_MAX {
+                let limit = CLAIM_BATCH - sendable;
+                let skip_hooks = held_in_full(&queue, &in_flight);
                 let worker = self.clone();
                 claim = Some((
                     limit,
-                    tokio::spawn(async move { worker.claim(limit).await }),
+                    tokio::spawn(async move { worker.claim(limit, skip_hooks).await }),
                 ));
             }
-            self.dispatch(&mut queue, &slots, &mut tasks, &done_tx);
+            self.dispatch(&mut queue, &slots, &mut tasks, &mut in_flight, &done_tx);
             if claim.is_none() && queue.is_empty() {
                 // Idle: sleep until a delivery falls due or new ones are committed.
                 let delay = match self.app.store().next_delivery_due().await {
@@ -174,7 +228,13 @@ impl DeliveryWorker {
                     let limit = claim.take().map_or(0, |(limit, _)| limit);
                     match joined {
                         Ok(Ok(batch)) => {
-                            more_due = batch.len() == limit;
+                            // Deliveries committed while the claim ran may not be in it.
+                            let committed_meanwhile = tokio::select! {
+                                biased;
+                                () = &mut committed => true,
+                                () = std::future::ready(()) => false,
+                            };
+                            more_due = batch.len() == limit || committed_meanwhile;
                             queue.extend(batch);
                         }
                         Ok(Err(e)) => {
@@ -187,8 +247,12 @@ impl DeliveryWorker {
                         }
                     }
                 }
-                _ = tasks.join_next(), if !tasks.is_empty() => {}
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                    finished_send(&mut in_flight, joined);
+                }
                 () = &mut committed => more_due = true,
+                // Other nodes' deliveries, retries falling due, stale queued ones: look again.
+                () = tokio::time::sleep(RECHECK) => more_due = true,
                 _ = stop.changed() => {}
             }
         }
@@ -202,42 +266,62 @@ impl DeliveryWorker {
         tracing::info!("delivery worker stopped");
     }
 
-    /// Starts sends from the front of `queue` while slots are free. A delivery whose lease would
-    /// end before its attempt could is left for the next claim after the lease.
+    /// Starts sends from `queue`, oldest first, while slots are free, skipping deliveries whose
+    /// hook has [`PER_HOOK_IN_FLIGHT`] sends going (they stay queued). A delivery whose lease
+    /// would end before its attempt could is dropped: the claim after its lease sends it.
     fn dispatch(
         &self,
         queue: &mut VecDeque<Claimed>,
         slots: &Arc<Semaphore>,
-        tasks: &mut JoinSet<()>,
+        tasks: &mut JoinSet<String>,
+        in_flight: &mut HashMap<String, usize>,
         done: &mpsc::UnboundedSender<Finished>,
     ) {
-        while !queue.is_empty() {
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                return;
-            };
-            let Some(claimed) = queue.pop_front() else {
-                return;
-            };
-            if self.app.now() + ATTEMPT_TIMEOUT.as_micros() as i64 > claimed.lease_until {
+        let latest_start = self.app.now() + ATTEMPT_TIMEOUT.as_micros() as i64;
+        let mut kept = VecDeque::with_capacity(queue.len());
+        while let Some(claimed) = queue.pop_front() {
+            if latest_start > claimed.lease_until {
                 tracing::debug!(delivery_id = %claimed.delivery.id, "a claimed delivery waited too long for a slot; it is sent after its lease");
                 continue;
             }
+            if in_flight_of(in_flight, &claimed.delivery.hook_id) >= PER_HOOK_IN_FLIGHT {
+                kept.push_back(claimed);
+                continue;
+            }
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                kept.push_back(claimed);
+                kept.extend(queue.drain(..));
+                break;
+            };
+            let hook_id = claimed.delivery.hook_id.clone();
+            *in_flight.entry(hook_id.clone()).or_insert(0) += 1;
             let (worker, done) = (self.clone(), done.clone());
             tasks.spawn(async move {
                 let finished = worker.attempt(claimed).await;
                 drop(permit);
                 let _ = done.send(finished);
+                hook_id
             });
         }
+        *queue = kept;
     }
 
     /// Claims up to `limit` due deliveries and reads their runs and hooks.
-    async fn claim(&self, limit: usize) -> ClaimResult {
+    async fn claim(&self, limit: usize, skip_hooks: Vec<String>) -> ClaimResult {
         let store = self.app.store();
         let now = self.app.now();
         let lease_until = now + LEASE.as_micros() as i64;
         let batch = store
-            .claim_deliveries(&self.owner, now, lease_until, limit)
+            .claim_deliveries(
+                &self.owner,
+                now,
+                lease_until,
+                limit,
+                ClaimFairness {
+                    per_hook: PER_HOOK_HELD,
+                    skip_hooks,
+                },
+            )
             .await?;
         if batch.is_empty() {
             return Ok(Vec::new());

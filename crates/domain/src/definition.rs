@@ -296,13 +296,16 @@ impl Definition {
             max_duration_seconds,
             on_success_url,
             on_failure_url,
+            source: without_api_keys(value, &triggers),
             triggers,
             hooks,
-            source: value,
         })
     }
 
-    /// The document as submitted (key order kept), for storage and for showing it back.
+    /// The document as submitted (key order kept), for storage and for showing it back — except
+    /// that each declared webhook's `config.api_keys` is in its stored form: every key named, a
+    /// key given as such replaced by its SHA-256 (`{"name", "sha256"}`), so no API key of a
+    /// definition is ever stored. The form is stable: the same document gives the same source.
     pub fn source(&self) -> &Value {
         &self.source
     }
@@ -333,16 +336,45 @@ impl Definition {
     }
 }
 
+/// `value` with each declared webhook's `config.api_keys` replaced by its stored form (digests,
+/// names; `generate` entries kept as they are, to be generated per deployment).
+fn without_api_keys(mut value: Value, triggers: &[DeclaredTrigger]) -> Value {
+    let Some(items) = value.get_mut("triggers").and_then(Value::as_array_mut) else {
+        return value;
+    };
+    for (item, declared) in items.iter_mut().zip(triggers) {
+        let TriggerConfig::Webhook(webhook) = &declared.config else {
+            continue;
+        };
+        if let Some(keys) = item
+            .get_mut("config")
+            .and_then(|c| c.get_mut("api_keys"))
+            .filter(|k| !k.is_null())
+        {
+            *keys = Value::Array(
+                webhook
+                    .api_keys
+                    .iter()
+                    .map(crate::api_keys::ApiKey::to_json)
+                    .collect(),
+            );
+        }
+    }
+    value
+}
+
 /// A stored definition as it may be shown (SPEC 3: secrets are write-only): in each declared
 /// trigger's `config`, `secret` becomes `"secret_configured": true` and `api_keys` becomes
-/// `"api_keys_configured": <count>`. Everything else is kept as written.
+/// `"api_keys_configured": <count>` and `"api_key_names": [...]`. Everything else is kept as
+/// written.
 ///
 /// ```
 /// use serde_json::json;
 /// use triggerd_domain::definition::redact_secrets;
 /// let shown = redact_secrets(&json!({"triggers": [{"name": "crm", "trigger_type": "webhook",
-///     "config": {"secret": "s3cret", "api_keys": ["k1", "k2"]}}]}));
-/// assert_eq!(shown["triggers"][0]["config"], json!({"secret_configured": true, "api_keys_configured": 2}));
+///     "config": {"secret": "s3cret", "api_keys": ["0123456789abcdef-1", {"name": "ci", "generate": true}]}}]}));
+/// assert_eq!(shown["triggers"][0]["config"], json!({"secret_configured": true,
+///     "api_keys_configured": 2, "api_key_names": ["key-1", "ci"]}));
 /// ```
 pub fn redact_secrets(definition: &Value) -> Value {
     let mut shown = definition.clone();
@@ -357,6 +389,8 @@ pub fn redact_secrets(definition: &Value) -> Value {
             if let Some(keys) = config.shift_remove("api_keys") {
                 let count = keys.as_array().map_or(0, Vec::len);
                 config.insert("api_keys_configured".into(), Value::from(count));
+                let names = crate::api_keys::names(&keys);
+                config.insert("api_key_names".into(), Value::from(names));
             }
         }
     }
@@ -1509,6 +1543,35 @@ config = { input_mapping = { email = "customer.email" } }
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].0, "triggers[0].config.schedule");
         assert!(got[0].1.contains("five fields"), "{}", got[0].1);
+    }
+
+    #[test]
+    fn api_keys_of_declared_triggers_are_stored_as_digests() {
+        const KEY: &str = "declared-key-0123456789";
+        let document = json!({"name": "x", "triggers": [{"name": "crm", "trigger_type": "webhook",
+            "config": {"api_keys": [KEY, {"name": "ci", "generate": true}]}}]});
+        let def = Definition::from_value(document).unwrap();
+        let keys = &def.source()["triggers"][0]["config"]["api_keys"];
+        assert_eq!(
+            *keys,
+            json!([{"name": "key-1", "sha256": crate::ids::hash_token(KEY)},
+                   {"name": "ci", "generate": true}])
+        );
+        assert!(!def.source().to_string().contains(KEY));
+        // The stored source parses to the same definition and the same source.
+        let again = Definition::from_value(def.source().clone()).unwrap();
+        assert_eq!(again.source(), def.source());
+        assert_eq!(again.triggers, def.triggers);
+        let shown = redact_secrets(def.source());
+        assert_eq!(
+            shown["triggers"][0]["config"],
+            json!({"api_keys_configured": 2, "api_key_names": ["key-1", "ci"]})
+        );
+        let bad = problems(
+            json!({"name": "x", "triggers": [{"name": "crm", "trigger_type": "webhook",
+            "config": {"api_keys": [{"name": "ci", "generate": "yes"}]}}]}),
+        );
+        assert_eq!(bad[0].0, "triggers[0].config.api_keys[0].generate");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! | [`path`], [`template`] | paths into JSON values and `{{ path }}` templates |
 //! | [`mapping`] | request → `trigger_input` → run input (SPEC 4.4) |
 //! | [`trigger`] | webhook and cron trigger configuration |
+//! | [`api_keys`] | webhook API keys: named, generated or given, stored as SHA-256 digests |
 //! | [`signature`] | webhook signature schemes (`hmac-sha256`, `github`, `stripe`, `slack`, `standard-webhooks`) |
 //! | [`cron`] | five-field cron schedules in IANA time zones |
 //! | [`run`] | run statuses, the legal transitions, event types |
@@ -37,6 +38,7 @@
 //! and tokens); callers pass in everything else.
 
 pub mod activity;
+pub mod api_keys;
 pub mod cron;
 pub mod definition;
 pub mod ids;

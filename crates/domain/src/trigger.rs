@@ -3,7 +3,8 @@
 //! [`TriggerConfig::parse`] validates a trigger's `config` against the workflow's declared inputs
 //! and reports every problem at once (the 422 `invalid_config` details, paths under `config.`).
 //! A webhook config holds write-only secrets: [`WebhookConfig::public_json`] is what the API shows,
-//! [`TriggerConfig::stored_json`] what is persisted.
+//! [`TriggerConfig::stored_json`] what is persisted (API keys as SHA-256 digests only, see
+//! [`api_keys`](crate::api_keys)).
 //!
 //! ```
 //! use serde_json::json;
@@ -26,9 +27,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::Problem;
+use crate::api_keys::{self, ApiKey, GeneratedApiKey};
 use crate::cron::{CatchUp, Schedule, When, parse_timezone};
 use crate::inputs::{InputSpecs, describe};
 use crate::mapping::InputMapping;
+use crate::path::Path;
 use crate::signature::SignatureScheme;
 use crate::template::Template;
 
@@ -119,8 +122,9 @@ pub struct WebhookConfig {
     pub secret: Option<String>,
     /// The signature scheme checked when a secret is set.
     pub scheme: SignatureScheme,
-    /// API keys, any of which authenticates a sender (write-only).
-    pub api_keys: Vec<String>,
+    /// API keys, any of which authenticates a sender: names and digests only (write-only; see
+    /// [`api_keys`](crate::api_keys)).
+    pub api_keys: Vec<ApiKey>,
     /// Token-bucket capacity per minute; 0 = unlimited.
     pub rate_limit_per_minute: u32,
     /// Largest accepted body.
@@ -309,8 +313,10 @@ impl TriggerConfig {
                             map.shift_remove("signature");
                         }
                     }
+                    map.shift_remove("api_key_names");
                     if !w.api_keys.is_empty() {
-                        map.insert("api_keys".into(), json!(w.api_keys));
+                        let keys = w.api_keys.iter().map(ApiKey::to_json).collect();
+                        map.insert("api_keys".into(), Value::Array(keys));
                     }
                 }
                 value
@@ -319,8 +325,32 @@ impl TriggerConfig {
         }
     }
 
-    /// The configuration as the API shows it: secrets replaced by `secret_configured` and
-    /// `api_keys_configured`.
+    /// Makes a webhook's API keys storable (see [`api_keys::resolve`]): generates the keys asked
+    /// for with `{"generate": true}` and dates new keys with `now` (RFC 3339). `previous` is the
+    /// configuration this one replaces, if any; with `reuse_generated` (a declared trigger) a
+    /// key generated before under the same name is kept rather than made again. Returns the keys
+    /// generated now, to be shown once. Nothing to do for a cron trigger.
+    ///
+    /// # Errors
+    /// [`IdError::RandomnessUnavailable`](crate::ids::IdError) if no key could be generated.
+    pub fn resolve_api_keys(
+        &mut self,
+        previous: Option<&TriggerConfig>,
+        reuse_generated: bool,
+        now: &str,
+    ) -> Result<Vec<GeneratedApiKey>, crate::ids::IdError> {
+        let TriggerConfig::Webhook(w) = self else {
+            return Ok(Vec::new());
+        };
+        let previous = match previous {
+            Some(TriggerConfig::Webhook(p)) => p.api_keys.as_slice(),
+            _ => &[],
+        };
+        api_keys::resolve(&mut w.api_keys, previous, reuse_generated, now)
+    }
+
+    /// The configuration as the API shows it: secrets replaced by `secret_configured`,
+    /// `api_keys_configured` (a count) and `api_key_names`.
     pub fn public_json(&self) -> Value {
         match self {
             TriggerConfig::Webhook(w) => w.public_json(),
@@ -337,11 +367,18 @@ impl WebhookConfig {
             "secret_configured": self.secret.is_some(),
             "signature": {"scheme": self.scheme.as_str()},
             "api_keys_configured": self.api_keys.len(),
+            "api_key_names": self.api_keys.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(),
             "rate_limit_per_minute": self.rate_limit_per_minute,
             "max_body_bytes": self.max_body_bytes,
             "methods": self.methods,
             "response": self.response_raw,
         })
+    }
+
+    /// Whether `presented` is one of the trigger's API keys (hashed once, compared with every
+    /// stored digest in constant time).
+    pub fn accepts_api_key(&self, presented: &str) -> bool {
+        api_keys::matches(&self.api_keys, presented)
     }
 
     /// Whether `method` (upper-case) is allowed.
@@ -369,6 +406,38 @@ pub fn merge_config(stored: &Value, patch: &Value) -> Value {
         }
     }
     Value::Object(merged)
+}
+
+/// Merges a PATCH of a webhook trigger's config like [`merge_config`], and applies its key
+/// changes: `api_keys_remove` (names) and `api_keys_add` (entries, as in `api_keys`) change the
+/// stored keys without resending the others (see [`api_keys::edit`]), so a key can be rotated
+/// without downtime — add a new one, move the senders, remove the old one by name. `api_keys`
+/// itself still replaces the whole list; giving it together with either is refused.
+pub fn merge_webhook_config(stored: &Value, patch: &Value) -> Result<Value, Vec<Problem>> {
+    let mut plain = patch.as_object().cloned().unwrap_or_default();
+    let remove = plain
+        .shift_remove("api_keys_remove")
+        .filter(|v| !v.is_null());
+    let add = plain.shift_remove("api_keys_add").filter(|v| !v.is_null());
+    let mut merged = merge_config(stored, &Value::Object(plain));
+    if remove.is_none() && add.is_none() {
+        return Ok(merged);
+    }
+    if patch.get("api_keys").is_some() {
+        return Err(vec![Problem::new(
+            "config.api_keys",
+            "give either api_keys (the whole new list) or api_keys_add / api_keys_remove (changes to the current keys), not both",
+        )]);
+    }
+    let keys = api_keys::edit(merged.get("api_keys"), remove.as_ref(), add.as_ref())?;
+    if let Value::Object(map) = &mut merged {
+        if keys.as_array().is_some_and(Vec::is_empty) {
+            map.shift_remove("api_keys");
+        } else {
+            map.insert("api_keys".into(), keys);
+        }
+    }
+    Ok(merged)
 }
 
 fn parse_webhook(
@@ -436,35 +505,7 @@ fn parse_webhook(
         problems.push(Problem::new("config.secret", e.to_string()));
     }
 
-    let api_keys = match map.get("api_keys") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(keys)) if keys.len() <= 10 => {
-            let mut out = Vec::with_capacity(keys.len());
-            for (i, key) in keys.iter().enumerate() {
-                match key.as_str() {
-                    Some(k)
-                        if k.len() >= 16
-                            && k.len() <= 256
-                            && k.bytes().all(|b| b.is_ascii_graphic()) =>
-                    {
-                        out.push(k.to_owned())
-                    }
-                    _ => problems.push(Problem::new(
-                        format!("config.api_keys[{i}]"),
-                        "must be a string of 16 to 256 visible ASCII characters",
-                    )),
-                }
-            }
-            out
-        }
-        Some(_) => {
-            problems.push(Problem::new(
-                "config.api_keys",
-                "must be an array of at most 10 keys",
-            ));
-            Vec::new()
-        }
-    };
+    let api_keys = api_keys::parse(map.get("api_keys"), "config.api_keys", &[], problems);
 
     let rate_limit_per_minute = uint(
         map,
@@ -591,6 +632,11 @@ fn parse_response(value: Option<&Value>, problems: &mut Vec<Problem>) -> (Respon
                                 "config.response.body",
                                 format!("`{path}`: a custom response can only read `trigger` (the request)"),
                             ));
+                        } else if let Some(why) = never_in_a_request(path) {
+                            problems.push(Problem::new(
+                                "config.response.body",
+                                format!("`{path}` can never be read: {why}"),
+                            ));
                         }
                     }
                     t
@@ -620,6 +666,38 @@ fn parse_response(value: Option<&Value>, problems: &mut Vec<Problem>) -> (Respon
                 format!("unknown response mode \"{other}\": expected async, sync or custom"),
             ));
             default
+        }
+    }
+}
+
+/// Why a `trigger...` path of a custom response could not read anything from any request, or
+/// `None` when some request may have it. `trigger` is `{method, path, query, headers, body}`;
+/// `method` and `path` are strings, header names are lower-case and header values strings. What
+/// only a request can tell (a body field, a query parameter) is found out when rendering.
+fn never_in_a_request(path: &Path) -> Option<&'static str> {
+    use crate::path::Segment;
+    let rest = path.segments().get(1..).unwrap_or_default();
+    match rest {
+        [] => None,
+        [Segment::Key(k), more @ ..] => match k.as_str() {
+            "method" | "path" if !more.is_empty() => {
+                Some("`trigger.method` and `trigger.path` are strings, with nothing inside")
+            }
+            "headers" | "query" if matches!(more.first(), Some(Segment::Index(_))) => {
+                Some("`trigger.headers` and `trigger.query` are objects, read by name")
+            }
+            "headers" => match more {
+                [Segment::Key(name), ..] if name.bytes().any(|b| b.is_ascii_uppercase()) => Some(
+                    "header names are lower-case in `trigger.headers` (write `trigger.headers.x-name`)",
+                ),
+                [_, _, ..] => Some("a header's value is a string, with nothing inside"),
+                _ => None,
+            },
+            "method" | "path" | "query" | "body" => None,
+            _ => Some("a request is `trigger.method`, `.path`, `.query`, `.headers` and `.body`"),
+        },
+        [Segment::Index(_), ..] => {
+            Some("a request is `trigger.method`, `.path`, `.query`, `.headers` and `.body`")
         }
     }
 }
@@ -799,7 +877,7 @@ mod tests {
         assert_eq!(
             w.public_json(),
             json!({"input_mapping": {}, "secret_configured": false, "signature": {"scheme": "hmac-sha256"},
-                   "api_keys_configured": 0, "rate_limit_per_minute": 60, "max_body_bytes": 262144,
+                   "api_keys_configured": 0, "api_key_names": [], "rate_limit_per_minute": 60, "max_body_bytes": 262144,
                    "methods": ["POST"], "response": {"mode": "async"}})
         );
         assert!(w.allows("POST") && !w.allows("GET"));
@@ -817,10 +895,17 @@ mod tests {
         let public = config.public_json();
         assert_eq!(public["secret_configured"], json!(true));
         assert_eq!(public["api_keys_configured"], json!(1));
+        assert_eq!(public["api_key_names"], json!(["key-1"]));
         assert!(public.get("secret").is_none() && public.get("api_keys").is_none());
         let stored = config.stored_json();
         assert_eq!(stored["secret"], json!("s3cret"));
-        assert_eq!(stored["api_keys"], json!(["0123456789abcdef0123"]));
+        // The key is stored hashed: its name and SHA-256, never the key.
+        assert_eq!(
+            stored["api_keys"],
+            json!([{"name": "key-1", "sha256": crate::ids::hash_token("0123456789abcdef0123")}])
+        );
+        assert!(!stored.to_string().contains("0123456789abcdef0123"));
+        assert!(stored.get("api_key_names").is_none());
         // The stored form parses back to the same configuration.
         assert_eq!(
             TriggerConfig::parse(TriggerType::Webhook, &stored, &specs()).unwrap(),
@@ -953,6 +1038,119 @@ mod tests {
         assert_eq!(
             merged,
             json!({"rate_limit_per_minute": 5, "methods": ["POST"]})
+        );
+    }
+
+    #[test]
+    fn api_keys_are_checked_by_digest_and_old_plain_keys_still_work() {
+        // A configuration stored before keys were hashed holds them as plain strings: it is
+        // read (and hashed) as it is, no migration needed.
+        let old = TriggerConfig::from_stored(
+            TriggerType::Webhook,
+            &json!({"api_keys": ["legacy-key-0123456789", "other-key-0123456789"]}),
+        )
+        .unwrap();
+        let TriggerConfig::Webhook(w) = &old else {
+            unreachable!()
+        };
+        assert!(w.accepts_api_key("legacy-key-0123456789"));
+        assert!(w.accepts_api_key("other-key-0123456789"));
+        assert!(!w.accepts_api_key("legacy-key-012345678"));
+        assert_eq!(w.public_json()["api_key_names"], json!(["key-1", "key-2"]));
+        assert!(!old.stored_json().to_string().contains("legacy-key"));
+
+        let mut config = TriggerConfig::parse(
+            TriggerType::Webhook,
+            &json!({"api_keys": [{"name": "ci", "generate": true}]}),
+            &specs(),
+        )
+        .unwrap();
+        let generated = config
+            .resolve_api_keys(None, false, "2026-12-03T09:00:00Z")
+            .unwrap();
+        let TriggerConfig::Webhook(w) = &config else {
+            unreachable!()
+        };
+        assert!(w.accepts_api_key(&generated[0].key));
+        let stored = config.stored_json();
+        assert!(!stored.to_string().contains(&generated[0].key));
+        assert_eq!(
+            stored["api_keys"][0]["created_at"],
+            json!("2026-12-03T09:00:00Z")
+        );
+        assert_eq!(stored["api_keys"][0]["generated"], json!(true));
+        assert_eq!(
+            TriggerConfig::from_stored(TriggerType::Webhook, &stored).unwrap(),
+            config
+        );
+    }
+
+    #[test]
+    fn patch_adds_and_removes_keys_by_name() {
+        let stored =
+            json!({"methods": ["POST"], "api_keys": [{"name": "old", "sha256": "00".repeat(32)}]});
+        let merged = merge_webhook_config(
+            &stored,
+            &json!({"api_keys_add": [{"name": "new", "generate": true}], "methods": ["PUT"]}),
+        )
+        .unwrap();
+        assert_eq!(
+            merged,
+            json!({"methods": ["PUT"], "api_keys": [{"name": "old", "sha256": "00".repeat(32)},
+                                                    {"name": "new", "generate": true}]})
+        );
+        let merged = merge_webhook_config(&stored, &json!({"api_keys_remove": ["old"]})).unwrap();
+        assert_eq!(merged, json!({"methods": ["POST"]}));
+        let problems =
+            merge_webhook_config(&stored, &json!({"api_keys_remove": ["gone"]})).unwrap_err();
+        assert_eq!(paths(problems), ["config.api_keys_remove[0]"]);
+        let problems = merge_webhook_config(
+            &stored,
+            &json!({"api_keys": [], "api_keys_add": ["0123456789abcdef0123"]}),
+        )
+        .unwrap_err();
+        assert_eq!(paths(problems), ["config.api_keys"]);
+        // Without key changes it is the plain merge.
+        assert_eq!(
+            merge_webhook_config(&stored, &json!({"api_keys": null})).unwrap(),
+            json!({"methods": ["POST"]})
+        );
+    }
+
+    #[test]
+    fn custom_response_paths_that_no_request_has_are_refused() {
+        let parse = |body: &str| {
+            webhook(json!({"response": {"mode": "custom", "body": {"x": body}}})).map(|_| ())
+        };
+        for ok in [
+            "{{ trigger }}",
+            "{{ trigger.body.challenge }}",
+            "{{ trigger.query.challenge }}",
+            "{{ trigger.headers.x-challenge }}",
+            "{{ trigger.method }} {{ trigger.path }}",
+            "{{ trigger.query.a[0] }}",
+        ] {
+            assert_eq!(parse(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "{{ trigger.bodyy.challenge }}",
+            "{{ trigger[0] }}",
+            "{{ trigger.method.name }}",
+            "{{ trigger.headers.X-Challenge }}",
+            "{{ trigger.headers.x-challenge.value }}",
+            "{{ trigger.query[0] }}",
+            "{{ input.email }}",
+        ] {
+            assert_eq!(
+                paths(parse(bad).unwrap_err()),
+                ["config.response.body"],
+                "{bad}"
+            );
+        }
+        // Syntax errors name the place inside the body.
+        assert_eq!(
+            paths(parse("{{ trigger.body.a").unwrap_err()),
+            ["config.response.body.x"]
         );
     }
 

@@ -128,9 +128,9 @@ pub(crate) mod bodies {
         /// `{scheme}`: `hmac-sha256` (default), `github`, `stripe`, `slack` or `standard-webhooks`.
         #[schema(value_type = Option<Object>)]
         pub signature: Option<Value>,
-        /// Up to 10 keys of 16 to 256 visible ASCII characters (write-only).
+        /// Up to 10 API keys (write-only: shown as `api_keys_configured` and `api_key_names`).
         #[schema(max_items = 10)]
-        pub api_keys: Option<Vec<String>>,
+        pub api_keys: Option<Vec<ApiKeyEntry>>,
         /// Default 60; 0 = no limit.
         #[schema(minimum = 0)]
         pub rate_limit_per_minute: Option<u32>,
@@ -142,6 +142,91 @@ pub(crate) mod bodies {
         pub methods: Option<Vec<WebhookMethod>>,
         /// `{mode: "async"}` (default), `{mode: "sync", timeout_seconds}` (wait for the run, default
         /// 30 s, at most 300) or `{mode: "custom", status, content_type, body}`.
+        #[schema(value_type = Option<Object>)]
+        pub response: Option<Value>,
+    }
+
+    /// One entry of `config.api_keys` (SPEC 4.2). Stored as `{name, sha256}` only; a generated
+    /// key is shown once, in `generated_api_keys` of the answer that generated it.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(untagged)]
+    pub enum ApiKeyEntry {
+        /// A key of yours, 16 to 256 visible ASCII characters, named `key-1`, `key-2`, ...
+        Key(String),
+        /// A named key of yours.
+        Named(NamedApiKey),
+        /// A key the server generates (`whk_` + 256 random bits).
+        Generated(GeneratedApiKey),
+        /// A key given by its SHA-256 (64 hex digits), e.g. to keep keys out of a definition file.
+        Digest(DigestApiKey),
+    }
+
+    /// `{"name", "key"}`.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct NamedApiKey {
+        /// 1 to 64 of `A-Z a-z 0-9 . _ -`, unique per trigger; default `key-N`.
+        #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
+        pub name: Option<String>,
+        /// 16 to 256 visible ASCII characters.
+        #[schema(min_length = 16, max_length = 256)]
+        pub key: String,
+    }
+
+    /// `{"name", "generate": true}`.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct GeneratedApiKey {
+        /// 1 to 64 of `A-Z a-z 0-9 . _ -`, unique per trigger; default `key-N`.
+        #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
+        pub name: Option<String>,
+        /// `true`.
+        pub generate: bool,
+    }
+
+    /// `{"name", "sha256"}`.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct DigestApiKey {
+        /// 1 to 64 of `A-Z a-z 0-9 . _ -`, unique per trigger; default `key-N`.
+        #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
+        pub name: Option<String>,
+        /// Lower- or upper-case hex of the key's SHA-256.
+        #[schema(pattern = "^[0-9A-Fa-f]{64}$")]
+        pub sha256: String,
+    }
+
+    /// Keys of a webhook configuration to change (`PATCH /triggers/{id}`): any key of
+    /// [`WebhookConfig`], `null` to remove one, and single API-key changes.
+    #[derive(Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct WebhookPatch {
+        /// Body path, `$headers.x`, `$query.x`, `$path` or `$method` per input.
+        #[schema(value_type = Option<Object>)]
+        pub input_mapping: Option<Value>,
+        /// The signing secret; `null` turns signature checks off.
+        pub secret: Option<String>,
+        /// `{scheme}`.
+        #[schema(value_type = Option<Object>)]
+        pub signature: Option<Value>,
+        /// The whole new list of API keys (replaces every key).
+        #[schema(max_items = 10)]
+        pub api_keys: Option<Vec<ApiKeyEntry>>,
+        /// API keys to add to the current ones (not with `api_keys`).
+        #[schema(max_items = 10)]
+        pub api_keys_add: Option<Vec<ApiKeyEntry>>,
+        /// Names of API keys to remove (not with `api_keys`); an unknown name is a 422.
+        pub api_keys_remove: Option<Vec<String>>,
+        /// 0 = no limit.
+        #[schema(minimum = 0)]
+        pub rate_limit_per_minute: Option<u32>,
+        /// At most 16 MiB.
+        #[schema(minimum = 1, maximum = 16777216)]
+        pub max_body_bytes: Option<u64>,
+        /// Allowed methods.
+        #[schema(min_items = 1)]
+        pub methods: Option<Vec<WebhookMethod>>,
+        /// `{mode, ...}`.
         #[schema(value_type = Option<Object>)]
         pub response: Option<Value>,
     }
@@ -210,7 +295,7 @@ pub(crate) mod bodies {
     #[serde(untagged)]
     pub enum ConfigPatch {
         /// A webhook trigger's keys.
-        Webhook(WebhookConfig),
+        Webhook(WebhookPatch),
         /// A cron trigger's keys.
         Cron(CronPatch),
     }
@@ -482,6 +567,7 @@ pub(crate) mod bodies {
         (status = 413, description = "Body over the trigger's limit", body = ErrorBody),
         (status = 422, description = "The mapped input is invalid; `details` lists each problem", body = ErrorBody),
         (status = 429, description = "Rate limited; `Retry-After` says when to retry", body = ErrorBody),
+        (status = 500, description = "`custom` response mode: the response template could not be rendered from this request (`response_template_failed`, with `request_id` and `run_id`); the run was stored and starts", body = Value),
         (status = 503, description = "The database cannot take the write; nothing was stored", body = ErrorBody),
         (status = "default", description = "`custom` response mode: the configured status and body"),
     )
@@ -511,6 +597,7 @@ fn webhook() {}
         (status = 413, description = "Body over the trigger's limit", body = ErrorBody),
         (status = 422, description = "The mapped input is invalid", body = ErrorBody),
         (status = 429, description = "Rate limited", body = ErrorBody),
+        (status = 500, description = "`custom` response mode: the response template failed for this request (`response_template_failed`); the run was stored", body = Value),
         (status = 503, description = "The database cannot take the write", body = ErrorBody),
         (status = "default", description = "`custom` response mode: the configured status and body"),
     )

@@ -18,12 +18,12 @@ use serde_json::{Value, json};
 use triggerd_app::AppError;
 use triggerd_app::runs::RunStart;
 use triggerd_domain::activity::Outcome;
-use triggerd_domain::ids::{IdKind, constant_time_eq, is_plausible_webhook_token, new_id};
+use triggerd_domain::ids::{IdKind, is_plausible_webhook_token, new_id};
 use triggerd_domain::mapping::{
     MAX_JSON_DEPTH, headers_to_map, json_depth, query_to_map, trigger_input,
 };
 use triggerd_domain::run::{RunSource, RunStatus};
-use triggerd_domain::trigger::ResponseMode;
+use triggerd_domain::trigger::{ResponseMode, WebhookConfig};
 use triggerd_storage::{IngestWrite, NewActivity};
 
 use crate::body::parse_body;
@@ -185,6 +185,7 @@ pub async fn handle(
         _ => (None, None),
     };
     let status = match (&custom, &sync_now, &waiting) {
+        (Some((_, _, Err(_))), _, _) => StatusCode::INTERNAL_SERVER_ERROR.as_u16(),
         (Some((status, _, _)), _, _) => **status,
         (_, Some(_), _) => 200,
         // The final code is recorded once the wait ends.
@@ -194,6 +195,10 @@ pub async fn handle(
     activity.status_code = i32::from(status);
     activity.outcome = Outcome::Accepted.as_str().to_owned();
     activity.run_id = Some(run_id.clone());
+    if let Some((_, _, Err(e))) = &custom {
+        // The run was accepted and is stored with this row; the row records the 500 answered.
+        activity.error = Some(template_failed(e));
+    }
     let write = IngestWrite {
         token,
         trigger_id: target.trigger_id.clone(),
@@ -241,7 +246,9 @@ pub async fn handle(
         return response;
     }
     match custom {
-        Some((status, content_type, body)) => custom_response(*status, content_type, body),
+        Some((status, content_type, body)) => {
+            custom_response(*status, content_type, body, &run_id, request_id)
+        }
         None => {
             // SPEC 4.5: the 201 says `pending` whatever the write stored.
             let mut response = json_response(
@@ -387,7 +394,7 @@ async fn check(
             );
         }
     }
-    if !config.api_keys.is_empty() && !api_key_matches(&parts.headers, &config.api_keys) {
+    if !config.api_keys.is_empty() && !api_key_matches(&parts.headers, config) {
         let error = ApiError::unauthorized(
             "missing or wrong API key: send Authorization: Bearer <key> or X-API-Key: <key>",
         );
@@ -435,8 +442,10 @@ async fn check(
     }
 }
 
-/// Whether the request presents one of `keys` as `Authorization: Bearer <key>` or `X-API-Key`.
-fn api_key_matches(headers: &http::HeaderMap, keys: &[String]) -> bool {
+/// Whether the request presents one of the trigger's API keys as `Authorization: Bearer <key>`
+/// or `X-API-Key`. Each presented key is hashed once and compared with every stored digest
+/// ([`WebhookConfig::accepts_api_key`]).
+fn api_key_matches(headers: &http::HeaderMap, config: &WebhookConfig) -> bool {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -449,27 +458,36 @@ fn api_key_matches(headers: &http::HeaderMap, keys: &[String]) -> bool {
     [bearer, x_api_key]
         .into_iter()
         .flatten()
-        // Every key is compared, so the time taken does not reveal which one matched.
-        .any(|presented| {
-            keys.iter().fold(false, |found, key| {
-                constant_time_eq(presented.as_bytes(), key.as_bytes()) | found
-            })
-        })
+        .any(|presented| config.accepts_api_key(presented))
 }
 
+/// The activity-log error and the answer's `error` when a custom response's template fails.
+fn template_failed(e: &triggerd_domain::template::RenderError) -> String {
+    format!("the custom response template failed: {e}")
+}
+
+/// The custom answer (SPEC 4.5), sent after the run was stored. A template that cannot be
+/// rendered from this request (it reads a value the request lacks) is answered **500**
+/// `{"error", "code": "response_template_failed", "request_id", "run_id"}`: the run was
+/// accepted and starts all the same, and the activity row says 500 with the same error.
 fn custom_response(
     status: u16,
     content_type: &str,
     body: Result<Value, triggerd_domain::template::RenderError>,
+    run_id: &str,
+    request_id: &str,
 ) -> Response<Body> {
     let bytes = match body {
         Ok(Value::String(s)) => s.into_bytes(),
         Ok(Value::Null) => Vec::new(),
         Ok(other) => other.to_string().into_bytes(),
         Err(e) => {
-            // The run is stored; the custom body could not be rendered from this request.
-            tracing::debug!(error = %e, "custom webhook response template failed");
-            Vec::new()
+            tracing::debug!(error = %e, %run_id, "custom webhook response template failed");
+            return json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &json!({"error": template_failed(&e), "code": "response_template_failed",
+                        "request_id": request_id, "run_id": run_id}),
+            );
         }
     };
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
@@ -505,26 +523,31 @@ mod tests {
 
     #[test]
     fn api_keys_are_read_from_bearer_or_x_api_key() {
-        let keys = vec![
-            "k-0123456789abcdef".to_owned(),
-            "k-second-key-000000".to_owned(),
-        ];
+        let config = triggerd_domain::trigger::TriggerConfig::from_stored(
+            triggerd_domain::trigger::TriggerType::Webhook,
+            &serde_json::json!({"api_keys": ["k-0123456789abcdef", {"name": "ci", "key": "k-second-key-000000"}]}),
+        )
+        .unwrap();
+        let triggerd_domain::trigger::TriggerConfig::Webhook(keys) = config else {
+            unreachable!()
+        };
+        let keys = &*keys;
         assert!(api_key_matches(
             &headers(&[("authorization", "Bearer k-second-key-000000")]),
-            &keys
+            keys
         ));
         assert!(api_key_matches(
             &headers(&[("x-api-key", "k-0123456789abcdef")]),
-            &keys
+            keys
         ));
         assert!(!api_key_matches(
             &headers(&[("x-api-key", "k-0123456789abcdeF")]),
-            &keys
+            keys
         ));
         assert!(!api_key_matches(
             &headers(&[("authorization", "k-0123456789abcdef")]),
-            &keys
+            keys
         ));
-        assert!(!api_key_matches(&headers(&[]), &keys));
+        assert!(!api_key_matches(&headers(&[]), keys));
     }
 }

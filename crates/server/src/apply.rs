@@ -145,6 +145,22 @@ async fn deploy(api: &Api, workflow: &str, name: &str) -> Result<Value, String> 
         "deployment {name}: {how} ({}, {pinned})",
         str_of(&deployment, "id")
     );
+    // The API keys generated for the declared triggers created with the deployment: the
+    // server shows them in this answer only.
+    for trigger in deployment
+        .get("triggers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        for key in generated_keys(trigger) {
+            println!(
+                "  trigger {}: {}",
+                str_of(trigger, "name"),
+                describe_key(key)
+            );
+        }
+    }
     Ok(deployment)
 }
 
@@ -180,8 +196,34 @@ fn describe_put(name: &str, stored: &Value) -> String {
                 );
             }
         }
+        for key in generated_keys(change) {
+            let trigger = str_of(key, "trigger");
+            let _ = write!(
+                text,
+                "\n  deployment {deployment}: trigger {trigger}: {}",
+                describe_key(key)
+            );
+        }
     }
     text
+}
+
+/// The `generated_api_keys` of an answer (shown by the server this once).
+fn generated_keys(value: &Value) -> impl Iterator<Item = &Value> {
+    value
+        .get("generated_api_keys")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+/// `API key NAME (generated, shown once): KEY`.
+fn describe_key(key: &Value) -> String {
+    format!(
+        "API key {} (generated, shown once): {}",
+        str_of(key, "name"),
+        str_of(key, "key")
+    )
 }
 
 /// `  webhook NAME: URL` or `  cron NAME: next fire at T`.
@@ -395,6 +437,17 @@ mod tests {
         assert_eq!(
             text,
             "workflow orders: version 3 (new)\n  deployment dep_1: trigger a created\n  deployment dep_1: trigger b updated\n  deployment dep_1: trigger c removed"
+        );
+        let keys = describe_put(
+            "orders",
+            &json!({"version": 4, "created": true, "declared_triggers": [
+                {"deployment_id": "dep_1", "created": [], "updated": ["a"], "removed": [],
+                 "generated_api_keys": [{"trigger": "a", "name": "ci", "key": "whk_x"}]}
+            ]}),
+        );
+        assert_eq!(
+            keys,
+            "workflow orders: version 4 (new)\n  deployment dep_1: trigger a updated\n  deployment dep_1: trigger a: API key ci (generated, shown once): whk_x"
         );
         let same = describe_put(
             "orders",

@@ -106,6 +106,15 @@ pub struct AttemptRow {
     pub response_body: Option<String>,
 }
 
+/// How a claim shares itself between receivers (see [`Store::claim_deliveries`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimFairness {
+    /// At most this many deliveries of one hook per claim (0 counts as 1).
+    pub per_hook: usize,
+    /// Hooks to leave out: the claimer has enough of theirs in hand.
+    pub skip_hooks: Vec<String>,
+}
+
 /// What an attempt's outcome does to its delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveryNext {
@@ -327,6 +336,15 @@ fn record_many_pg(
         .iter()
         .map(|(a, _)| held.contains(&a.delivery_id))
         .collect())
+}
+
+/// `["a","b"]`: strings as a JSON array (for SQLite's `json_each`).
+fn json_strings(items: &[String]) -> String {
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|s| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
+    format!("[{}]", quoted.join(","))
 }
 
 /// The most deliveries one claim takes.
@@ -614,43 +632,69 @@ impl Store {
         now: i64,
         lease_until: i64,
         limit: usize,
+        fairness: ClaimFairness,
     ) -> Result<Vec<DeliveryRow>> {
-        use diesel::sql_types::{BigInt, Text};
+        use diesel::sql_types::{Array, BigInt, Text};
         let owner = owner.to_owned();
         let limit = limit.clamp(1, CLAIM_LIMIT) as i64;
+        let per_hook = fairness.per_hook.clamp(1, CLAIM_LIMIT) as i64;
+        let skip = fairness.skip_hooks;
         self.write(
             move |c| {
-                // One statement: the due ids (oldest due first, through `deliveries_due`), leased
-                // and returned. On PostgreSQL the inner SELECT locks its rows `SKIP LOCKED`, so
-                // two nodes never claim the same delivery.
+                // One statement: the due deliveries, oldest due first, at most `per_hook` of each
+                // hook and none of the hooks in `skip` (so one receiver's backlog cannot fill a
+                // claim), leased and returned. The window function reads every due delivery:
+                // a handful normally; a backlog's worth when a receiver is down.
                 let mut claimed: Vec<DeliveryRow> = match c {
+                    // The inner SELECT locks `SKIP LOCKED` and re-checks the lease on the row
+                    // it locked, so two nodes never claim the same delivery.
                     DbConn::Postgres(pg) => diesel::sql_query(
                         "UPDATE deliveries SET lease_owner = $1, lease_expires_at = $2 \
                          WHERE id IN (SELECT id FROM deliveries \
-                           WHERE status = 'pending' AND next_attempt_at <= $3 \
+                           WHERE id IN (SELECT id FROM ( \
+                               SELECT id, next_attempt_at, ROW_NUMBER() OVER ( \
+                                 PARTITION BY hook_id ORDER BY next_attempt_at, id) AS n \
+                               FROM deliveries \
+                               WHERE status = 'pending' AND next_attempt_at <= $3 \
+                                 AND (lease_expires_at IS NULL OR lease_expires_at <= $3) \
+                                 AND NOT (hook_id = ANY($6))) due \
+                             WHERE n <= $5 ORDER BY next_attempt_at, id LIMIT $4) \
+                             AND status = 'pending' \
                              AND (lease_expires_at IS NULL OR lease_expires_at <= $3) \
-                           ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                           FOR UPDATE SKIP LOCKED) \
                          RETURNING *",
                     )
                     .bind::<Text, _>(&owner)
                     .bind::<BigInt, _>(lease_until)
                     .bind::<BigInt, _>(now)
                     .bind::<BigInt, _>(limit)
+                    .bind::<BigInt, _>(per_hook)
+                    .bind::<Array<Text>, _>(&skip)
                     .load(pg)?,
-                    DbConn::Sqlite(lite) => diesel::sql_query(
-                        "UPDATE deliveries SET lease_owner = ?, lease_expires_at = ? \
-                         WHERE id IN (SELECT id FROM deliveries \
-                           WHERE status = 'pending' AND next_attempt_at <= ? \
-                             AND (lease_expires_at IS NULL OR lease_expires_at <= ?) \
-                           ORDER BY next_attempt_at, id LIMIT ?) \
-                         RETURNING *",
-                    )
-                    .bind::<Text, _>(&owner)
-                    .bind::<BigInt, _>(lease_until)
-                    .bind::<BigInt, _>(now)
-                    .bind::<BigInt, _>(now)
-                    .bind::<BigInt, _>(limit)
-                    .load(lite)?,
+                    DbConn::Sqlite(lite) => {
+                        // SQLite has no array parameter: the skipped hooks as a JSON array.
+                        let skip = json_strings(&skip);
+                        diesel::sql_query(
+                            "UPDATE deliveries SET lease_owner = ?, lease_expires_at = ? \
+                             WHERE id IN (SELECT id FROM ( \
+                                 SELECT id, next_attempt_at, ROW_NUMBER() OVER ( \
+                                   PARTITION BY hook_id ORDER BY next_attempt_at, id) AS n \
+                                 FROM deliveries \
+                                 WHERE status = 'pending' AND next_attempt_at <= ? \
+                                   AND (lease_expires_at IS NULL OR lease_expires_at <= ?) \
+                                   AND hook_id NOT IN (SELECT value FROM json_each(?))) \
+                               WHERE n <= ? ORDER BY next_attempt_at, id LIMIT ?) \
+                             RETURNING *",
+                        )
+                        .bind::<Text, _>(&owner)
+                        .bind::<BigInt, _>(lease_until)
+                        .bind::<BigInt, _>(now)
+                        .bind::<BigInt, _>(now)
+                        .bind::<Text, _>(&skip)
+                        .bind::<BigInt, _>(per_hook)
+                        .bind::<BigInt, _>(limit)
+                        .load(lite)?
+                    }
                 };
                 claimed.sort_by(|a, b| (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id)));
                 Ok(claimed)

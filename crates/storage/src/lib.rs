@@ -54,8 +54,8 @@ pub use cron::CronSlotRow;
 pub use deployments::{DeploymentRow, NewDeployment};
 pub use error::{Result, StoreError};
 pub use hooks::{
-    AttemptRow, DeliveryNext, DeliveryRow, HookRow, OutboxEvent, deliveries_committed,
-    wake_delivery_workers,
+    AttemptRow, ClaimFairness, DeliveryNext, DeliveryRow, HookRow, OutboxEvent,
+    deliveries_committed, wake_delivery_workers,
 };
 pub use runs::{ActivityRow, IngestWrite, NewActivity, NewRun, RunFilter, RunRow, RunUpdate};
 pub use store::{MAX_PAGE, Page, Store, StoreOptions, StoreStats};

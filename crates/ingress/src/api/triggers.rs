@@ -35,7 +35,7 @@ fn view(state: &AppState, row: &TriggerRow) -> views::TriggerView {
     params(("id" = String, Path, description = "The deployment id (`dep_...`)")),
     request_body = bodies::CreateTrigger,
     responses(
-        (status = 201, description = "The trigger; a webhook's includes `token` and `url`", body = views::TriggerView),
+        (status = 201, description = "The trigger; a webhook's includes `token` and `url`, and `generated_api_keys` (shown this once) when `config.api_keys` asked the server to generate keys", body = views::TriggerView),
         (status = 404, description = "No such deployment", body = ErrorBody),
         (status = 409, description = "The trigger name is taken in this deployment (`conflict`)", body = ErrorBody),
         (status = 422, description = "The configuration is invalid (`invalid_config`); `details` lists each problem", body = ErrorBody),
@@ -84,8 +84,9 @@ pub(crate) async fn create(state: &AppState, call: Call) -> Result<Response<Body
         enabled,
         config: body.get("config").cloned().unwrap_or(Value::Null),
     };
-    let row = state.app.create_trigger(&deployment.id, request).await?;
-    Ok(json_response(StatusCode::CREATED, &view(state, &row)))
+    let (row, generated) = state.app.create_trigger(&deployment.id, request).await?;
+    let view = views::trigger_with_keys(&row, state.app.public_url(), &generated);
+    Ok(json_response(StatusCode::CREATED, &view))
 }
 
 /// `GET /deployments/{id}/triggers`.
@@ -149,7 +150,7 @@ pub(crate) async fn get(state: &AppState, call: Call) -> Result<Response<Body>, 
 }
 
 /// `PATCH /triggers/{id}` `{enabled?, config?}`: config keys merge at the top level; `null`
-/// removes a key.
+/// removes a key; a webhook's `api_keys_add` / `api_keys_remove` add and remove single API keys.
 #[utoipa::path(
     patch,
     path = "/api/v1/triggers/{id}",
@@ -159,7 +160,7 @@ pub(crate) async fn get(state: &AppState, call: Call) -> Result<Response<Body>, 
     params(("id" = String, Path, description = "The trigger id (`trg_...`)")),
     request_body = bodies::PatchTrigger,
     responses(
-        (status = 200, description = "The trigger after the change", body = views::TriggerView),
+        (status = 200, description = "The trigger after the change, with `generated_api_keys` (shown this once) when the change generated keys", body = views::TriggerView),
         (status = 404, description = "No such trigger", body = ErrorBody),
         (status = 422, description = "The merged configuration is invalid (`invalid_config`)", body = ErrorBody),
     )
@@ -190,8 +191,9 @@ pub(crate) async fn patch(state: &AppState, call: Call) -> Result<Response<Body>
             )]));
         }
     };
-    let row = state.app.patch_trigger(&row.id, enabled, changes).await?;
-    Ok(json_response(StatusCode::OK, &view(state, &row)))
+    let (row, generated) = state.app.patch_trigger(&row.id, enabled, changes).await?;
+    let view = views::trigger_with_keys(&row, state.app.public_url(), &generated);
+    Ok(json_response(StatusCode::OK, &view))
 }
 
 /// `DELETE /triggers/{id}`: its URL stops at once.

@@ -310,7 +310,10 @@ pub(crate) async fn deploy(state: &AppState, call: Call) -> Result<Response<Body
         triggers: report
             .created
             .iter()
-            .map(|t| views::trigger(t, state.app.public_url()))
+            .map(|t| {
+                let generated = report.generated_for(t.name.as_deref().unwrap_or_default());
+                views::trigger_with_keys(t, state.app.public_url(), &generated)
+            })
             .collect(),
     };
     Ok(json_response(StatusCode::CREATED, &view))
