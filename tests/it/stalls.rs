@@ -172,6 +172,26 @@ async fn a_locked_database_answers_503_in_bounded_time_and_healthz_tells(backend
     // The refused requests stored nothing: only the first and the last run exist.
     let runs = server.runs_of_trigger(&hook.id).await;
     assert_eq!(runs.len(), 2, "{runs:#?}");
+    // But each 503 is in the activity log (issue 13), written once the store could take it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = server.trigger_requests(&hook.id).await;
+        let refused: Vec<&Value> = rows.iter().filter(|r| r["status_code"] == 503).collect();
+        if refused.len() == 6 {
+            for row in refused {
+                assert_eq!(row["outcome"], "failed", "{row:#}");
+                assert_eq!(row["run_id"], Value::Null, "{row:#}");
+                assert!(row["error"].is_string(), "{row:#}");
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the 503 answers are not all logged: {rows:#?}\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 triggerd_tests::e2e_tests!(

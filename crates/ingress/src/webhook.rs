@@ -84,7 +84,9 @@ pub async fn handle(
     }
     let token = token.to_owned();
     let rest = rest.to_owned();
-    let method = req.method().as_str().to_owned();
+    // `Method` clones without allocating for the standard methods: kept to log a failed write.
+    let http_method = req.method().clone();
+    let method = http_method.as_str().to_owned();
 
     let (result, body_bytes) = check(state, &entry, req, &rest).await;
     let duration_ms = started.elapsed().as_millis() as i64;
@@ -212,7 +214,51 @@ pub async fn handle(
     match state.app.ingest(write).await {
         Ok(()) => {}
         Err(AppError::TokenGone) => return unknown_token(state),
-        Err(e) => return error_response(&ApiError::from(e)),
+        Err(e) => {
+            let error = ApiError::from(e);
+            // The run and its log row were not stored. Log the refusal in a write of its own,
+            // off the answer's path and best effort: the store may be unable to take it either.
+            let failed = NewActivity {
+                id: request_id.to_owned(),
+                received_at,
+                method: http_method.as_str().to_owned(),
+                status_code: i32::from(error.status.as_u16()),
+                outcome: Outcome::Failed.as_str().to_owned(),
+                run_id: None,
+                error: Some(error.message.clone()),
+                body_bytes: body_bytes as i64,
+                duration_ms: started.elapsed().as_millis() as i64,
+                remote_addr: Some(remote.ip().to_string()),
+            };
+            let (app, trigger_id) = (state.app.clone(), target.trigger_id.clone());
+            tokio::spawn(async move {
+                let write = IngestWrite {
+                    // A refused request's row is written without a token check.
+                    token: String::new(),
+                    trigger_id,
+                    now: received_at,
+                    run: None,
+                    activity: failed,
+                    events: Vec::new(),
+                    awaited: false,
+                };
+                // A store that could not take the run may take the row a little later (a lock
+                // released, a stall over): a few tries over about 15 s, then it is given up.
+                for pause in FAILED_LOG_RETRIES {
+                    tokio::time::sleep(pause).await;
+                    match app.ingest(write.clone()).await {
+                        Ok(()) => return,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "could not log a webhook request the store refused; retrying")
+                        }
+                    }
+                }
+                tracing::warn!(request_id = %write.activity.id, "a webhook request answered 503 is missing from the activity log: the store refused the log row too");
+            });
+            metrics::counter!("triggerd_webhook_requests_total", "outcome" => Outcome::Failed.as_str())
+                .increment(1);
+            return error_response(&error);
+        }
     }
     trim_activity(state, &entry);
     if prepared.status.is_terminal() {
@@ -266,6 +312,15 @@ pub async fn handle(
         }
     }
 }
+
+/// Pauses before each try to log a request whose write the store refused (503).
+const FAILED_LOG_RETRIES: [Duration; 5] = [
+    Duration::ZERO,
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+];
 
 /// Keeps the trigger's activity log at `activity_retention` rows: every tenth of that many new
 /// rows, the oldest beyond it are deleted by a background task, so neither accepted requests nor
