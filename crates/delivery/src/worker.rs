@@ -35,11 +35,21 @@ pub const KEPT_RESPONSE_BYTES: usize = 4096;
 /// Deliveries sent at once by one worker. A send waiting on a slow receiver costs a socket and a
 /// timer, not a thread.
 const CONCURRENCY: usize = 256;
-/// Sends to one hook at once, at most: a dead receiver holds at most this many slots.
-const PER_HOOK_IN_FLIGHT: usize = 32;
-/// Claimed deliveries of one hook held at once (sending or queued), at most about: a claim takes
-/// at most this many of one hook, and none of a hook held this much already.
-const PER_HOOK_HELD: usize = 128;
+/// Sends to one hook at once, at most, while it answers well.
+const PER_HOOK_IN_FLIGHT: usize = 64;
+/// Sends to one hook at once, at most, for [`SLOW_FOR`] after one of its attempts failed or
+/// took longer than [`SLOW_ATTEMPT`]: a dead or hanging receiver holds at most this many slots.
+const SLOW_HOOK_IN_FLIGHT: usize = 8;
+/// An attempt this long marks its hook slow.
+const SLOW_ATTEMPT: Duration = Duration::from_secs(1);
+/// How long a hook stays marked slow after its last slow or failed attempt.
+const SLOW_FOR: Duration = Duration::from_secs(30);
+/// Claimed deliveries of one hook held at once (sending or queued), at most about, per sending
+/// slot it may use: a claim takes at most [`PER_HOOK_HELD`] of one hook, and none of a hook held
+/// this many times its limit already.
+const HELD_PER_SLOT: usize = 4;
+/// The most deliveries of one hook a claim takes.
+const PER_HOOK_HELD: usize = HELD_PER_SLOT * PER_HOOK_IN_FLIGHT;
 /// No claim while this many claimed deliveries wait (each hook's share is bounded: with many
 /// stalled receivers, memory is).
 const QUEUE_MAX: usize = 4096;
@@ -51,7 +61,7 @@ const LOW_WATER: usize = 256;
 /// Finished attempts recorded in one write at most.
 const RECORD_BATCH: usize = 512;
 /// How long a claim holds a delivery. Against a fast receiver a claimed delivery waits for a
-/// slot for milliseconds; behind a slow one (its [`PER_HOOK_IN_FLIGHT`] sends taking up to
+/// slot for milliseconds; behind a slow one (its [`SLOW_HOOK_IN_FLIGHT`] sends taking up to
 /// [`ATTEMPT_TIMEOUT`] each) it may wait longer than its lease allows, and is then not sent but
 /// left to the claim after its lease (see `dispatch`): late, never twice at once.
 const LEASE: Duration = Duration::from_secs(60);
@@ -88,38 +98,70 @@ struct Claimed {
     run: Option<Arc<RunRow>>,
 }
 
-/// Notes a finished send of the hook the task returned.
-fn finished_send(
-    in_flight: &mut HashMap<String, usize>,
-    joined: Result<String, tokio::task::JoinError>,
-) {
-    // A send task does not panic (its errors are outcomes); if one did, its count stays until
-    // the worker restarts, which only lowers that hook's share.
-    if let Ok(hook_id) = joined
-        && let Some(n) = in_flight.get_mut(&hook_id)
-    {
-        *n -= 1;
-        if *n == 0 {
-            in_flight.remove(&hook_id);
+/// Each hook's share of the sending slots: how many of its sends are going, and whether it was
+/// slow lately (then its share is [`SLOW_HOOK_IN_FLIGHT`], else [`PER_HOOK_IN_FLIGHT`]).
+#[derive(Default)]
+struct Shares {
+    in_flight: HashMap<String, usize>,
+    slow_until: HashMap<String, Instant>,
+}
+
+/// What a send task reports when it ends: its hook, and whether the attempt was slow or failed.
+type SendEnd = (String, bool);
+
+impl Shares {
+    fn limit(&self, hook_id: &str) -> usize {
+        match self.slow_until.get(hook_id) {
+            Some(until) if *until > Instant::now() => SLOW_HOOK_IN_FLIGHT,
+            _ => PER_HOOK_IN_FLIGHT,
         }
     }
-}
 
-fn in_flight_of(in_flight: &HashMap<String, usize>, hook_id: &str) -> usize {
-    in_flight.get(hook_id).copied().unwrap_or(0)
-}
-
-/// The hooks this worker holds [`PER_HOOK_HELD`] deliveries of (queued or sending): the next
-/// claim leaves them out.
-fn held_in_full(queue: &VecDeque<Claimed>, in_flight: &HashMap<String, usize>) -> Vec<String> {
-    let mut held: HashMap<&str, usize> = in_flight.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    for c in queue {
-        *held.entry(c.delivery.hook_id.as_str()).or_insert(0) += 1;
+    fn can_send(&self, hook_id: &str) -> bool {
+        self.in_flight.get(hook_id).copied().unwrap_or(0) < self.limit(hook_id)
     }
-    held.into_iter()
-        .filter(|(_, n)| *n >= PER_HOOK_HELD)
-        .map(|(h, _)| h.to_owned())
-        .collect()
+
+    fn started(&mut self, hook_id: &str) {
+        *self.in_flight.entry(hook_id.to_owned()).or_insert(0) += 1;
+    }
+
+    /// Notes a finished send. A send task does not panic (its errors are outcomes); if one did,
+    /// its count stays until the worker restarts, which only lowers that hook's share.
+    fn finished(&mut self, joined: Result<SendEnd, tokio::task::JoinError>) {
+        let Ok((hook_id, slow)) = joined else {
+            return;
+        };
+        if slow {
+            self.slow_until
+                .insert(hook_id.clone(), Instant::now() + SLOW_FOR);
+        } else if self.slow_until.len() > 1024 {
+            let now = Instant::now();
+            self.slow_until.retain(|_, until| *until > now);
+        }
+        if let Some(n) = self.in_flight.get_mut(&hook_id) {
+            *n -= 1;
+            if *n == 0 {
+                self.in_flight.remove(&hook_id);
+            }
+        }
+    }
+
+    /// The hooks this worker holds [`HELD_PER_SLOT`] times their share of deliveries of (queued
+    /// or sending): the next claim leaves them out.
+    fn held_in_full(&self, queue: &VecDeque<Claimed>) -> Vec<String> {
+        let mut held: HashMap<&str, usize> = self
+            .in_flight
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        for c in queue {
+            *held.entry(c.delivery.hook_id.as_str()).or_insert(0) += 1;
+        }
+        held.into_iter()
+            .filter(|(h, n)| *n >= HELD_PER_SLOT * self.limit(h))
+            .map(|(h, _)| h.to_owned())
+            .collect()
+    }
 }
 
 /// What a claim found.
@@ -150,14 +192,15 @@ impl DeliveryWorker {
     /// Claims up to [`CLAIM_BATCH`] due deliveries at once, in the background while sends go on,
     /// reads their runs and hooks in one read each, sends at most [`CONCURRENCY`] at a time, and a
     /// recorder writes finished attempts in batches: at a steady flow, a few database round trips
-    /// per hundred deliveries. One receiver gets at most [`PER_HOOK_IN_FLIGHT`] sends at once and
-    /// [`PER_HOOK_HELD`] claimed deliveries; a claim takes at most that many of one hook and none
-    /// of a hook already held that much, so a slow or dead receiver's backlog never keeps the
+    /// per hundred deliveries. One receiver gets at most [`PER_HOOK_IN_FLIGHT`] sends at once —
+    /// [`SLOW_HOOK_IN_FLIGHT`] while it is slow or failing — and about [`HELD_PER_SLOT`] claimed
+    /// deliveries per send it may have going; a claim takes at most [`PER_HOOK_HELD`] of one
+    /// hook and none of a hook held in full, so a slow or dead receiver's backlog never keeps the
     /// others' deliveries waiting.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let slots = Arc::new(Semaphore::new(CONCURRENCY));
-        let mut tasks: JoinSet<String> = JoinSet::new();
-        let mut in_flight: HashMap<String, usize> = HashMap::new();
+        let mut tasks: JoinSet<SendEnd> = JoinSet::new();
+        let mut shares = Shares::default();
         let mut queue: VecDeque<Claimed> = VecDeque::new();
         // The claim in progress, with how many it asked for: it runs while sends go on.
         let mut claim: Option<(usize, tokio::task::JoinHandle<ClaimResult>)> = None;
@@ -183,22 +226,22 @@ impl DeliveryWorker {
                 hooks_checked = Some(Instant::now());
             }
             while let Some(joined) = tasks.try_join_next() {
-                finished_send(&mut in_flight, joined);
+                shares.finished(joined);
             }
             let sendable = queue
                 .iter()
-                .filter(|c| in_flight_of(&in_flight, &c.delivery.hook_id) < PER_HOOK_IN_FLIGHT)
+                .filter(|c| shares.can_send(&c.delivery.hook_id))
                 .count();
             if claim.is_none() && more_due && sendable < LOW_WATER && queue.len() < QUEUE_MAX {
                 let limit = CLAIM_BATCH - sendable;
-                let skip_hooks = held_in_full(&queue, &in_flight);
+                let skip_hooks = shares.held_in_full(&queue);
                 let worker = self.clone();
                 claim = Some((
                     limit,
                     tokio::spawn(async move { worker.claim(limit, skip_hooks).await }),
                 ));
             }
-            self.dispatch(&mut queue, &slots, &mut tasks, &mut in_flight, &done_tx);
+            self.dispatch(&mut queue, &slots, &mut tasks, &mut shares, &done_tx);
             if claim.is_none() && queue.is_empty() {
                 // Idle: sleep until a delivery falls due or new ones are committed.
                 let delay = match self.app.store().next_delivery_due().await {
@@ -248,7 +291,7 @@ impl DeliveryWorker {
                     }
                 }
                 Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                    finished_send(&mut in_flight, joined);
+                    shares.finished(joined);
                 }
                 () = &mut committed => more_due = true,
                 // Other nodes' deliveries, retries falling due, stale queued ones: look again.
@@ -267,14 +310,14 @@ impl DeliveryWorker {
     }
 
     /// Starts sends from `queue`, oldest first, while slots are free, skipping deliveries whose
-    /// hook has [`PER_HOOK_IN_FLIGHT`] sends going (they stay queued). A delivery whose lease
+    /// hook has its share of sends going (they stay queued). A delivery whose lease
     /// would end before its attempt could is dropped: the claim after its lease sends it.
     fn dispatch(
         &self,
         queue: &mut VecDeque<Claimed>,
         slots: &Arc<Semaphore>,
-        tasks: &mut JoinSet<String>,
-        in_flight: &mut HashMap<String, usize>,
+        tasks: &mut JoinSet<SendEnd>,
+        shares: &mut Shares,
         done: &mpsc::UnboundedSender<Finished>,
     ) {
         let latest_start = self.app.now() + ATTEMPT_TIMEOUT.as_micros() as i64;
@@ -284,7 +327,7 @@ impl DeliveryWorker {
                 tracing::debug!(delivery_id = %claimed.delivery.id, "a claimed delivery waited too long for a slot; it is sent after its lease");
                 continue;
             }
-            if in_flight_of(in_flight, &claimed.delivery.hook_id) >= PER_HOOK_IN_FLIGHT {
+            if !shares.can_send(&claimed.delivery.hook_id) {
                 kept.push_back(claimed);
                 continue;
             }
@@ -294,13 +337,16 @@ impl DeliveryWorker {
                 break;
             };
             let hook_id = claimed.delivery.hook_id.clone();
-            *in_flight.entry(hook_id.clone()).or_insert(0) += 1;
+            shares.started(&hook_id);
             let (worker, done) = (self.clone(), done.clone());
             tasks.spawn(async move {
+                let started = Instant::now();
                 let finished = worker.attempt(claimed).await;
                 drop(permit);
+                let slow =
+                    started.elapsed() > SLOW_ATTEMPT || finished.next != DeliveryNext::Delivered;
                 let _ = done.send(finished);
-                hook_id
+                (hook_id, slow)
             });
         }
         *queue = kept;
