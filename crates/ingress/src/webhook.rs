@@ -273,9 +273,15 @@ pub async fn handle(
         return response;
     }
     if let Some((slot, watch, timeout)) = waiting {
-        let (response, result) =
-            crate::sync::wait_for_run(state.store(), &state.sync_waits, watch, &run_id, timeout)
-                .await;
+        // Boxed: the wait's state stays out of every request's future.
+        let (response, result) = Box::pin(crate::sync::wait_for_run(
+            state.store(),
+            &state.sync_waits,
+            watch,
+            &run_id,
+            timeout,
+        ))
+        .await;
         drop(slot);
         crate::sync::count(result);
         let code = response.status().as_u16();
