@@ -14,7 +14,7 @@
 //! gets the first free name of `key-1`, `key-2`, ... . [`parse`] turns the entries into
 //! [`ApiKey`]s (a `generate` entry is *pending* until [`resolve`] generates it — parsing does no
 //! I/O, so validating a definition never makes keys), [`ApiKey::to_json`] is the stored form, and
-//! [`matches`] checks a presented key: hashed once, compared with every digest in constant time.
+//! [`matches()`] checks a presented key: hashed once, compared with every digest in constant time.
 //!
 //! ```
 //! use serde_json::json;

@@ -4,7 +4,7 @@
 //! and reports every problem at once (the 422 `invalid_config` details, paths under `config.`).
 //! A webhook config holds write-only secrets: [`WebhookConfig::public_json`] is what the API shows,
 //! [`TriggerConfig::stored_json`] what is persisted (API keys as SHA-256 digests only, see
-//! [`api_keys`](crate::api_keys)).
+//! [`api_keys`]).
 //!
 //! ```
 //! use serde_json::json;
@@ -123,7 +123,7 @@ pub struct WebhookConfig {
     /// The signature scheme checked when a secret is set.
     pub scheme: SignatureScheme,
     /// API keys, any of which authenticates a sender: names and digests only (write-only; see
-    /// [`api_keys`](crate::api_keys)).
+    /// [`api_keys`]).
     pub api_keys: Vec<ApiKey>,
     /// Token-bucket capacity per minute; 0 = unlimited.
     pub rate_limit_per_minute: u32,
