@@ -14,6 +14,7 @@ mod concurrency;
 mod connections;
 mod crash;
 mod custom_responses;
+mod filters;
 mod hidden_tokens;
 mod hooks;
 mod management;

@@ -218,3 +218,222 @@ impl CompletionSource for HookReceiver {
         })
     }
 }
+
+/// `hooks-drain`: the delivery worker's capacity alone. During the `e2e` load the receiver
+/// answers every event at once with 503 and a `Retry-After` that points every retry at one
+/// instant, [`DRAIN_MARGIN`] after the load ends (the server runs with a retry step longer than
+/// that, `TRIGGERD_RETRY_SCHEDULE=600`, so the `Retry-After` decides). From that instant the
+/// receiver answers 204, and the whole backlog — one event per accepted webhook, all due at once
+/// — drains with nothing else running. Reported: events/s = events ÷ (last arrival − the
+/// instant), and the arrivals' times after it.
+#[derive(Debug)]
+pub struct HooksDrain;
+
+/// Between the end of the load and the instant every retry is due: the load's last events are
+/// attempted (and answered 503) before it.
+pub const DRAIN_MARGIN: Duration = Duration::from_secs(2);
+
+/// The drain receiver's state: when it starts answering 204 (µs since the epoch) and the events
+/// that arrived from then on.
+struct Drain {
+    open_at_us: i64,
+    received: Received,
+}
+
+async fn serve_drain(listener: TcpListener, drain: Arc<Drain>) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let drain = drain.clone();
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let drain = drain.clone();
+            async move {
+                let webhook_id = req
+                    .headers()
+                    .get("webhook-id")
+                    .map(|v| Bytes::copy_from_slice(v.as_bytes()))
+                    .unwrap_or_default();
+                let body = req
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let now = now_micros();
+                let mut response = Response::new(Full::new(Bytes::new()));
+                if now < drain.open_at_us {
+                    // Come back exactly at the opening (whole seconds, rounded up).
+                    let wait = (drain.open_at_us - now + 999_999) / 1_000_000;
+                    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                    if let Ok(v) = http::HeaderValue::from_str(&wait.max(1).to_string()) {
+                        response.headers_mut().insert("retry-after", v);
+                    }
+                    return Ok::<_, Infallible>(response);
+                }
+                if let Ok(mut a) = drain.received.arrivals.lock() {
+                    a.push(Arrival {
+                        at_us: now,
+                        webhook_id,
+                        body,
+                    });
+                }
+                drain.received.changed.notify_waiters();
+                *response.status_mut() = StatusCode::NO_CONTENT;
+                Ok(response)
+            }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+}
+
+impl crate::scenario::Scenario for HooksDrain {
+    fn name(&self) -> &'static str {
+        "hooks-drain"
+    }
+
+    fn about(&self) -> &'static str {
+        "the e2e load with every event refused (503 + Retry-After) until the load is over, then drained at once: the delivery worker's events/s alone"
+    }
+
+    fn run<'a>(
+        &'a self,
+        settings: &'a crate::Settings,
+        backend: &'a crate::Backend,
+    ) -> BoxFuture<'a, Result<crate::scenario::Outcome, Error>> {
+        Box::pin(async move {
+            use crate::scenario::{Outcome, Triggerd, plan, request_count};
+            let listener = TcpListener::bind(("127.0.0.1", 0))
+                .await
+                .map_err(|e| Error::new(format!("cannot listen for events: {e}")))?;
+            let local = listener
+                .local_addr()
+                .map_err(|e| Error::new(format!("cannot read the receiver's address: {e}")))?;
+            let server = Triggerd::start_with_env(
+                settings,
+                backend,
+                &[
+                    ("TRIGGERD_ALLOW_PRIVATE_NETWORKS", "true"),
+                    ("TRIGGERD_RETRY_SCHEDULE", "600"),
+                ],
+            )
+            .await?;
+            let hooks = crate::fixture::setup(server.addr(), ADMIN_TOKEN, 1, 1).await?;
+            let load_time = settings.duration + settings.warmup;
+            let open_at_us = now_micros()
+                + i64::try_from((load_time + DRAIN_MARGIN + Duration::from_secs(1)).as_micros())
+                    .unwrap_or(i64::MAX);
+            let drain = Arc::new(Drain {
+                open_at_us,
+                received: Received::default(),
+            });
+            let _receiver = AbortOnDrop(tokio::spawn(serve_drain(listener, drain.clone())));
+            let mut api = ApiClient::connect(server.addr(), ADMIN_TOKEN).await?;
+            api.expect(
+                Method::POST,
+                "/hooks",
+                Some(&json!({
+                    "scope": "workflow",
+                    "workflow": WORKFLOW,
+                    "url": format!("http://{local}/events"),
+                    "events": ["run.completed"]
+                })),
+                201,
+            )
+            .await?;
+            let requests = crate::fixture::signed_requests(&hooks, request_count(1));
+            let mut plan = plan(settings, server.addr(), server.pid(), requests);
+            plan.duration += plan.warmup;
+            plan.warmup = Duration::ZERO;
+            let report = crate::load::run(&plan).await;
+            let accepted = report.ok_total;
+            let deadline = Instant::now()
+                + Duration::from_micros(u64::try_from(open_at_us - now_micros()).unwrap_or(0))
+                + settings.e2e_timeout;
+            let unique = |drain: &Drain| {
+                drain
+                    .received
+                    .arrivals
+                    .lock()
+                    .map(|a| {
+                        a.iter()
+                            .map(|x| x.webhook_id.clone())
+                            .collect::<HashSet<_>>()
+                            .len()
+                    })
+                    .unwrap_or(0)
+            };
+            loop {
+                let changed = drain.received.changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                let got = unique(&drain);
+                if got as u64 >= accepted {
+                    break;
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(Error::new(format!(
+                        "{got} of {accepted} events drained; server log:\n{}",
+                        server.log_tail()
+                    )));
+                }
+                let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), changed).await;
+            }
+            let arrivals = std::mem::take(
+                &mut *drain
+                    .received
+                    .arrivals
+                    .lock()
+                    .map_err(|_| Error::new("the receiver's list is poisoned"))?,
+            );
+            let mut seen = HashSet::new();
+            let mut lag = crate::stats::Latency::new();
+            let mut last_us = open_at_us;
+            for a in &arrivals {
+                if seen.insert(a.webhook_id.clone()) {
+                    lag.record_micros(u64::try_from(a.at_us - open_at_us).unwrap_or(0));
+                    last_us = last_us.max(a.at_us);
+                }
+            }
+            let span_secs = (last_us - open_at_us) as f64 / 1e6;
+            let drained = seen.len() as u64;
+            let mut o = Outcome::new(self.name(), backend.name());
+            o.triggers = 1;
+            o.e2e = Some(crate::scenario::E2eReport {
+                method: "drain: events per second from the instant every retry fell due to the last arrival; lag = arrival - that instant",
+                accepted,
+                completed: drained,
+                failed: 0,
+                runs_per_sec: if span_secs > 0.0 {
+                    drained as f64 / span_secs
+                } else {
+                    0.0
+                },
+                span_secs,
+                drain_secs: span_secs,
+                lag: lag.summary(),
+                delivery_lag: None,
+            });
+            o.load = Some(report);
+            o.peak_rss = server.peak_rss();
+            Ok(o)
+        })
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

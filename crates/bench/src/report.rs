@@ -175,6 +175,21 @@ impl Report {
                 if let Some(e) = &o.error {
                     n.push(format!("{} on {} failed: {e}", o.scenario, o.backend));
                 }
+                if o.scenario == "hooks-drain"
+                    && let Some(e) = &o.e2e
+                {
+                    n.push(format!(
+                        "{} on {}: {} of {} events drained in {:.2}s after they all fell due: {} events/s; arrival p50 {} p99 {} after that instant",
+                        o.scenario,
+                        o.backend,
+                        e.completed,
+                        e.accepted,
+                        e.span_secs,
+                        format_rate(e.runs_per_sec),
+                        format_micros(e.lag.p50_us),
+                        format_micros(e.lag.p99_us),
+                    ));
+                }
                 if let Some(d) = o.e2e.as_ref().and_then(|e| e.delivery_lag.as_ref()) {
                     n.push(format!(
                         "{} on {}: {} events delivered; run finished -> event received p50 {} p99 {} max {}",

@@ -70,6 +70,7 @@ pub fn registry() -> Vec<Box<dyn Scenario>> {
             source: || Box::<crate::hooks::HookReceiver>::default(),
             env: &[("TRIGGERD_ALLOW_PRIVATE_NETWORKS", "true")],
         }),
+        Box::new(crate::hooks::HooksDrain),
         Box::new(Steps),
         Box::new(Idle),
         Box::new(crate::cron::CronScale),
@@ -215,7 +216,12 @@ impl Triggerd {
 }
 
 /// The plan every load scenario uses: the settings' connections, warm-up and duration.
-fn plan(settings: &Settings, addr: SocketAddr, pid: u32, requests: Vec<Prepared>) -> LoadPlan {
+pub(crate) fn plan(
+    settings: &Settings,
+    addr: SocketAddr,
+    pid: u32,
+    requests: Vec<Prepared>,
+) -> LoadPlan {
     LoadPlan {
         addr,
         connections: settings.connections,
@@ -229,7 +235,7 @@ fn plan(settings: &Settings, addr: SocketAddr, pid: u32, requests: Vec<Prepared>
 
 /// How many distinct requests to prepare for `triggers` triggers: a few bodies per trigger, at
 /// least 1,024 so consecutive requests differ.
-fn request_count(triggers: usize) -> usize {
+pub(crate) fn request_count(triggers: usize) -> usize {
     (triggers * 4).max(1024)
 }
 

@@ -143,6 +143,17 @@ async fn every_scenario_reports_sane_numbers() {
                 assert!(e.runs_per_sec > 0.0, "{what}: {e:?}");
                 assert!(table.contains("run finished -> event received"), "{table}");
             }
+            "hooks-drain" => {
+                assert_sane_load(o);
+                let e = o.e2e.as_ref().expect("drain figures");
+                let load = o.load.as_ref().expect("load");
+                assert_eq!(e.accepted, load.ok_total, "{what}");
+                // Every event refused during the load arrives once the receiver opens.
+                assert_eq!(e.completed, e.accepted, "{what}: every event drains: {e:?}");
+                assert_eq!(e.lag.count, e.completed, "{what}");
+                assert!(e.runs_per_sec > 0.0, "{what}: {e:?}");
+                assert!(table.contains("drained in"), "{table}");
+            }
             "steps" => {
                 assert_sane_load(o);
                 let e = o.e2e.as_ref().expect("completion figures");

@@ -37,8 +37,8 @@ pub const KEPT_RESPONSE_BYTES: usize = 4096;
 const CONCURRENCY: usize = 256;
 /// Sends to one hook at once, at most, while it answers well.
 const PER_HOOK_IN_FLIGHT: usize = 64;
-/// Sends to one hook at once, at most, for [`SLOW_FOR`] after one of its attempts failed or
-/// took longer than [`SLOW_ATTEMPT`]: a dead or hanging receiver holds at most this many slots.
+/// Sends to one hook at once, at most, for [`SLOW_FOR`] after one of its attempts took longer
+/// than [`SLOW_ATTEMPT`] (a hanging receiver, a timeout): it holds at most this many slots.
 const SLOW_HOOK_IN_FLIGHT: usize = 8;
 /// An attempt this long marks its hook slow.
 const SLOW_ATTEMPT: Duration = Duration::from_secs(1);
@@ -55,9 +55,11 @@ const PER_HOOK_HELD: usize = HELD_PER_SLOT * PER_HOOK_IN_FLIGHT;
 const QUEUE_MAX: usize = 4096;
 /// Deliveries claimed at once at most.
 const CLAIM_BATCH: usize = 512;
-/// The next claim starts when fewer than this many claimed deliveries could be sent now, so that
-/// sends go on while it runs (a claim waits for the writer's next commit).
-const LOW_WATER: usize = 256;
+/// The next claim starts when fewer than this many claimed deliveries of hooks that answer well
+/// wait, so that sends go on while it runs (a claim waits for the writer's next commit). Below
+/// what a hook may hold ([`HELD_PER_SLOT`] × [`PER_HOOK_IN_FLIGHT`]) less its sends, so a claim
+/// made for a busy single receiver is not refused for holding it in full.
+const LOW_WATER: usize = 128;
 /// Finished attempts recorded in one write at most.
 const RECORD_BATCH: usize = 512;
 /// How long a claim holds a delivery. Against a fast receiver a claimed delivery waits for a
@@ -106,7 +108,7 @@ struct Shares {
     slow_until: HashMap<String, Instant>,
 }
 
-/// What a send task reports when it ends: its hook, and whether the attempt was slow or failed.
+/// What a send task reports when it ends: its hook, and whether the attempt was slow.
 type SendEnd = (String, bool);
 
 impl Shares {
@@ -115,6 +117,10 @@ impl Shares {
             Some(until) if *until > Instant::now() => SLOW_HOOK_IN_FLIGHT,
             _ => PER_HOOK_IN_FLIGHT,
         }
+    }
+
+    fn is_slow(&self, hook_id: &str) -> bool {
+        self.limit(hook_id) < PER_HOOK_IN_FLIGHT
     }
 
     fn can_send(&self, hook_id: &str) -> bool {
@@ -193,7 +199,7 @@ impl DeliveryWorker {
     /// reads their runs and hooks in one read each, sends at most [`CONCURRENCY`] at a time, and a
     /// recorder writes finished attempts in batches: at a steady flow, a few database round trips
     /// per hundred deliveries. One receiver gets at most [`PER_HOOK_IN_FLIGHT`] sends at once —
-    /// [`SLOW_HOOK_IN_FLIGHT`] while it is slow or failing — and about [`HELD_PER_SLOT`] claimed
+    /// [`SLOW_HOOK_IN_FLIGHT`] while it is slow — and about [`HELD_PER_SLOT`] claimed
     /// deliveries per send it may have going; a claim takes at most [`PER_HOOK_HELD`] of one
     /// hook and none of a hook held in full, so a slow or dead receiver's backlog never keeps the
     /// others' deliveries waiting.
@@ -228,12 +234,14 @@ impl DeliveryWorker {
             while let Some(joined) = tasks.try_join_next() {
                 shares.finished(joined);
             }
-            let sendable = queue
+            // Claimed deliveries of hooks that answer well: the next claim starts when they run
+            // low. A slow hook's queued deliveries do not count (they wait for its few slots).
+            let in_hand = queue
                 .iter()
-                .filter(|c| shares.can_send(&c.delivery.hook_id))
+                .filter(|c| !shares.is_slow(&c.delivery.hook_id))
                 .count();
-            if claim.is_none() && more_due && sendable < LOW_WATER && queue.len() < QUEUE_MAX {
-                let limit = CLAIM_BATCH - sendable;
+            if claim.is_none() && more_due && in_hand < LOW_WATER && queue.len() < QUEUE_MAX {
+                let limit = CLAIM_BATCH - in_hand;
                 let skip_hooks = shares.held_in_full(&queue);
                 let worker = self.clone();
                 claim = Some((
@@ -277,7 +285,13 @@ impl DeliveryWorker {
                                 () = &mut committed => true,
                                 () = std::future::ready(()) => false,
                             };
-                            more_due = batch.len() == limit || committed_meanwhile;
+                            // Short, and no hook gave all a claim takes of one: nothing more due.
+                            let mut per_hook: HashMap<&str, usize> = HashMap::new();
+                            for c in &batch {
+                                *per_hook.entry(c.delivery.hook_id.as_str()).or_insert(0) += 1;
+                            }
+                            let capped = per_hook.values().any(|n| *n >= PER_HOOK_HELD);
+                            more_due = batch.len() == limit || capped || committed_meanwhile;
                             queue.extend(batch);
                         }
                         Ok(Err(e)) => {
@@ -343,8 +357,9 @@ impl DeliveryWorker {
                 let started = Instant::now();
                 let finished = worker.attempt(claimed).await;
                 drop(permit);
-                let slow =
-                    started.elapsed() > SLOW_ATTEMPT || finished.next != DeliveryNext::Delivered;
+                // Slots are held by time, not by failures: a receiver that refuses at once (a
+                // fast 503, a closed port) costs its slot for milliseconds.
+                let slow = started.elapsed() > SLOW_ATTEMPT;
                 let _ = done.send(finished);
                 (hook_id, slow)
             });

@@ -12,6 +12,7 @@
 //! | [`inputs`] | declared inputs and validation of received values |
 //! | [`path`], [`template`] | paths into JSON values and `{{ path }}` templates |
 //! | [`mapping`] | request → `trigger_input` → run input (SPEC 4.4) |
+//! | [`filter`] | webhook filters: which requests start a run (SPEC 4.7) |
 //! | [`trigger`] | webhook and cron trigger configuration |
 //! | [`api_keys`] | webhook API keys: named, generated or given, stored as SHA-256 digests |
 //! | [`signature`] | webhook signature schemes (`hmac-sha256`, `github`, `stripe`, `slack`, `standard-webhooks`) |
@@ -41,6 +42,7 @@ pub mod activity;
 pub mod api_keys;
 pub mod cron;
 pub mod definition;
+pub mod filter;
 pub mod ids;
 pub mod inputs;
 pub mod mapping;

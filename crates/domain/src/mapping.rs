@@ -182,11 +182,12 @@ pub fn parse_urlencoded(input: &[u8]) -> Map<String, Value> {
 
 /// Where one input's value comes from: a path in `trigger_input` (`body...`, `headers.x`,
 /// `query...`, `path`, `method`).
+/// Webhook filters ([`crate::filter`]) read the same paths.
 #[derive(Debug, Clone, PartialEq)]
-struct Source {
-    path: Path,
+pub(crate) struct Source {
+    pub(crate) path: Path,
     /// True for headers, query, path and method: their values are strings to convert.
-    textual: bool,
+    pub(crate) textual: bool,
 }
 
 /// A compiled `config.input_mapping`.
@@ -314,7 +315,9 @@ fn convert(value: &Value, input_type: InputType, textual: bool) -> Result<Value,
     }
 }
 
-fn parse_source(text: &str) -> Result<Source, String> {
+/// Parses a mapping path (`customer.email`, `$headers.x-event`, `$query.page`, `$path`,
+/// `$method`, `$body...`) into the path it reads in `trigger_input`.
+pub(crate) fn parse_source(text: &str) -> Result<Source, String> {
     let text = text.trim();
     let bad_path = |e| format!("bad path \"{text}\": {e}");
     let Some(special) = text.strip_prefix('$') else {

@@ -29,6 +29,7 @@ use serde_json::{Map, Value, json};
 use crate::Problem;
 use crate::api_keys::{self, ApiKey, GeneratedApiKey};
 use crate::cron::{CatchUp, Schedule, When, parse_timezone};
+use crate::filter::Filter;
 use crate::inputs::{InputSpecs, describe};
 use crate::mapping::InputMapping;
 use crate::path::Path;
@@ -118,6 +119,9 @@ pub struct WebhookConfig {
     pub input_mapping: InputMapping,
     /// The mapping as written (shown back by the API).
     pub input_mapping_raw: Value,
+    /// Which requests start a run (SPEC 4.7); `None` lets every request through. Stored and
+    /// shown as written ([`Filter::as_json`]).
+    pub filter: Option<Filter>,
     /// The signing secret, if any (write-only).
     pub secret: Option<String>,
     /// The signature scheme checked when a secret is set.
@@ -181,8 +185,9 @@ pub enum TriggerConfig {
     Cron(Box<CronConfig>),
 }
 
-const WEBHOOK_FIELDS: [&str; 8] = [
+const WEBHOOK_FIELDS: [&str; 9] = [
     "input_mapping",
+    "filter",
     "secret",
     "signature",
     "api_keys",
@@ -362,7 +367,7 @@ impl TriggerConfig {
 impl WebhookConfig {
     /// The configuration as the API shows it (no secret, no keys).
     pub fn public_json(&self) -> Value {
-        json!({
+        let mut value = json!({
             "input_mapping": self.input_mapping_raw,
             "secret_configured": self.secret.is_some(),
             "signature": {"scheme": self.scheme.as_str()},
@@ -372,7 +377,12 @@ impl WebhookConfig {
             "max_body_bytes": self.max_body_bytes,
             "methods": self.methods,
             "response": self.response_raw,
-        })
+        });
+        // Shown (and so stored) only when set: configurations without one read as before.
+        if let (Some(filter), Value::Object(map)) = (&self.filter, &mut value) {
+            map.insert("filter".into(), filter.as_json().clone());
+        }
+        value
     }
 
     /// Whether `presented` is one of the trigger's API keys (hashed once, compared with every
@@ -454,6 +464,12 @@ fn parse_webhook(
         json!({})
     } else {
         input_mapping_raw
+    };
+    let filter = match map.get("filter") {
+        None | Some(Value::Null) => None,
+        Some(value) => Filter::parse(value, "config.filter")
+            .map_err(|p| problems.extend(p))
+            .ok(),
     };
 
     let secret = match map.get("secret") {
@@ -559,6 +575,7 @@ fn parse_webhook(
     Some(WebhookConfig {
         input_mapping,
         input_mapping_raw,
+        filter,
         secret,
         scheme,
         api_keys,
@@ -910,6 +927,41 @@ mod tests {
         assert_eq!(
             TriggerConfig::parse(TriggerType::Webhook, &stored, &specs()).unwrap(),
             config
+        );
+    }
+
+    #[test]
+    fn a_filter_is_checked_stored_and_shown_as_written() {
+        let filter = json!({"all": [{"path": "$headers.X-GitHub-Event", "equals": "push"},
+                                    {"path": "ref", "equals": "refs/heads/main"}]});
+        let config = TriggerConfig::parse(
+            TriggerType::Webhook,
+            &json!({"filter": filter, "secret": "s3cret"}),
+            &specs(),
+        )
+        .unwrap();
+        assert_eq!(config.public_json()["filter"], filter);
+        let stored = config.stored_json();
+        assert_eq!(stored["filter"], filter);
+        assert_eq!(
+            TriggerConfig::from_stored(TriggerType::Webhook, &stored).unwrap(),
+            config
+        );
+        let TriggerConfig::Webhook(w) = &config else {
+            unreachable!()
+        };
+        assert!(w.filter.is_some());
+        // No filter: nothing shown, nothing stored.
+        let plain = webhook(json!({"filter": null})).unwrap();
+        assert!(plain.filter.is_none() && plain.public_json().get("filter").is_none());
+        let problems = webhook(
+            json!({"filter": {"any": [{"path": "ref", "matches": "[a-"}]},
+                                      "methods": ["TRACE"]}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            paths(problems),
+            ["config.filter.any[0].matches", "config.methods[0]"]
         );
     }
 

@@ -75,6 +75,8 @@ pub(crate) mod bodies {
     }
 
     /// `POST /deployments/{id}/triggers`: a webhook or a cron trigger.
+    // Described, never built: the variants' sizes do not matter.
+    #[allow(clippy::large_enum_variant)]
     #[derive(Deserialize, ToSchema)]
     #[serde(untagged)]
     pub enum CreateTrigger {
@@ -123,6 +125,15 @@ pub(crate) mod bodies {
         /// Workflow input to a path: a body path, or `$headers.x`, `$query.x`, `$path`, `$method`.
         #[schema(value_type = Option<Object>)]
         pub input_mapping: Option<Value>,
+        /// Which requests start a run (SPEC 4.7), checked after the signature/API key, before
+        /// mapping; others are answered 200 `{"ignored": true, "request_id"}` and logged
+        /// `filtered`. A condition over the paths `input_mapping` reads: `{"path", "equals": V}`,
+        /// `{"path", "in": [V...]}`, `{"path", "exists": bool}`, `{"path", "prefix": "s"}`,
+        /// `{"path", "matches": "regex"}` (at most 1,000 characters, 64 KiB compiled), combined
+        /// with `{"all": [...]}`, `{"any": [...]}`, `{"not": C}`; at most 64 conditions, 8 deep.
+        /// Shown back as written.
+        #[schema(value_type = Option<Object>)]
+        pub filter: Option<Value>,
         /// The signing secret (write-only).
         pub secret: Option<String>,
         /// `{scheme}`: `hmac-sha256` (default), `github`, `stripe`, `slack` or `standard-webhooks`.
@@ -204,6 +215,9 @@ pub(crate) mod bodies {
         /// Body path, `$headers.x`, `$query.x`, `$path` or `$method` per input.
         #[schema(value_type = Option<Object>)]
         pub input_mapping: Option<Value>,
+        /// The whole new filter (see [`WebhookConfig`]); `null` removes it.
+        #[schema(value_type = Option<Object>)]
+        pub filter: Option<Value>,
         /// The signing secret; `null` turns signature checks off.
         pub secret: Option<String>,
         /// `{scheme}`.
@@ -291,6 +305,8 @@ pub(crate) mod bodies {
     }
 
     /// Keys of a webhook or cron configuration to change; `null` removes a key.
+    // Described, never built: the variants' sizes do not matter.
+    #[allow(clippy::large_enum_variant)]
     #[derive(Deserialize, ToSchema)]
     #[serde(untagged)]
     pub enum ConfigPatch {
@@ -541,7 +557,7 @@ pub(crate) mod bodies {
     pub struct ActivityFilters {
         /// Only rows with this outcome.
         #[param(
-            pattern = "^(accepted|method_not_allowed|too_large|rate_limited|bad_signature|unauthorized|malformed|invalid_input|failed)$"
+            pattern = "^(accepted|method_not_allowed|too_large|rate_limited|bad_signature|unauthorized|malformed|invalid_input|failed|filtered)$"
         )]
         pub outcome: Option<String>,
     }
@@ -557,7 +573,7 @@ pub(crate) mod bodies {
     params(("token" = String, Path, description = "The trigger's token (`wht_...`)")),
     request_body(content = Value, description = "Any body: JSON, form, multipart or binary, up to the trigger's `max_body_bytes`", content_type = "application/json"),
     responses(
-        (status = 200, description = "Sync mode: the run completed; the body is its `final_output`. Or: Unknown token with `TRIGGERD_HIDE_UNKNOWN_TOKENS=true` (`{\"received\": true}`)", body = Value),
+        (status = 200, description = "Sync mode: the run completed; the body is its `final_output`. Or: the trigger's `filter` ignored the request (`{\"ignored\": true, \"request_id\": \"req_...\"}`; no run, logged `filtered`). Or: Unknown token with `TRIGGERD_HIDE_UNKNOWN_TOKENS=true` (`{\"received\": true}`)", body = Value),
         (status = 201, description = "Accepted: the run is durably stored", body = WebhookAccepted),
         (status = 202, description = "Sync mode: the run is still going at the timeout (`{run_id, status}`, `Location: /api/v1/runs/{id}`)", body = Value),
         (status = 400, description = "Malformed JSON or multipart body; or, sync mode, the run failed (`{error, code, run_id}`)", body = ErrorBody),
@@ -587,7 +603,7 @@ fn webhook() {}
     ),
     request_body(content = Value, description = "Any body, as for the endpoint without a rest", content_type = "application/json"),
     responses(
-        (status = 200, description = "Sync mode: the run completed; the body is its `final_output`. Or: Unknown token with `TRIGGERD_HIDE_UNKNOWN_TOKENS=true`", body = Value),
+        (status = 200, description = "Sync mode: the run completed; the body is its `final_output`. Or: the trigger's `filter` ignored the request (`{\"ignored\": true, \"request_id\"}`, no run). Or: Unknown token with `TRIGGERD_HIDE_UNKNOWN_TOKENS=true`", body = Value),
         (status = 201, description = "Accepted: the run is durably stored", body = WebhookAccepted),
         (status = 202, description = "Sync mode: the run is still going at the timeout (`{run_id, status}`, `Location: /api/v1/runs/{id}`)", body = Value),
         (status = 400, description = "Malformed JSON or multipart body; or, sync mode, the run failed (`{error, code, run_id}`)", body = ErrorBody),

@@ -1,8 +1,8 @@
 //! The webhook hot path: `/api/webhooks/{token}[/{rest}]` (SPEC 4).
 //!
 //! Checks run in the SPEC's order — token → method → size → rate limit → signature/API key →
-//! parse → mapping/validation → run — and each answer to a known token is recorded in the
-//! trigger's activity log. The 201 is sent only after the store's group commit returns: from that
+//! parse → filter → mapping/validation → run — and each answer to a known token is recorded in
+//! the trigger's activity log. The 201 is sent only after the store's group commit returns: from that
 //! instant the run survives a crash. `triggerd-app` prepares the run (a run of a step-less
 //! workflow is usually stored `completed` by that same write: `App::prepare_run`) and writes it.
 
@@ -47,6 +47,13 @@ impl Refusal {
 struct Accepted {
     input: serde_json::Map<String, Value>,
     trigger_input: Value,
+}
+
+/// What the checks let through: a request to start a run, or one the trigger's filter ignores
+/// (SPEC 4.7: answered 200, no run, logged `filtered`).
+enum Passed {
+    Accepted(Accepted),
+    Filtered,
 }
 
 /// Handles one webhook request.
@@ -103,7 +110,18 @@ pub async fn handle(
         remote_addr: Some(remote.ip().to_string()),
     };
     let accepted = match result {
-        Ok(accepted) => accepted,
+        Ok(Passed::Accepted(accepted)) => accepted,
+        Ok(Passed::Filtered) => {
+            metrics::counter!("triggerd_webhook_requests_total", "outcome" => Outcome::Filtered.as_str())
+                .increment(1);
+            activity.status_code = 200;
+            activity.outcome = Outcome::Filtered.as_str().to_owned();
+            log_without_run(state, &entry, token, activity).await;
+            return json_response(
+                StatusCode::OK,
+                &json!({"ignored": true, "request_id": request_id}),
+            );
+        }
         Err(refusal) => {
             metrics::counter!("triggerd_webhook_requests_total", "outcome" => refusal.outcome.as_str())
                 .increment(1);
@@ -115,19 +133,7 @@ pub async fn handle(
             if !entry.target.enabled && state.config.hide_unknown_tokens {
                 activity.status_code = 200;
             }
-            let write = IngestWrite {
-                token,
-                trigger_id: entry.target.trigger_id.clone(),
-                now: received_at,
-                run: None,
-                activity,
-                events: Vec::new(),
-                awaited: false,
-            };
-            if let Err(e) = state.app.ingest(write).await {
-                tracing::warn!(error = %e, trigger_id = %entry.target.trigger_id, "could not log a refused webhook request");
-            }
-            trim_activity(state, &entry);
+            log_without_run(state, &entry, token, activity).await;
             if !entry.target.enabled {
                 return unknown_token(state);
             }
@@ -319,6 +325,29 @@ pub async fn handle(
     }
 }
 
+/// Logs a request that starts no run (refused, or ignored by the filter) before it is answered,
+/// so the log and the answer agree; a failed log write does not change the answer.
+async fn log_without_run(
+    state: &AppState,
+    entry: &CachedTrigger,
+    token: String,
+    activity: NewActivity,
+) {
+    let write = IngestWrite {
+        token,
+        trigger_id: entry.target.trigger_id.clone(),
+        now: activity.received_at,
+        run: None,
+        activity,
+        events: Vec::new(),
+        awaited: false,
+    };
+    if let Err(e) = state.app.ingest(write).await {
+        tracing::warn!(error = %e, trigger_id = %entry.target.trigger_id, "could not log a webhook request that started no run");
+    }
+    trim_activity(state, entry);
+}
+
 /// Pauses before each try to log a request whose write the store refused (503).
 const FAILED_LOG_RETRIES: [Duration; 5] = [
     Duration::ZERO,
@@ -372,13 +401,14 @@ async fn lookup(state: &AppState, token: &str) -> Result<Option<Arc<CachedTrigge
     Ok(Some(entry))
 }
 
-/// Every check after the token; returns the mapped input or the refusal, and the body size read.
+/// Every check after the token; returns the mapped input (or that the filter ignores the request)
+/// or the refusal, and the body size read.
 async fn check(
     state: &AppState,
     entry: &CachedTrigger,
     req: Request<Incoming>,
     rest: &str,
-) -> (Result<Accepted, Refusal>, u64) {
+) -> (Result<Passed, Refusal>, u64) {
     let config = &entry.target.config;
     if !entry.target.enabled {
         // Answered like an unknown token, but logged against the trigger (SPEC 4.6).
@@ -488,15 +518,21 @@ async fn check(
         Value::Object(headers),
         parsed,
     );
+    // SPEC 4.5/4.7: the filter reads what mapping reads, after authentication, before mapping.
+    if let Some(filter) = &config.filter
+        && !filter.matches(&trigger_input)
+    {
+        return (Ok(Passed::Filtered), size);
+    }
     match config
         .input_mapping
         .apply(&entry.target.definition.inputs, &trigger_input)
     {
         Ok(input) => (
-            Ok(Accepted {
+            Ok(Passed::Accepted(Accepted {
                 input,
                 trigger_input,
-            }),
+            })),
             size,
         ),
         Err(problems) => refuse(ApiError::invalid_input(problems), Outcome::InvalidInput),

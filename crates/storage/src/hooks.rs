@@ -338,14 +338,51 @@ fn record_many_pg(
         .collect())
 }
 
-/// `["a","b"]`: strings as a JSON array (for SQLite's `json_each`).
-fn json_strings(items: &[String]) -> String {
-    let quoted: Vec<String> = items
-        .iter()
-        .map(|s| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect();
-    format!("[{}]", quoted.join(","))
+/// `SELECT id, next_attempt_at FROM deliveries WHERE hook_id = ? AND status = 'pending' AND
+/// next_attempt_at <= now AND (lease free or lapsed) ORDER BY next_attempt_at LIMIT ?` on SQLite:
+/// a fixed fragment diesel keeps prepared, with `status = 'pending'` written as a literal so that
+/// SQLite can use the partial index `deliveries_hook_due` (a bound parameter cannot prove the
+/// index's condition, and the range would become a scan of every delivery of the hook).
+struct DueOfHook<'a> {
+    hook_id: &'a str,
+    now: i64,
+    limit: i64,
 }
+
+impl diesel::query_builder::QueryId for DueOfHook<'_> {
+    type QueryId = DueOfHook<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for DueOfHook<'_> {
+    type SqlType = (
+        diesel::sql_types::Text,
+        diesel::sql_types::Nullable<diesel::sql_types::BigInt>,
+    );
+}
+
+impl diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite> for DueOfHook<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::sqlite::Sqlite>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Text};
+        out.push_sql(
+            "SELECT id, next_attempt_at FROM deliveries INDEXED BY deliveries_hook_due \
+             WHERE hook_id = ",
+        );
+        out.push_bind_param::<Text, _>(self.hook_id)?;
+        out.push_sql(" AND status = 'pending' AND next_attempt_at <= ");
+        out.push_bind_param::<BigInt, _>(&self.now)?;
+        out.push_sql(" AND (lease_expires_at IS NULL OR lease_expires_at <= ");
+        out.push_bind_param::<BigInt, _>(&self.now)?;
+        out.push_sql(") ORDER BY next_attempt_at LIMIT ");
+        out.push_bind_param::<BigInt, _>(&self.limit)?;
+        Ok(())
+    }
+}
+
+impl RunQueryDsl<diesel::SqliteConnection> for DueOfHook<'_> {}
 
 /// The most deliveries one claim takes.
 const CLAIM_LIMIT: usize = 1000;
@@ -641,24 +678,24 @@ impl Store {
         let skip = fairness.skip_hooks;
         self.write(
             move |c| {
-                // One statement: the due deliveries, oldest due first, at most `per_hook` of each
-                // hook and none of the hooks in `skip` (so one receiver's backlog cannot fill a
-                // claim), leased and returned. The window function reads every due delivery:
-                // a handful normally; a backlog's worth when a receiver is down.
+                // One statement: per hook not in `skip`, its oldest due deliveries (at most
+                // `per_hook`, one range of the index `deliveries_hook_due`), then the oldest
+                // `limit` of those, leased and returned. One receiver's backlog neither fills a
+                // claim nor is read past by every claim.
                 let mut claimed: Vec<DeliveryRow> = match c {
-                    // The inner SELECT locks `SKIP LOCKED` and re-checks the lease on the row
-                    // it locked, so two nodes never claim the same delivery.
+                    // The outer SELECT locks `SKIP LOCKED` and re-checks the lease on the row it
+                    // locked, so two nodes never claim the same delivery.
                     DbConn::Postgres(pg) => diesel::sql_query(
                         "UPDATE deliveries SET lease_owner = $1, lease_expires_at = $2 \
                          WHERE id IN (SELECT id FROM deliveries \
-                           WHERE id IN (SELECT id FROM ( \
-                               SELECT id, next_attempt_at, ROW_NUMBER() OVER ( \
-                                 PARTITION BY hook_id ORDER BY next_attempt_at, id) AS n \
-                               FROM deliveries \
-                               WHERE status = 'pending' AND next_attempt_at <= $3 \
-                                 AND (lease_expires_at IS NULL OR lease_expires_at <= $3) \
-                                 AND NOT (hook_id = ANY($6))) due \
-                             WHERE n <= $5 ORDER BY next_attempt_at, id LIMIT $4) \
+                           WHERE id IN (SELECT d.id FROM hooks h CROSS JOIN LATERAL ( \
+                               SELECT x.id, x.next_attempt_at FROM deliveries x \
+                               WHERE x.hook_id = h.id AND x.status = 'pending' \
+                                 AND x.next_attempt_at <= $3 \
+                                 AND (x.lease_expires_at IS NULL OR x.lease_expires_at <= $3) \
+                               ORDER BY x.next_attempt_at LIMIT $5) d \
+                             WHERE NOT (h.id = ANY($6)) \
+                             ORDER BY d.next_attempt_at, d.id LIMIT $4) \
                              AND status = 'pending' \
                              AND (lease_expires_at IS NULL OR lease_expires_at <= $3) \
                            FOR UPDATE SKIP LOCKED) \
@@ -671,29 +708,39 @@ impl Store {
                     .bind::<BigInt, _>(per_hook)
                     .bind::<Array<Text>, _>(&skip)
                     .load(pg)?,
+                    // SQLite has no LATERAL: the same plan spelled out — the hooks, then one
+                    // index range per hook (a statement diesel keeps prepared), the oldest
+                    // `limit` of those, then one UPDATE of the chosen ids. No round trips here.
                     DbConn::Sqlite(lite) => {
-                        // SQLite has no array parameter: the skipped hooks as a JSON array.
-                        let skip = json_strings(&skip);
-                        diesel::sql_query(
-                            "UPDATE deliveries SET lease_owner = ?, lease_expires_at = ? \
-                             WHERE id IN (SELECT id FROM ( \
-                                 SELECT id, next_attempt_at, ROW_NUMBER() OVER ( \
-                                   PARTITION BY hook_id ORDER BY next_attempt_at, id) AS n \
-                                 FROM deliveries \
-                                 WHERE status = 'pending' AND next_attempt_at <= ? \
-                                   AND (lease_expires_at IS NULL OR lease_expires_at <= ?) \
-                                   AND hook_id NOT IN (SELECT value FROM json_each(?))) \
-                               WHERE n <= ? ORDER BY next_attempt_at, id LIMIT ?) \
-                             RETURNING *",
-                        )
-                        .bind::<Text, _>(&owner)
-                        .bind::<BigInt, _>(lease_until)
-                        .bind::<BigInt, _>(now)
-                        .bind::<BigInt, _>(now)
-                        .bind::<Text, _>(&skip)
-                        .bind::<BigInt, _>(per_hook)
-                        .bind::<BigInt, _>(limit)
-                        .load(lite)?
+                        let hook_ids: Vec<String> = hooks::table
+                            .select(hooks::id)
+                            .load::<String>(lite)?
+                            .into_iter()
+                            .filter(|h| !skip.contains(h))
+                            .collect();
+                        let mut due: Vec<(i64, String)> = Vec::new();
+                        for hook_id in &hook_ids {
+                            let rows: Vec<(String, Option<i64>)> = DueOfHook {
+                                hook_id,
+                                now,
+                                limit: per_hook,
+                            }
+                            .load(lite)?;
+                            due.extend(rows.into_iter().map(|(id, at)| (at.unwrap_or(now), id)));
+                        }
+                        due.sort_unstable();
+                        due.truncate(usize::try_from(limit).unwrap_or(0));
+                        if due.is_empty() {
+                            return Ok(Vec::new());
+                        }
+                        let ids: Vec<&str> = due.iter().map(|(_, id)| id.as_str()).collect();
+                        diesel::update(deliveries::table.filter(deliveries::id.eq_any(&ids)))
+                            .set((
+                                deliveries::lease_owner.eq(Some(&owner)),
+                                deliveries::lease_expires_at.eq(Some(lease_until)),
+                            ))
+                            .returning(DeliveryRow::as_returning())
+                            .get_results(lite)?
                     }
                 };
                 claimed.sort_by(|a, b| (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id)));
