@@ -40,7 +40,35 @@ struct Arrival {
 #[derive(Default)]
 struct Received {
     arrivals: Mutex<Vec<Arrival>>,
+    /// Distinct `webhook-id`s so far, kept as events arrive: counting them again on every
+    /// arrival (under the lock the receiver takes) made the drain quadratic.
+    ids: Mutex<HashSet<Bytes>>,
+    distinct: std::sync::atomic::AtomicUsize,
     changed: Notify,
+}
+
+impl Received {
+    /// Keeps one arrival.
+    fn record(&self, arrival: Arrival) {
+        let new = self
+            .ids
+            .lock()
+            .map(|mut ids| ids.insert(arrival.webhook_id.clone()))
+            .unwrap_or(false);
+        if new {
+            self.distinct
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let Ok(mut a) = self.arrivals.lock() {
+            a.push(arrival);
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Distinct `webhook-id`s so far.
+    fn distinct(&self) -> usize {
+        self.distinct.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Receives `run.completed` events; see the module docs.
@@ -87,14 +115,11 @@ async fn serve(listener: TcpListener, received: Arc<Received>) {
                     .map(|b| b.to_bytes())
                     .unwrap_or_default();
                 let at_us = now_micros();
-                if let Ok(mut a) = received.arrivals.lock() {
-                    a.push(Arrival {
-                        at_us,
-                        webhook_id,
-                        body,
-                    });
-                }
-                received.changed.notify_waiters();
+                received.record(Arrival {
+                    at_us,
+                    webhook_id,
+                    body,
+                });
                 let mut response = Response::new(Full::new(Bytes::new()));
                 *response.status_mut() = StatusCode::NO_CONTENT;
                 Ok::<_, Infallible>(response)
@@ -111,13 +136,7 @@ async fn serve(listener: TcpListener, received: Arc<Received>) {
 
 impl HookReceiver {
     fn unique(&self) -> usize {
-        let arrivals = self.received.arrivals.lock().map(|a| {
-            a.iter()
-                .map(|x| x.webhook_id.clone())
-                .collect::<HashSet<_>>()
-                .len()
-        });
-        arrivals.unwrap_or(0)
+        self.received.distinct()
     }
 }
 
@@ -273,14 +292,11 @@ async fn serve_drain(listener: TcpListener, drain: Arc<Drain>) {
                     }
                     return Ok::<_, Infallible>(response);
                 }
-                if let Ok(mut a) = drain.received.arrivals.lock() {
-                    a.push(Arrival {
-                        at_us: now,
-                        webhook_id,
-                        body,
-                    });
-                }
-                drain.received.changed.notify_waiters();
+                drain.received.record(Arrival {
+                    at_us: now,
+                    webhook_id,
+                    body,
+                });
                 *response.status_mut() = StatusCode::NO_CONTENT;
                 Ok(response)
             }
@@ -357,19 +373,7 @@ impl crate::scenario::Scenario for HooksDrain {
             let deadline = Instant::now()
                 + Duration::from_micros(u64::try_from(open_at_us - now_micros()).unwrap_or(0))
                 + settings.e2e_timeout;
-            let unique = |drain: &Drain| {
-                drain
-                    .received
-                    .arrivals
-                    .lock()
-                    .map(|a| {
-                        a.iter()
-                            .map(|x| x.webhook_id.clone())
-                            .collect::<HashSet<_>>()
-                            .len()
-                    })
-                    .unwrap_or(0)
-            };
+            let unique = |drain: &Drain| drain.received.distinct();
             loop {
                 let changed = drain.received.changed.notified();
                 tokio::pin!(changed);
