@@ -92,7 +92,10 @@ impl Drop for HookReceiver {
     }
 }
 
-async fn serve(listener: TcpListener, received: Arc<Received>) {
+/// Serves events into `received`. Before `open_at_us` (µs since the epoch) every event is
+/// refused with 503 and a `Retry-After` pointing at that instant (`hooks-drain`); from then on
+/// each is kept and answered 204.
+async fn serve(listener: TcpListener, received: Arc<Received>, open_at_us: i64) {
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -115,14 +118,23 @@ async fn serve(listener: TcpListener, received: Arc<Received>) {
                     .map(|b| b.to_bytes())
                     .unwrap_or_default();
                 let at_us = now_micros();
+                let mut response = Response::new(Full::new(Bytes::new()));
+                if at_us < open_at_us {
+                    // Come back exactly at the opening (whole seconds, rounded up).
+                    let wait = (open_at_us - at_us + 999_999) / 1_000_000;
+                    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                    if let Ok(v) = http::HeaderValue::from_str(&wait.max(1).to_string()) {
+                        response.headers_mut().insert("retry-after", v);
+                    }
+                    return Ok::<_, Infallible>(response);
+                }
                 received.record(Arrival {
                     at_us,
                     webhook_id,
                     body,
                 });
-                let mut response = Response::new(Full::new(Bytes::new()));
                 *response.status_mut() = StatusCode::NO_CONTENT;
-                Ok::<_, Infallible>(response)
+                Ok(response)
             }
         });
         let conn = builder
@@ -153,7 +165,11 @@ impl CompletionSource for HookReceiver {
             let local = listener
                 .local_addr()
                 .map_err(|e| Error::new(format!("cannot read the receiver's address: {e}")))?;
-            self.server = Some(tokio::spawn(serve(listener, self.received.clone())));
+            self.server = Some(tokio::spawn(serve(
+                listener,
+                self.received.clone(),
+                i64::MIN,
+            )));
             let mut api = ApiClient::connect(addr, ADMIN_TOKEN).await?;
             api.expect(
                 Method::POST,
@@ -252,64 +268,6 @@ pub struct HooksDrain;
 /// attempted (and answered 503) before it.
 pub const DRAIN_MARGIN: Duration = Duration::from_secs(2);
 
-/// The drain receiver's state: when it starts answering 204 (µs since the epoch) and the events
-/// that arrived from then on.
-struct Drain {
-    open_at_us: i64,
-    received: Received,
-}
-
-async fn serve_drain(listener: TcpListener, drain: Arc<Drain>) {
-    let builder = auto::Builder::new(TokioExecutor::new());
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let drain = drain.clone();
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let drain = drain.clone();
-            async move {
-                let webhook_id = req
-                    .headers()
-                    .get("webhook-id")
-                    .map(|v| Bytes::copy_from_slice(v.as_bytes()))
-                    .unwrap_or_default();
-                let body = req
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
-                let now = now_micros();
-                let mut response = Response::new(Full::new(Bytes::new()));
-                if now < drain.open_at_us {
-                    // Come back exactly at the opening (whole seconds, rounded up).
-                    let wait = (drain.open_at_us - now + 999_999) / 1_000_000;
-                    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-                    if let Ok(v) = http::HeaderValue::from_str(&wait.max(1).to_string()) {
-                        response.headers_mut().insert("retry-after", v);
-                    }
-                    return Ok::<_, Infallible>(response);
-                }
-                drain.received.record(Arrival {
-                    at_us: now,
-                    webhook_id,
-                    body,
-                });
-                *response.status_mut() = StatusCode::NO_CONTENT;
-                Ok(response)
-            }
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-    }
-}
-
 impl crate::scenario::Scenario for HooksDrain {
     fn name(&self) -> &'static str {
         "hooks-drain"
@@ -325,7 +283,7 @@ impl crate::scenario::Scenario for HooksDrain {
         backend: &'a crate::Backend,
     ) -> BoxFuture<'a, Result<crate::scenario::Outcome, Error>> {
         Box::pin(async move {
-            use crate::scenario::{Outcome, Triggerd, plan, request_count};
+            use crate::scenario::{AbortOnDrop, Outcome, Triggerd, plan, request_count};
             let listener = TcpListener::bind(("127.0.0.1", 0))
                 .await
                 .map_err(|e| Error::new(format!("cannot listen for events: {e}")))?;
@@ -346,11 +304,9 @@ impl crate::scenario::Scenario for HooksDrain {
             let open_at_us = now_micros()
                 + i64::try_from((load_time + DRAIN_MARGIN + Duration::from_secs(1)).as_micros())
                     .unwrap_or(i64::MAX);
-            let drain = Arc::new(Drain {
-                open_at_us,
-                received: Received::default(),
-            });
-            let _receiver = AbortOnDrop(tokio::spawn(serve_drain(listener, drain.clone())));
+            let received = Arc::new(Received::default());
+            let _receiver =
+                AbortOnDrop(tokio::spawn(serve(listener, received.clone(), open_at_us)));
             let mut api = ApiClient::connect(server.addr(), ADMIN_TOKEN).await?;
             api.expect(
                 Method::POST,
@@ -373,12 +329,11 @@ impl crate::scenario::Scenario for HooksDrain {
             let deadline = Instant::now()
                 + Duration::from_micros(u64::try_from(open_at_us - now_micros()).unwrap_or(0))
                 + settings.e2e_timeout;
-            let unique = |drain: &Drain| drain.received.distinct();
             loop {
-                let changed = drain.received.changed.notified();
+                let changed = received.changed.notified();
                 tokio::pin!(changed);
                 changed.as_mut().enable();
-                let got = unique(&drain);
+                let got = received.distinct();
                 if got as u64 >= accepted {
                     break;
                 }
@@ -392,8 +347,7 @@ impl crate::scenario::Scenario for HooksDrain {
                 let _ = tokio::time::timeout(left.min(Duration::from_millis(200)), changed).await;
             }
             let arrivals = std::mem::take(
-                &mut *drain
-                    .received
+                &mut *received
                     .arrivals
                     .lock()
                     .map_err(|_| Error::new("the receiver's list is poisoned"))?,
@@ -430,14 +384,5 @@ impl crate::scenario::Scenario for HooksDrain {
             o.peak_rss = server.peak_rss();
             Ok(o)
         })
-    }
-}
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

@@ -659,7 +659,7 @@ pub struct StepReport {
 pub const STEP_BACKLOG_PER_CONNECTION: usize = 4;
 
 /// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
