@@ -25,6 +25,16 @@ impl Outcome {
         );
     }
 
+    fn assert_refused(&self) {
+        assert_eq!(
+            self.code,
+            Some(2),
+            "triggerd apply should refuse with exit 2\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+    }
+
     fn assert_failure(&self) {
         assert_eq!(
             self.code,
@@ -51,9 +61,18 @@ impl Outcome {
 
 /// Runs `triggerd apply -f FILE [extra...]` with `token` off the async runtime.
 async fn apply(file: &Path, token: &str, extra: &[&str]) -> Outcome {
+    apply_with_env(file, token, extra, &[]).await
+}
+
+/// [`apply`] with these environment variables (no other `TRIGGERD_*` than the token).
+async fn apply_with_env(file: &Path, token: &str, extra: &[&str], env: &[(&str, &str)]) -> Outcome {
     let file = file.to_owned();
     let token = token.to_owned();
     let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     tokio::task::spawn_blocking(move || {
         let mut command = Command::new(triggerd_bin());
         for (key, _) in std::env::vars_os() {
@@ -68,6 +87,7 @@ async fn apply(file: &Path, token: &str, extra: &[&str]) -> Outcome {
             .args(&extra)
             .env("TRIGGERD_API_TOKEN", token)
             .env("RUST_LOG", "warn")
+            .envs(env)
             .output()
             .expect("run triggerd apply");
         Outcome {
@@ -208,9 +228,36 @@ async fn apply_creates_updates_and_removes_declared_triggers(backend: Backend) {
     .await;
     server.expect(&fired, 201, "POST with the new mapping");
 
-    // 4. Remove stripe: reported as removed, no longer listed, its URL answers 404.
+    // 4. Remove stripe without --prune: refused, naming the URL that would stop working, and
+    //    nothing changes (no new version, stripe's URL still starts runs).
     let file = write(&server, "orders.toml", &orders_toml("contact.email", false));
-    let removed = apply(&file, ADMIN_TOKEN, &deploy).await;
+    let refused = apply(&file, ADMIN_TOKEN, &deploy).await;
+    refused.assert_refused();
+    assert!(
+        refused.stderr.contains("webhook stripe would be removed")
+            && refused.stderr.contains(&stripe)
+            && refused.stderr.contains("--prune"),
+        "{}",
+        refused.stderr
+    );
+    let latest = send(server.client().get(server.api("/workflows/apply-orders"))).await;
+    assert_eq!(latest.body["latest_version"], json!(2), "{}", latest.text);
+    let still = send(
+        server
+            .plain()
+            .post(&stripe)
+            .json(&json!({"data": {"object": {"email": "c@example.com"}}})),
+    )
+    .await;
+    server.expect(
+        &still,
+        201,
+        "stripe's URL works until the removal is confirmed",
+    );
+
+    // 5. With --prune: reported as removed with its URL, no longer listed, the URL answers 404.
+    let prune = ["--deploy", "production", "--url", base.as_str(), "--prune"];
+    let removed = apply(&file, ADMIN_TOKEN, &prune).await;
     removed.assert_success();
     assert!(
         removed.has_line("workflow apply-orders: version 3 (new)"),
@@ -218,7 +265,9 @@ async fn apply_creates_updates_and_removes_declared_triggers(backend: Backend) {
         removed.stdout
     );
     assert!(
-        removed.stdout.contains(": trigger stripe removed"),
+        removed.stdout.contains(&format!(
+            ": trigger stripe removed; this URL no longer works: {stripe}"
+        )),
         "{}",
         removed.stdout
     );
@@ -302,7 +351,138 @@ async fn apply_reports_a_wrong_token_and_an_unreachable_server(backend: Backend)
     );
 }
 
+async fn apply_plan_shows_every_change_and_changes_nothing(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let base = server.base_url().to_owned();
+    let url = ["--url", base.as_str()];
+
+    // A new workflow: planned as new, with the deployment that --deploy would create.
+    let file = write(&server, "orders.toml", &orders_toml("customer_email", true));
+    let plan = apply(
+        &file,
+        ADMIN_TOKEN,
+        &["--plan", "--deploy", "production", "--url", &base],
+    )
+    .await;
+    plan.assert_success();
+    for line in [
+        "workflow apply-orders: new (would be stored as version 1)",
+        "deployment production: would be created, tracking the latest version (triggers crm, weekly, stripe)",
+        "plan only: nothing was changed",
+    ] {
+        assert!(plan.has_line(line), "missing {line:?} in:\n{}", plan.stdout);
+    }
+    let stored = send(server.client().get(server.api("/workflows/apply-orders"))).await;
+    stored.assert_error(404, "not_found");
+
+    let created = apply(
+        &file,
+        ADMIN_TOKEN,
+        &["--deploy", "production", "--url", &base],
+    )
+    .await;
+    created.assert_success();
+    let stripe = created.webhook_url("stripe").expect("stripe's URL");
+    let unchanged = apply(&file, ADMIN_TOKEN, &["--dry-run", "--url", &base]).await;
+    unchanged.assert_success();
+    assert!(
+        unchanged.has_line("workflow apply-orders: unchanged (version 1)"),
+        "{}",
+        unchanged.stdout
+    );
+
+    // crm changed, stripe dropped, a new webhook: each named, stripe with its URL.
+    let mut text = orders_toml("contact.email", false);
+    text.push_str("\n[[triggers]]\nname = \"shop\"\ntrigger_type = \"webhook\"\nconfig = {}\n");
+    let file = write(&server, "orders.toml", &text);
+    let plan = apply(&file, ADMIN_TOKEN, &["--plan", "--url", &base]).await;
+    plan.assert_success();
+    assert!(
+        plan.has_line(
+            "workflow apply-orders: changed (a new version would be stored; the latest is 1)"
+        ),
+        "{}",
+        plan.stdout
+    );
+    for fragment in [
+        "webhook crm would be updated in place (its URL stays the same)",
+        "webhook shop would be created",
+        &format!("webhook stripe would be removed; this URL would stop working: {stripe}"),
+        "1 declared trigger would be removed: applying needs --prune",
+    ] {
+        assert!(
+            plan.stdout.contains(fragment),
+            "missing {fragment:?} in:\n{}",
+            plan.stdout
+        );
+    }
+    assert!(!plan.stdout.contains("weekly would"), "{}", plan.stdout);
+    // Nothing changed: still version 1, stripe still there, no shop trigger.
+    let latest = send(server.client().get(server.api("/workflows/apply-orders"))).await;
+    assert_eq!(latest.body["latest_version"], json!(1), "{}", latest.text);
+    let again = apply(&file, ADMIN_TOKEN, &url).await;
+    again.assert_refused();
+    let fired = send(
+        server
+            .plain()
+            .post(&stripe)
+            .json(&json!({"data": {"object": {"email": "c@example.com"}}})),
+    )
+    .await;
+    server.expect(&fired, 201, "the planned removal did not happen");
+}
+
+async fn apply_finds_the_server_through_triggerd_url(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let base = server.base_url().to_owned();
+    let file = write(
+        &server,
+        "orders.toml",
+        &orders_toml("customer_email", false),
+    );
+    // TRIGGERD_URL wins over TRIGGERD_PUBLIC_URL (the senders' address, here unreachable).
+    let outcome = apply_with_env(
+        &file,
+        ADMIN_TOKEN,
+        &[],
+        &[
+            ("TRIGGERD_URL", &base),
+            ("TRIGGERD_PUBLIC_URL", "http://127.0.0.1:1"),
+        ],
+    )
+    .await;
+    outcome.assert_success();
+    assert!(
+        outcome.has_line("workflow apply-orders: version 1 (new)"),
+        "{}",
+        outcome.stdout
+    );
+    assert!(!outcome.stderr.contains("warning"), "{}", outcome.stderr);
+
+    // Only TRIGGERD_PUBLIC_URL (older set-ups): still used, with a warning naming TRIGGERD_URL.
+    let old = apply_with_env(&file, ADMIN_TOKEN, &[], &[("TRIGGERD_PUBLIC_URL", &base)]).await;
+    old.assert_success();
+    assert!(
+        old.stderr.contains("TRIGGERD_PUBLIC_URL") && old.stderr.contains("set TRIGGERD_URL"),
+        "{}",
+        old.stderr
+    );
+
+    // Nothing set: 127.0.0.1 at the port of TRIGGERD_LISTEN.
+    let port = server.addr().port().to_string();
+    let listen = format!("0.0.0.0:{port}");
+    let local = apply_with_env(&file, ADMIN_TOKEN, &[], &[("TRIGGERD_LISTEN", &listen)]).await;
+    local.assert_success();
+    assert!(
+        local.has_line("workflow apply-orders: version 1 (unchanged)"),
+        "{}",
+        local.stdout
+    );
+}
+
 triggerd_tests::e2e_tests!(
+    apply_plan_shows_every_change_and_changes_nothing,
+    apply_finds_the_server_through_triggerd_url,
     apply_creates_updates_and_removes_declared_triggers,
     apply_refuses_an_invalid_file_and_stores_nothing,
     apply_reports_a_wrong_token_and_an_unreachable_server,

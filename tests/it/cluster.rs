@@ -336,6 +336,55 @@ async fn a_sync_request_is_woken_by_a_run_finished_on_another_node(backend: Back
     );
 }
 
+async fn concurrent_duplicates_on_two_nodes_start_one_run(backend: Backend) {
+    let nodes = TestServer::start_cluster(ServerConfig::new(backend), 2).await;
+    let hook = nodes[0]
+        .setup_webhook(
+            spread_workflow(),
+            json!({"rate_limit_per_minute": 0, "dedup": {"key": "$headers.webhook-id"}}),
+        )
+        .await;
+    // Rounds of one delivery id sent to both nodes at once, released together.
+    const ROUNDS: usize = 10;
+    const PER_NODE: usize = 4;
+    let barrier = Arc::new(Barrier::new(2 * PER_NODE));
+    for round in 0..ROUNDS {
+        let mut tasks = Vec::new();
+        for node in &nodes {
+            for _ in 0..PER_NODE {
+                let request = node
+                    .plain()
+                    .post(node.webhook_url(&hook.token))
+                    .header("webhook-id", format!("msg_{round}"))
+                    .json(&json!({"n": round}));
+                let barrier = barrier.clone();
+                tasks.push(tokio::spawn(async move {
+                    barrier.wait().await;
+                    send(request).await
+                }));
+            }
+        }
+        let mut created = Vec::new();
+        let mut named = HashSet::new();
+        for task in tasks {
+            let reply = task.await.unwrap();
+            match reply.status {
+                201 => created.push(str_field(&reply.body, "run_id")),
+                200 => assert_eq!(reply.body["duplicate"], true, "{}", reply.text),
+                _ => panic!("round {round}: {} {}", reply.status, reply.text),
+            }
+            named.insert(str_field(&reply.body, "run_id"));
+        }
+        assert_eq!(created.len(), 1, "round {round}: runs {created:?}");
+        assert_eq!(
+            named.len(),
+            1,
+            "round {round}: every answer names the one run: {named:?}"
+        );
+    }
+    assert_eq!(nodes[1].runs_of_trigger(&hook.id).await.len(), ROUNDS);
+}
+
 triggerd_tests::postgres_tests!(
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     two_nodes_complete_every_webhook_run_exactly_once,
@@ -343,4 +392,5 @@ triggerd_tests::postgres_tests!(
     runs_waiting_in_the_database_are_claimed_once_by_nodes_starting_together,
     a_token_changed_through_one_node_stops_working_on_the_other_at_once,
     a_sync_request_is_woken_by_a_run_finished_on_another_node,
+    concurrent_duplicates_on_two_nodes_start_one_run,
 );

@@ -445,7 +445,38 @@ async fn bad_filters_are_refused_naming_the_path(backend: Backend) {
     );
 }
 
+async fn the_dry_run_says_when_the_filter_would_ignore_a_request(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let hook = server
+        .setup_webhook(
+            json!({"name": "deploy-site", "inputs": {"ref": {"type": "string"}}}),
+            json!({"filter": push_to_main()}),
+        )
+        .await;
+    let test = |headers: Value, body: Value| {
+        send(
+            server
+                .client()
+                .post(server.api(&format!("/triggers/{}/test", hook.id)))
+                .json(&json!({"headers": headers, "body": body})),
+        )
+    };
+    let ping = test(json!({"X-GitHub-Event": "ping"}), json!({"zen": "x"})).await;
+    server.expect(&ping, 200, "dry run of a ping");
+    assert_eq!(ping.body["ignored"], true, "{}", ping.text);
+    assert_eq!(ping.body["input"], Value::Null, "{}", ping.text);
+    let push = test(
+        json!({"X-GitHub-Event": "push"}),
+        json!({"ref": "refs/heads/main"}),
+    )
+    .await;
+    server.expect(&push, 200, "dry run of a push to main");
+    assert_eq!(push.body["input"], json!({"ref": "refs/heads/main"}));
+    assert!(push.body.get("ignored").is_none(), "{}", push.text);
+}
+
 triggerd_tests::e2e_tests!(
+    the_dry_run_says_when_the_filter_would_ignore_a_request,
     github_push_to_main_filter_ignores_pings_and_other_branches,
     every_operator_is_applied_to_real_requests,
     a_filter_runs_before_input_validation,

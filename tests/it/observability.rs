@@ -108,7 +108,94 @@ async fn activity_log_keeps_only_the_newest_rows(backend: Backend) {
     }
 }
 
+async fn json_logs_are_one_object_per_line_and_name_each_failed_run(backend: Backend) {
+    let server = TestServer::start_with(
+        backend,
+        &[("TRIGGERD_LOG_FORMAT", "json"), ("RUST_LOG", "info")],
+    )
+    .await;
+    // The output reads a body field that is never sent: the run fails with `template_error`.
+    let hook = server
+        .setup_webhook(
+            json!({
+                "name": "log-failures",
+                "inputs": {"email": {"type": "string"}},
+                "output": {"missing": "{{ trigger.body.nope }}"}
+            }),
+            json!({}),
+        )
+        .await;
+    let secret_body = "body-value-that-must-not-be-logged";
+    let reply = send(
+        server
+            .plain()
+            .post(&hook.url)
+            .json(&json!({"email": secret_body})),
+    )
+    .await;
+    server.expect(&reply, 201, "webhook");
+    let run_id = reply.body["run_id"].as_str().unwrap().to_owned();
+    server
+        .wait_for_run_status(&run_id, "failed", Duration::from_secs(10))
+        .await;
+
+    // The line is written as the run fails; wait for it rather than assume it is there.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let failed = loop {
+        let logs = server.logs();
+        let line = logs
+            .lines()
+            .find(|l| l.contains("\"run failed\"") && l.contains(&run_id));
+        if let Some(line) = line {
+            break (line.to_owned(), logs);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `run failed` line for {run_id}:\n{logs}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (line, logs) = failed;
+    // The harness interleaves the server's stdout as `[stdout] ...` lines; stderr is the log.
+    for (i, l) in logs
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("[stdout]"))
+        .enumerate()
+    {
+        let value: serde_json::Value = serde_json::from_str(l)
+            .unwrap_or_else(|e| panic!("log line {i} is not JSON ({e}): {l:?}"));
+        assert!(value.is_object(), "log line {i} is not an object: {l}");
+        assert!(
+            value["level"].is_string() && value["fields"].is_object(),
+            "{l}"
+        );
+    }
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["level"], json!("INFO"), "{line}");
+    let fields = &event["fields"];
+    assert_eq!(fields["message"], json!("run failed"), "{line}");
+    assert_eq!(fields["run_id"], json!(run_id), "{line}");
+    assert_eq!(fields["workflow"], json!("log-failures"), "{line}");
+    assert_eq!(fields["code"], json!("template_error"), "{line}");
+    assert!(
+        fields["error"].as_str().is_some_and(|e| e.contains("nope")),
+        "the run's error message names the missing value: {line}"
+    );
+    assert!(
+        !logs.contains(secret_body),
+        "a request body reached the log:\n{logs}"
+    );
+    assert_eq!(
+        logs.lines()
+            .filter(|l| l.contains("\"run failed\""))
+            .count(),
+        1,
+        "one line per failed run:\n{logs}"
+    );
+}
+
 triggerd_tests::e2e_tests!(
+    json_logs_are_one_object_per_line_and_name_each_failed_run,
     metrics_count_webhooks_by_outcome_and_runs_by_status,
     activity_log_keeps_only_the_newest_rows,
 );

@@ -153,7 +153,60 @@ async fn run_pages_have_no_duplicates_or_gaps_under_concurrent_inserts(backend: 
     assert_eq!(all.len(), 85);
 }
 
+/// Every `summary` and `description` of the document is written for API users: no Rust paths,
+/// intra-doc links or references to documents outside the repository.
+async fn openapi_texts_are_for_api_users(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let reply = send(
+        server
+            .plain()
+            .get(format!("{}/api/v1/openapi.json", server.base_url())),
+    )
+    .await;
+    server.expect(&reply, 200, "GET /api/v1/openapi.json");
+    fn texts<'a>(value: &'a Value, path: &str, out: &mut Vec<(String, &'a str)>) {
+        match value {
+            Value::Object(map) => {
+                for (key, v) in map {
+                    let here = format!("{path}/{key}");
+                    match (key.as_str(), v) {
+                        ("summary" | "description", Value::String(text)) => out.push((here, text)),
+                        _ => texts(v, &here, out),
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    texts(v, &format!("{path}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    texts(&reply.body, "", &mut found);
+    assert!(found.len() > 100, "only {} texts", found.len());
+    let bad: Vec<_> = found
+        .iter()
+        .filter(|(_, text)| {
+            [
+                "SPEC",
+                "[`",
+                "crate::",
+                "Store::",
+                "App::",
+                "Documentation only",
+                "issue ",
+            ]
+            .iter()
+            .any(|needle| text.contains(needle))
+        })
+        .collect();
+    assert!(bad.is_empty(), "texts with source notes: {bad:#?}");
+}
+
 triggerd_tests::e2e_tests!(
+    openapi_texts_are_for_api_users,
     openapi_document_describes_every_route_the_server_answers,
     run_pages_have_no_duplicates_or_gaps_under_concurrent_inserts,
 );

@@ -225,13 +225,13 @@ async fn the_schedules_example_deploys_and_bad_schedules_are_refused(backend: Ba
     let example: Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../examples/schedules/reports.json"
+            "/../examples/nightly-cron/workflow.json"
         ))
-        .expect("examples/schedules/reports.json"),
+        .expect("examples/nightly-cron/workflow.json"),
     )
     .expect("the example is JSON");
-    server.put_workflow("reports", example).await;
-    let deployment = server.deploy("reports", "production").await;
+    server.put_workflow("nightly-cron", example).await;
+    let deployment = server.deploy("nightly-cron", "production").await;
     let dep = str_field(&deployment, "id");
     let reply = send(
         server

@@ -202,7 +202,7 @@ impl App {
                                 "the trigger's fixed input does not fit version {version} of {workflow}: {message}"
                             ),
                         );
-                        tracing::warn!(trigger_id = %row.id, %run_id, error = %error.message, "cron run failed at start");
+                        crate::runs::log_failed(&run_id, &workflow, &error);
                         let start = RunStart {
                             run_id: run_id.clone(),
                             source: RunSource::Cron,

@@ -79,6 +79,9 @@ pub struct PutWorkflow {
     /// The workflow-scoped hooks the latest version declares (`hooks`, `on_success_url`,
     /// `on_failure_url`), as stored: unchanged ones keep their id and secret across versions.
     pub hooks: Vec<triggerd_storage::HookRow>,
+    /// What in the definition is valid but likely to fail at run time
+    /// ([`Definition::warnings`]): shown to whoever stored it, never a refusal.
+    pub warnings: Vec<Problem>,
 }
 
 /// A stored definition, parsed. Stored definitions were validated when stored; one this build
@@ -202,6 +205,7 @@ impl App {
         document: Map<String, Value>,
     ) -> Result<PutWorkflow, AppError> {
         let definition = parse_definition(name, document, self.options())?;
+        let warnings = definition.warnings().to_vec();
         let text = definition.source().to_string();
         self.refuse_past_instants(name, &definition, &text).await?;
         let (name, now, clock) = (name.to_owned(), self.now(), self.clock().clone());
@@ -240,9 +244,11 @@ impl App {
                     created,
                     synced,
                     hooks,
+                    warnings: Vec::new(),
                 })
             })
             .await?;
+        let result = PutWorkflow { warnings, ..result };
         if !result.hooks.is_empty() {
             self.set_hooks_may_exist(true);
         }
@@ -308,7 +314,7 @@ impl App {
         };
         let (now, clock) = (new.now, self.clock().clone());
         let fail_after = self.inner.fail_sync_after;
-        let (row, report) = self
+        let result = self
             .store()
             .transaction(move |tx| {
                 let row = tx.create_deployment(new)?;
@@ -327,7 +333,24 @@ impl App {
                 let report = sync_declared(tx, &row, &definition, now, &*clock, &mut budget)?;
                 Ok((row, report))
             })
-            .await?;
+            .await;
+        let (row, report) = match result {
+            Ok(done) => done,
+            Err(StoreError::Conflict { what }) => {
+                // The storage message names the id this call generated, which means nothing to
+                // the caller: name the deployment that holds the name instead.
+                return Err(
+                    match self.store().get_deployment_by_name(workflow, name).await? {
+                        Some(existing) => AppError::conflict(format!(
+                            "workflow {workflow} already has a deployment named {name} ({})",
+                            existing.id
+                        )),
+                        None => AppError::conflict(what),
+                    },
+                );
+            }
+            Err(e) => return Err(e.into()),
+        };
         self.trigger_changes().changed();
         tracing::info!(deployment_id = %row.id, workflow = %row.workflow, name = %row.name, "deployment created");
         log_sync(&report);

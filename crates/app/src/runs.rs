@@ -13,7 +13,7 @@ use triggerd_domain::ids::{IdKind, new_id};
 use triggerd_domain::run::{
     EventType, RunError, RunSource, RunStatus, run_root, run_scope, transition_events,
 };
-use triggerd_storage::{IngestWrite, NewRun, OutboxEvent, RunRow, RunUpdate};
+use triggerd_storage::{IngestWrite, Ingested, NewRun, OutboxEvent, RunRow, RunUpdate};
 
 use crate::{App, AppError};
 
@@ -250,13 +250,16 @@ impl App {
     /// The webhook hot path's write: the request's run (prepared by [`App::prepare_run`]) and its
     /// activity row, batched with concurrent requests (group commit). Returns once durably
     /// committed; `TokenGone` when the token was rotated, removed or disabled in flight.
-    pub async fn ingest(&self, write: IngestWrite) -> Result<(), AppError> {
+    ///
+    /// With [`IngestWrite::dedup`], a key another run holds makes it [`Ingested::Duplicate`]:
+    /// no run, and the activity row stored as `duplicate`.
+    pub async fn ingest(&self, write: IngestWrite) -> Result<Ingested, AppError> {
         let events = !write.events.is_empty();
-        self.store().ingest(write).await?;
-        if events && self.hooks_may_exist() {
+        let ingested = self.store().ingest(write).await?;
+        if events && ingested == Ingested::Written && self.hooks_may_exist() {
             triggerd_storage::wake_delivery_workers();
         }
-        Ok(())
+        Ok(ingested)
     }
 
     /// Moves a run held by worker `owner` along `path` (each step checked by the domain: e.g.
@@ -279,6 +282,9 @@ impl App {
         let events = transition_events(from, path)?;
         let to = path.last().copied().unwrap_or(from);
         let now = self.now();
+        let failed = (to == RunStatus::Failed && from != RunStatus::Failed)
+            .then(|| change.error.clone())
+            .flatten();
         let mut update = RunUpdate {
             id: run.id.clone(),
             owner: owner.to_owned(),
@@ -318,6 +324,9 @@ impl App {
             });
         }
         log_events(&run.id, &events);
+        if let Some(error) = &failed {
+            log_failed(&run.id, &run.workflow, error);
+        }
         Ok(Transitioned { status: to, events })
     }
 
@@ -500,6 +509,11 @@ impl App {
         Ok(runs)
     }
 
+    /// Deletes up to `max` de-duplication keys whose window has passed; returns how many.
+    pub async fn prune_dedup_keys(&self, max: i64) -> Result<u64, AppError> {
+        Ok(self.store().prune_dedup_keys(self.now(), max).await?)
+    }
+
     /// Keeps the newest `keep` activity rows of a trigger; returns how many were deleted.
     pub async fn prune_activity(&self, trigger_id: &str, keep: usize) -> Result<u64, AppError> {
         Ok(self.store().prune_activity(trigger_id, keep).await?)
@@ -567,6 +581,14 @@ pub fn outbox(events: &[EventType], at: i64) -> Vec<OutboxEvent> {
             at,
         })
         .collect()
+}
+
+/// The one `info` line of a run that failed: its id, workflow, error code and message (`error`; never
+/// its input, output or the request's body). Called wherever a run enters `failed`: the run
+/// worker's moves ([`App::transition`]), a rejected approval, a cron run whose input no longer
+/// fits.
+pub(crate) fn log_failed(run_id: &str, workflow: &str, error: &RunError) {
+    tracing::info!(%run_id, %workflow, code = %error.code, error = %error.message, "run failed");
 }
 
 /// The events a change emitted, for the debug log; their deliveries are written by the change's

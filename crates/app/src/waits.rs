@@ -240,15 +240,22 @@ impl App {
                 if to == RunStatus::Running {
                     tx.wake_workers();
                 }
-                Ok(Ok((row.id, events)))
+                let rejected = outcome
+                    .as_ref()
+                    .err()
+                    .map(|comment| RunError::rejected(&step_id, comment.as_deref()));
+                Ok(Ok((row.id, row.workflow, events, rejected)))
             })
             .await
             .map_err(|e| match e {
                 StoreError::NotFound { .. } => AppError::not_found("wait token"),
                 other => other.into(),
             })?;
-        let (run_id, events) = result?;
+        let (run_id, workflow, events, rejected) = result?;
         crate::runs::log_events(&run_id, &events);
+        if let Some(error) = &rejected {
+            crate::runs::log_failed(&run_id, &workflow, error);
+        }
         tracing::info!(%run_id, reason = kind.reason(), "waiting run un-parked");
         Ok(run_id)
     }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Uri, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, header};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -93,6 +93,9 @@ pub struct LoadPlan {
     /// of started-but-unfinished items is outstanding at any time (the `steps` scenario: runs
     /// whose step has not reached the receiver yet).
     pub gate: Option<Arc<Semaphore>>,
+    /// When set, every request carries this header with a value no other request of the load
+    /// has (`<connection>-<n>`): a delivery id, for the de-duplication scenario.
+    pub unique_header: Option<HeaderName>,
 }
 
 /// What a load produced.
@@ -161,9 +164,10 @@ pub async fn run(plan: &LoadPlan) -> LoadReport {
         let requests = plan.requests.clone();
         let (addr, host, step) = (plan.addr, host.clone(), plan.connections);
         let gate = plan.gate.clone();
+        let unique = plan.unique_header.clone();
         tasks.push(tokio::spawn(async move {
             let window = (measure_from, deadline);
-            connection(addr, host, requests, gate, i, step, window).await
+            connection(addr, host, requests, (gate, unique), i, step, window).await
         }));
     }
 
@@ -262,7 +266,7 @@ async fn connection(
     addr: SocketAddr,
     host: HeaderValue,
     requests: Arc<Vec<Prepared>>,
-    gate: Option<Arc<Semaphore>>,
+    (gate, unique): (Option<Arc<Semaphore>>, Option<HeaderName>),
     first: usize,
     step: usize,
     (measure_from, deadline): (Instant, Instant),
@@ -270,6 +274,7 @@ async fn connection(
     let mut tally = Tally::default();
     let mut next = first % requests.len();
     let mut conn: Option<Conn> = None;
+    let mut sent_count: u64 = 0;
     loop {
         let mut permit = match &gate {
             Some(gate) => {
@@ -300,7 +305,13 @@ async fn connection(
                 }
             },
         };
-        let req = requests[next].request(&host);
+        let mut req = requests[next].request(&host);
+        if let Some(name) = &unique {
+            sent_count += 1;
+            if let Ok(value) = HeaderValue::from_str(&format!("{first}-{sent_count}")) {
+                req.headers_mut().insert(name.clone(), value);
+            }
+        }
         next = (next + step) % requests.len();
         let sent = Instant::now();
         let outcome = tokio::time::timeout(REQUEST_TIMEOUT, exchange(c, req)).await;

@@ -175,6 +175,14 @@ impl Report {
                 if let Some(e) = &o.error {
                     n.push(format!("{} on {} failed: {e}", o.scenario, o.backend));
                 }
+                if let Some(wal) = o.peak_wal {
+                    n.push(format!(
+                        "{} on {}: largest WAL file during the load {}",
+                        o.scenario,
+                        o.backend,
+                        format_mib(wal)
+                    ));
+                }
                 if o.scenario == "hooks-drain"
                     && let Some(e) = &o.e2e
                 {

@@ -56,8 +56,18 @@ pub trait Scenario: Send + Sync {
 /// Every scenario, in the order they run.
 pub fn registry() -> Vec<Box<dyn Scenario>> {
     vec![
-        Box::new(Ingest { many: false }),
-        Box::new(Ingest { many: true }),
+        Box::new(Ingest {
+            many: false,
+            dedup: false,
+        }),
+        Box::new(Ingest {
+            many: true,
+            dedup: false,
+        }),
+        Box::new(Ingest {
+            many: false,
+            dedup: true,
+        }),
         Box::new(EndToEnd {
             name: "e2e",
             about: "webhook -> run completed (no steps): runs/s from the first request to the last completion, completion-lag percentiles",
@@ -100,6 +110,8 @@ pub struct Outcome {
     pub peak_rss: Option<u64>,
     /// The `cron-scale` scenario's figures.
     pub cron: Option<crate::cron::CronReport>,
+    /// SQLite: the largest the WAL file grew during the load (the `ingest` scenarios), bytes.
+    pub peak_wal: Option<u64>,
     /// Why the scenario could not finish.
     pub error: Option<String>,
 }
@@ -118,6 +130,7 @@ impl Outcome {
             idle_rss: None,
             peak_rss: None,
             cron: None,
+            peak_wal: None,
             error: None,
         }
     }
@@ -199,6 +212,13 @@ impl Triggerd {
         self.process.addr()
     }
 
+    /// Its SQLite WAL file; `None` on PostgreSQL.
+    pub fn wal_path(&self) -> Option<std::path::PathBuf> {
+        self._database
+            .is_none()
+            .then(|| self._dir.path().join("triggerd.db-wal"))
+    }
+
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.process.pid()
@@ -230,6 +250,7 @@ pub(crate) fn plan(
         requests: Arc::new(requests),
         server_pid: Some(pid),
         gate: None,
+        unique_header: None,
     }
 }
 
@@ -264,15 +285,27 @@ pub async fn run_baseline(settings: &Settings) -> Result<Outcome, Error> {
 pub struct Ingest {
     /// Spread over many triggers.
     pub many: bool,
+    /// `ingest-dedup`: the trigger de-duplicates by a header every request sets to a new value
+    /// (each request claims a new key: the cost of `config.dedup` when nothing repeats).
+    pub dedup: bool,
 }
+
+/// The delivery-id header of `ingest-dedup`.
+const DELIVERY_HEADER: &str = "x-bench-delivery";
 
 impl Scenario for Ingest {
     fn name(&self) -> &'static str {
-        if self.many { "ingest-many" } else { "ingest" }
+        match (self.many, self.dedup) {
+            (_, true) => "ingest-dedup",
+            (true, false) => "ingest-many",
+            (false, false) => "ingest",
+        }
     }
 
     fn about(&self) -> &'static str {
-        if self.many {
+        if self.dedup {
+            "ingest with config.dedup keyed by a delivery-id header unique per request: the cost of de-duplication"
+        } else if self.many {
             "signed ~300-byte webhooks spread over many triggers (default 1,000): cache and rate-limit structures at scale"
         } else {
             "signed ~300-byte JSON webhooks with input mapping to one trigger: req/s, latency, CPU, RSS"
@@ -288,9 +321,62 @@ impl Scenario for Ingest {
             let server = Triggerd::start(settings, backend).await?;
             let triggers = if self.many { settings.many_triggers } else { 1 };
             let hooks = fixture::setup(server.addr(), ADMIN_TOKEN, triggers, 8).await?;
-            let requests = fixture::signed_requests(&hooks, request_count(triggers));
-            let report = load::run(&plan(settings, server.addr(), server.pid(), requests)).await;
+            let mut plan = plan(
+                settings,
+                server.addr(),
+                server.pid(),
+                fixture::signed_requests(&hooks, request_count(triggers)),
+            );
+            if self.dedup {
+                let mut api = crate::api::ApiClient::connect(server.addr(), ADMIN_TOKEN).await?;
+                for hook in &hooks {
+                    api.expect(
+                        http::Method::PATCH,
+                        &format!("/triggers/{}", hook.id),
+                        Some(&serde_json::json!({"config": {"dedup": {"key": format!("$headers.{DELIVERY_HEADER}")}}})),
+                        200,
+                    )
+                    .await?;
+                }
+                plan.unique_header = Some(http::HeaderName::from_static(DELIVERY_HEADER));
+            }
+            // The WAL file's size, sampled every 20 ms while the load runs.
+            let peak_wal = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let sampler = server.wal_path().map(|wal| {
+                let peak = peak_wal.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
+                        peak.fetch_max(size, std::sync::atomic::Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                })
+            });
+            let report = load::run(&plan).await;
             let mut o = Outcome::new(self.name(), backend.name());
+            if let Some(sampler) = sampler {
+                sampler.abort();
+                o.peak_wal = Some(peak_wal.load(std::sync::atomic::Ordering::Relaxed));
+            }
+            if self.dedup {
+                // Every accepted request had a key of its own: each must have started a run.
+                let mut api = crate::api::ApiClient::connect(server.addr(), ADMIN_TOKEN).await?;
+                let trigger = api
+                    .expect(
+                        http::Method::GET,
+                        &format!("/triggers/{}", hooks[0].id),
+                        None,
+                        200,
+                    )
+                    .await?;
+                let fired = trigger["fire_count"].as_u64().unwrap_or(0);
+                if fired != report.ok_total {
+                    o.error = Some(format!(
+                        "{} requests accepted but {fired} runs started: keys were not unique per request",
+                        report.ok_total
+                    ));
+                }
+            }
             o.triggers = triggers;
             o.peak_rss = server.peak_rss();
             if report.ok == 0 {

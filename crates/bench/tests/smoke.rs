@@ -107,6 +107,10 @@ async fn every_scenario_reports_sane_numbers() {
                 assert_sane_load(o);
                 assert_eq!(o.triggers, 1);
             }
+            "ingest-dedup" => {
+                assert_sane_load(o);
+                assert!(o.error.is_none(), "{what}: {:?}", o.error);
+            }
             "ingest-many" => {
                 assert_sane_load(o);
                 assert_eq!(o.triggers, settings.many_triggers);

@@ -1,4 +1,4 @@
-//! The outcomes of inbound webhook requests, as the activity log records them (SPEC 4.6).
+//! The outcomes of inbound webhook requests, as the activity log records them (docs/webhooks.md).
 //!
 //! ```
 //! use triggerd_domain::activity::Outcome;
@@ -30,14 +30,14 @@ pub enum Outcome {
     InvalidInput,
     /// Anything else (a disabled trigger, an unreadable body).
     Failed,
-    /// The trigger's filter did not match (SPEC 4.7).
+    /// The trigger's filter did not match (docs/webhooks.md).
     Filtered,
-    /// A de-duplication key seen before (SPEC 4.7).
+    /// A de-duplication key seen before (docs/webhooks.md).
     Duplicate,
 }
 
 impl Outcome {
-    /// Every outcome, in the SPEC's order.
+    /// Every outcome, in the documented order (docs/webhooks.md).
     pub const ALL: [Outcome; 11] = [
         Outcome::Accepted,
         Outcome::MethodNotAllowed,

@@ -1,12 +1,12 @@
-//! Cron schedules, time zones, one-time instants and catch-up of missed slots (SPEC 5).
+//! Cron schedules, time zones, one-time instants and catch-up of missed slots (docs/schedules.md).
 //!
 //! A [`Schedule`] is a five-field cron pattern (minute, hour, day of month, month, day of week)
 //! parsed and evaluated by `croner`, configured so that seconds and years are refused and day of
 //! month and day of week combine with OR as in Vixie cron. Slots are computed in the trigger's
 //! IANA time zone and identified by their UTC instant.
 //!
-//! Across daylight-saving changes `croner` (4.0.3) applies the rule SPEC 5 asks for, and this
-//! module relies on it (the tests pin it down):
+//! Across daylight-saving changes `croner` (4.0.3) applies the rule docs/schedules.md describes,
+//! and this module relies on it (the tests pin it down):
 //! - a *fixed-time* schedule (one value in both the minute and the hour field, e.g.
 //!   `30 2 * * *`) whose local time falls in a spring-forward gap fires once, at the first
 //!   valid instant after the gap; when its local time occurs twice it fires once, at the first
@@ -109,6 +109,23 @@ pub enum ScheduleError {
          day-of-week always combine with OR, as in Vixie cron"
     )]
     AndModifier,
+    /// A number outside its field's range (`0 25 * * *`).
+    #[error(
+        "invalid cron schedule {pattern:?}: the {field} field allows {min} to {max}, got {value}"
+    )]
+    FieldOutOfRange {
+        /// The pattern given.
+        pattern: String,
+        /// The field's name (`minute`, `hour`, `day-of-month`, `month`, `day-of-week`), or
+        /// `day-of-week #` for the n-th weekday of a month (`FRI#3`).
+        field: &'static str,
+        /// The number given.
+        value: u64,
+        /// The smallest allowed value.
+        min: u64,
+        /// The largest allowed value.
+        max: u64,
+    },
     /// `croner` refused the pattern.
     #[error("invalid cron schedule {pattern:?}: {reason}")]
     Invalid {
@@ -146,6 +163,52 @@ pub enum ScheduleError {
         /// The name given.
         found: String,
     },
+}
+
+/// The five fields' names and ranges, in order.
+const FIELDS: [(&str, u64, u64); 5] = [
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day-of-month", 1, 31),
+    ("month", 1, 12),
+    ("day-of-week", 0, 7),
+];
+
+/// The first number of a five-field `pattern` outside its field's range, if any. Step sizes
+/// (after `/`) are not values and are not checked; the `n` of `DAY#n` must be 1 to 5.
+fn out_of_range(pattern: &str) -> Option<ScheduleError> {
+    let problem = |field, value, min, max| ScheduleError::FieldOutOfRange {
+        pattern: pattern.to_owned(),
+        field,
+        value,
+        min,
+        max,
+    };
+    let fields = pattern.split_ascii_whitespace();
+    for (text, (field, min, max)) in fields.zip(FIELDS) {
+        for part in text.split(',') {
+            let values = part.split('/').next().unwrap_or_default();
+            let (values, nth) = match values.split_once('#') {
+                Some((day, n)) => (day, Some(n)),
+                None => (values, None),
+            };
+            for number in values
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|n| !n.is_empty())
+            {
+                let value = number.parse::<u64>().unwrap_or(u64::MAX);
+                if !(min..=max).contains(&value) {
+                    return Some(problem(field, value, min, max));
+                }
+            }
+            if let Some(n) = nth.and_then(|n| n.parse::<u64>().ok())
+                && !(1..=5).contains(&n)
+            {
+                return Some(problem("day-of-week #", n, 1, 5));
+            }
+        }
+    }
+    None
 }
 
 /// A parsed five-field cron schedule.
@@ -209,9 +272,13 @@ impl Schedule {
             .dom_and_dow(false)
             .build()
             .parse(trimmed)
-            .map_err(|e| ScheduleError::Invalid {
-                pattern: trimmed.to_owned(),
-                reason: e.to_string(),
+            .map_err(|e| {
+                // croner's own words ("Component error: Number out of bounds.") name neither
+                // the field nor the range: find the number ourselves when that is the problem.
+                out_of_range(trimmed).unwrap_or_else(|| ScheduleError::Invalid {
+                    pattern: trimmed.to_owned(),
+                    reason: e.to_string(),
+                })
             })?;
         Ok(Schedule {
             source: trimmed.to_owned(),
@@ -785,6 +852,41 @@ mod tests {
     }
 
     #[test]
+    fn numbers_out_of_range_name_the_field_and_its_range() {
+        for (pattern, field, value, min, max) in [
+            ("60 * * * *", "minute", 60, 0, 59),
+            ("0 25 * * *", "hour", 25, 0, 23),
+            ("0 9 32 * *", "day-of-month", 32, 1, 31),
+            ("0 9 0 * *", "day-of-month", 0, 1, 31),
+            ("0 9 * 13 *", "month", 13, 1, 12),
+            ("0 9 * * 1-9", "day-of-week", 9, 0, 7),
+            ("0 9 * * 1,2,8", "day-of-week", 8, 0, 7),
+            ("0 9 * * FRI#6", "day-of-week #", 6, 1, 5),
+        ] {
+            let err = Schedule::parse(pattern).unwrap_err();
+            assert_eq!(
+                err,
+                ScheduleError::FieldOutOfRange {
+                    pattern: pattern.into(),
+                    field,
+                    value,
+                    min,
+                    max
+                },
+                "{pattern}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!(
+                    "the {field} field allows {min} to {max}, got {value}"
+                )),
+                "{text}"
+            );
+            assert!(!text.contains("Component error"), "{text}");
+        }
+    }
+
+    #[test]
     fn other_malformed_patterns_name_the_problem() {
         assert_eq!(Schedule::parse("   "), Err(ScheduleError::Empty));
         assert_eq!(
@@ -827,7 +929,10 @@ mod tests {
         ] {
             let err = Schedule::parse(bad).unwrap_err();
             assert!(
-                matches!(err, ScheduleError::Invalid { .. }),
+                matches!(
+                    err,
+                    ScheduleError::Invalid { .. } | ScheduleError::FieldOutOfRange { .. }
+                ),
                 "{bad}: {err:?}"
             );
             assert!(err.to_string().contains(bad), "{err}");
@@ -1083,8 +1188,8 @@ mod tests {
     #[test]
     fn stepped_day_of_month_still_combines_with_or() {
         // Vixie cron treats a day-of-month starting with `*` (e.g. `*/2`) as a wildcard and
-        // then ANDs the two fields; croner, and so triggerd, ORs any restricted fields, as the
-        // SPEC says. January 2026: odd days, or Mondays (the 5th, 12th, ...).
+        // then ANDs the two fields; croner, and so triggerd, ORs any restricted fields, as
+        // docs/schedules.md says. January 2026: odd days, or Mondays (the 5th, 12th, ...).
         let s = sched("0 0 */2 * 1");
         let days: Vec<u32> = next_n(&s, utc(2026, 1, 2, 0, 0), Tz::UTC, 4)
             .iter()

@@ -25,8 +25,8 @@ use crate::Problem;
 use crate::inputs::{InputSpecs, describe, is_valid_name};
 use crate::path::{Path, Segment};
 use crate::run::EventType;
-use crate::template::{RenderError, Template};
-use crate::trigger::{TriggerConfig, TriggerType};
+use crate::template::{Expression, RenderError, Template};
+use crate::trigger::{ResponseMode, TriggerConfig, TriggerType};
 
 /// Default `max_duration_seconds`.
 pub const DEFAULT_MAX_DURATION_SECONDS: u32 = 1800;
@@ -81,6 +81,7 @@ pub struct Definition {
     /// Workflow-scoped event hooks.
     pub hooks: Vec<DeclaredHook>,
     source: Value,
+    warnings: Vec<Problem>,
 }
 
 /// One step.
@@ -286,7 +287,7 @@ impl Definition {
         if !problems.is_empty() {
             return Err(problems);
         }
-        Ok(Definition {
+        let mut definition = Definition {
             name,
             description,
             inputs,
@@ -299,7 +300,31 @@ impl Definition {
             source: without_api_keys(value, &triggers),
             triggers,
             hooks,
-        })
+            warnings: Vec::new(),
+        };
+        definition.warnings = template_warnings(&definition);
+        Ok(definition)
+    }
+
+    /// What is valid but likely to fail at run time, each with the path of the template
+    /// expression: a template that reads, without `| default: <value>`, a value no run is sure to
+    /// have — an optional input without a default, or a request's header, query parameter or
+    /// body field (`trigger.headers.*`, `trigger.query.*`, `trigger.body.*`) — and a header name
+    /// with capitals (header names are lower-case in `trigger.headers`). The API shows them in
+    /// the answer to `PUT /workflows/{name}` as `warnings`; they never refuse a definition.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use triggerd_domain::definition::Definition;
+    ///
+    /// let def = Definition::from_value(json!({"name": "shop", "output": {
+    ///     "event": "{{ trigger.headers.x-shop-event }}",
+    ///     "kind": "{{ trigger.headers.x-shop-kind | default: \"unknown\" }}"}})).unwrap();
+    /// let paths: Vec<_> = def.warnings().iter().map(|w| w.path.as_str()).collect();
+    /// assert_eq!(paths, ["output.event"]);
+    /// ```
+    pub fn warnings(&self) -> &[Problem] {
+        &self.warnings
     }
 
     /// The document as submitted (key order kept), for storage and for showing it back — except
@@ -537,6 +562,112 @@ fn compile_template(
             None
         }
     }
+}
+
+/// Every template of a compiled definition with the path where it was written: `output`, each
+/// step's request, command, environment and working directory, and each declared webhook's
+/// custom response body.
+fn templates_of(definition: &Definition) -> Vec<(String, &Template)> {
+    let mut out: Vec<(String, &Template)> = Vec::new();
+    if let Some(t) = &definition.output {
+        out.push(("output".to_owned(), t));
+    }
+    for (i, step) in definition.steps.iter().enumerate() {
+        let at = format!("steps[{i}]");
+        match &step.kind {
+            StepKind::Http(http) => {
+                out.push((format!("{at}.request.url"), &http.url));
+                for (name, t) in &http.headers {
+                    out.push((format!("{at}.request.headers.{name}"), t));
+                }
+                if let Some(t) = &http.body {
+                    out.push((format!("{at}.request.body"), t));
+                }
+            }
+            StepKind::Command(command) => {
+                for (j, t) in command.command.iter().enumerate() {
+                    out.push((format!("{at}.command[{j}]"), t));
+                }
+                for (name, t) in &command.env {
+                    out.push((format!("{at}.env.{name}"), t));
+                }
+                if let Some(t) = &command.working_dir {
+                    out.push((format!("{at}.working_dir"), t));
+                }
+            }
+            StepKind::WaitForWebhook { .. } | StepKind::Approval { .. } => {}
+        }
+    }
+    for (i, trigger) in definition.triggers.iter().enumerate() {
+        if let TriggerConfig::Webhook(webhook) = &trigger.config
+            && let ResponseMode::Custom { body, .. } = &webhook.response
+        {
+            out.push((format!("triggers[{i}].config.response.body"), body));
+        }
+    }
+    out
+}
+
+/// The warnings of [`Definition::warnings`].
+fn template_warnings(definition: &Definition) -> Vec<Problem> {
+    let mut warnings = Vec::new();
+    for (at, template) in templates_of(definition) {
+        for expr in template.reads() {
+            if let Some(message) = read_warning(expr, &definition.inputs) {
+                warnings.push(Problem::new(format!("{at}{}", expr.location()), message));
+            }
+        }
+    }
+    warnings
+}
+
+/// Why `expr` may read nothing at run time, or `None` when every run has the value (or the
+/// expression has a `default`). Kept narrow on purpose: steps' outputs and the context store are
+/// the workflow's own data, not warned about.
+fn read_warning(expr: &Expression, inputs: &InputSpecs) -> Option<String> {
+    let path = expr.path();
+    let segments = path.segments();
+    if let [
+        Segment::Key(root),
+        Segment::Key(headers),
+        Segment::Key(name),
+        ..,
+    ] = segments
+        && root == "trigger"
+        && headers == "headers"
+        && name.bytes().any(|b| b.is_ascii_uppercase())
+    {
+        return Some(format!(
+            "`{path}` never reads anything: header names are lower-case in `trigger.headers` \
+             (write `trigger.headers.{}`)",
+            name.to_ascii_lowercase()
+        ));
+    }
+    if expr.fallback().is_some() {
+        return None;
+    }
+    let why = match segments {
+        [Segment::Key(root), Segment::Key(name), ..] if root == "input" => {
+            let spec = inputs.get(name)?;
+            if spec.required || spec.default.is_some() {
+                return None;
+            }
+            format!("input \"{name}\" is optional and has no default")
+        }
+        [Segment::Key(root), Segment::Key(part), _, ..] if root == "trigger" => {
+            match part.as_str() {
+                "headers" => "a sender may leave out any header".to_owned(),
+                "query" => "a request may come without any query parameter".to_owned(),
+                "body" => "a request body may lack any field".to_owned(),
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    Some(format!(
+        "`{path}` may be absent ({why}); a run without it fails with `template_error`: write \
+         `{{{{ {path} | default: <value> }}}}` to render a fallback instead"
+    ))
 }
 
 /// What a template at some point of the definition may refer to.
@@ -1672,5 +1803,203 @@ config = { input_mapping = { email = "customer.email" } }
                 .unwrap(),
             json!({"c": "c1"})
         );
+    }
+
+    #[test]
+    fn templates_reading_what_may_be_absent_are_warned_about() {
+        let def = Definition::from_value(json!({
+            "name": "shop",
+            "inputs": {"id": {"type": "string", "required": true}, "coupon": {"type": "string"},
+                       "channel": {"type": "string", "default": "web"}},
+            "steps": [{"id": "notify", "type": "http",
+                       "request": {"url": "https://chat.example.com/{{ trigger.query.room }}",
+                                   "headers": {"X-Event": "{{ trigger.headers.x-shop-event | default: \"none\" }}"},
+                                   "body": {"text": "order {{ input.id }} via {{ input.channel }}",
+                                            "items": ["{{ trigger.body.items[0] }}", "{{ trigger.body }}"]}}}],
+            "output": {"coupon": "{{ input.coupon }}", "n": "{{ steps.notify.output.body.n }}",
+                       "ctx": "{{ context.k }}", "m": "{{ trigger.method }}",
+                       "upper": "{{ trigger.headers.X-Shop-Event | default: \"x\" }}"},
+            "triggers": [{"name": "shop", "trigger_type": "webhook", "config": {"response": {
+                "mode": "custom", "body": {"ok": true, "event": "{{ trigger.headers.x-shop-event }}"}}}}]
+        }))
+        .unwrap();
+        let got: Vec<&str> = def.warnings().iter().map(|w| w.path.as_str()).collect();
+        assert_eq!(
+            got,
+            [
+                "output.coupon",
+                "output.upper",
+                "steps[0].request.url",
+                "steps[0].request.body.items[0]",
+                "triggers[0].config.response.body.event",
+            ],
+            "{:#?}",
+            def.warnings()
+        );
+        let message = |path: &str| {
+            def.warnings()
+                .iter()
+                .find(|w| w.path == path)
+                .map(|w| w.message.clone())
+                .unwrap()
+        };
+        assert_eq!(
+            message("steps[0].request.url"),
+            "`trigger.query.room` may be absent (a request may come without any query parameter); \
+             a run without it fails with `template_error`: write \
+             `{{ trigger.query.room | default: <value> }}` to render a fallback instead"
+        );
+        assert!(
+            message("output.upper").contains("header names are lower-case"),
+            "{}",
+            message("output.upper")
+        );
+        // Warnings never refuse a definition, and a definition without risky reads has none.
+        let quiet = Definition::from_value(json!({"name": "q", "output": "{{ input }}"})).unwrap();
+        assert!(quiet.warnings().is_empty());
+    }
+
+    #[test]
+    fn default_is_accepted_where_templates_are_checked_and_other_filters_are_refused() {
+        let def = Definition::from_value(json!({
+            "name": "x", "inputs": {"a": {"type": "string"}},
+            "steps": [{"id": "s", "type": "http", "request": {
+                "url": "https://a.example/{{ input.a | default: \"none\" }}",
+                "headers": {"X-A": "{{ trigger.headers.x-a | default: \"-\" }}"}}}],
+            "output": {"a": "{{ steps.s.output.body.a | default: 0 }}"}
+        }))
+        .unwrap();
+        assert!(def.warnings().is_empty(), "{:?}", def.warnings());
+        assert_eq!(
+            def.render_output(&json!({"steps": {"s": {"output": {"body": {}}}}}))
+                .unwrap(),
+            json!({"a": 0})
+        );
+        let got = problems(json!({
+            "name": "x", "inputs": {"a": {"type": "string"}},
+            "output": {"a": "{{ input.a | upper }}", "b": "{{ input.a | default: 1 }}"}
+        }));
+        assert_eq!(got.len(), 1, "{got:#?}");
+        assert_eq!(got[0].0, "output.a");
+        assert!(got[0].1.contains("unknown filter `upper`"), "{}", got[0].1);
+        // A default does not excuse a read of an undeclared input or a later step.
+        let got = problems(json!({
+            "name": "x", "inputs": {"a": {"type": "string"}},
+            "output": {"b": "{{ input.zz | default: 1 }}",
+                       "c": "{{ steps.nope.output | default: 1 }}"}
+        }));
+        assert_eq!(got.len(), 2, "{got:#?}");
+        assert!(got[0].1.contains("input \"zz\""), "{}", got[0].1);
+        assert!(got[1].1.contains("step \"nope\""), "{}", got[1].1);
+        // A declared custom response: `default` is understood there too.
+        assert!(
+            Definition::from_value(json!({"name": "x", "triggers": [{"name": "t",
+                "trigger_type": "webhook", "config": {"response": {"mode": "custom",
+                "body": {"e": "{{ trigger.headers.x-e | default: \"none\" }}"}}}}]}))
+            .unwrap()
+            .warnings()
+            .is_empty()
+        );
+        assert_eq!(
+            paths(json!({"name": "x", "triggers": [{"name": "t",
+                "trigger_type": "webhook", "config": {"response": {"mode": "custom",
+                "body": {"e": "{{ trigger.headers.x-e | first }}"}}}}]})),
+            ["triggers[0].config.response.body.e"]
+        );
+    }
+
+    /// Checks every example of docs/templates.md: each fenced block follows a
+    /// `<!-- check: KIND -->` line naming how it is checked.
+    #[test]
+    fn docs_examples_are_correct() {
+        let doc = include_str!("../../../docs/templates.md");
+        let mut scope: Option<Value> = None;
+        let mut last: Option<Definition> = None;
+        let mut checked = 0;
+        let mut lines = doc.lines().enumerate();
+        let mut kind: Option<String> = None;
+        while let Some((n, line)) = lines.next() {
+            if let Some(k) = line
+                .strip_prefix("<!-- check: ")
+                .and_then(|l| l.strip_suffix(" -->"))
+            {
+                kind = Some(k.to_owned());
+                continue;
+            }
+            if !line.starts_with("```") {
+                continue;
+            }
+            let mut block = String::new();
+            for (_, l) in lines.by_ref() {
+                if l.starts_with("```") {
+                    break;
+                }
+                block.push_str(l);
+                block.push('\n');
+            }
+            // The one unchecked block: the syntax summary at the top.
+            if n < 12 && kind.is_none() {
+                continue;
+            }
+            let what = kind
+                .take()
+                .unwrap_or_else(|| panic!("line {}: a block without `<!-- check: ... -->`", n + 1));
+            match what.as_str() {
+                "scope" => scope = Some(serde_json::from_str(&block).unwrap()),
+                "renders" => {
+                    let scope = scope.as_ref().expect("a scope block comes first");
+                    for l in block.lines() {
+                        let (template, expected) = l.split_once(" → ").unwrap();
+                        let template: Value = serde_json::from_str(template.trim())
+                            .unwrap_or_else(|e| panic!("{l}: {e}"));
+                        let got = Template::compile(&template)
+                            .unwrap_or_else(|e| panic!("{l}: {e:?}"))
+                            .render(scope);
+                        match expected.trim() {
+                            "template_error" => assert!(got.is_err(), "{l}: {got:?}"),
+                            text => {
+                                let expected: Value = serde_json::from_str(text)
+                                    .unwrap_or_else(|e| panic!("{l}: {e}"));
+                                assert_eq!(got, Ok(expected), "{l}");
+                            }
+                        }
+                        checked += 1;
+                    }
+                }
+                "refused" => {
+                    for l in block.lines() {
+                        let (template, message) = l.split_once(" → ").unwrap();
+                        let template: Value = serde_json::from_str(template.trim())
+                            .unwrap_or_else(|e| panic!("{l}: {e}"));
+                        let errors = Template::compile(&template)
+                            .expect_err(l)
+                            .into_iter()
+                            .map(|e| e.kind.to_string())
+                            .collect::<Vec<_>>();
+                        assert!(
+                            errors.iter().any(|e| e.contains(message.trim())),
+                            "{l}: {errors:?}"
+                        );
+                        checked += 1;
+                    }
+                }
+                "definition" => {
+                    last = Some(Definition::from_json_str(&block).unwrap());
+                    checked += 1;
+                }
+                "definition-toml" => {
+                    last = Some(Definition::from_toml_str(&block).unwrap());
+                    checked += 1;
+                }
+                "warnings" => {
+                    let def = last.take().expect("a definition comes before its warnings");
+                    let expected: Vec<Problem> = serde_json::from_str(&block).unwrap();
+                    assert_eq!(def.warnings(), expected.as_slice());
+                    checked += 1;
+                }
+                other => panic!("line {}: unknown check `{other}`", n + 1),
+            }
+        }
+        assert!(checked > 40, "only {checked} examples checked");
     }
 }

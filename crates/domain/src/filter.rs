@@ -1,4 +1,4 @@
-//! Webhook filters: `config.filter` decides whether a request starts a run (SPEC 4.7).
+//! Webhook filters: `config.filter` decides whether a request starts a run (docs/webhooks.md).
 //!
 //! A filter is a condition over the request's `trigger_input`, read with the same paths as
 //! [input mapping](crate::mapping): a body path (`ref`, `repository.full_name`, `commits[0].id`),

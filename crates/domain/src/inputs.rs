@@ -1,4 +1,4 @@
-//! Declared workflow inputs and their validation (SPEC 2, 4.4).
+//! Declared workflow inputs and their validation (docs/workflows.md, docs/webhooks.md).
 //!
 //! A workflow declares its inputs by name with a type, `required`, `default`, `enum` and
 //! `description`. [`InputSpecs::validate`] turns a map of received values into the run's `input`:

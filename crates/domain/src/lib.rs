@@ -8,11 +8,11 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`definition`] | the workflow definition (SPEC 2): parsing from JSON/TOML, validation with every problem at once |
+//! | [`definition`] | the workflow definition (docs/workflows.md): parsing from JSON/TOML, validation with every problem at once |
 //! | [`inputs`] | declared inputs and validation of received values |
 //! | [`path`], [`template`] | paths into JSON values and `{{ path }}` templates |
-//! | [`mapping`] | request → `trigger_input` → run input (SPEC 4.4) |
-//! | [`filter`] | webhook filters: which requests start a run (SPEC 4.7) |
+//! | [`mapping`] | request → `trigger_input` → run input (docs/webhooks.md) |
+//! | [`filter`] | webhook filters: which requests start a run (docs/webhooks.md) |
 //! | [`trigger`] | webhook and cron trigger configuration |
 //! | [`api_keys`] | webhook API keys: named, generated or given, stored as SHA-256 digests |
 //! | [`signature`] | webhook signature schemes (`hmac-sha256`, `github`, `stripe`, `slack`, `standard-webhooks`) |
@@ -41,6 +41,7 @@
 pub mod activity;
 pub mod api_keys;
 pub mod cron;
+pub mod dedup;
 pub mod definition;
 pub mod filter;
 pub mod ids;

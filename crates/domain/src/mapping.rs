@@ -1,4 +1,4 @@
-//! From an inbound request to a run's input (SPEC 4.1, 4.4).
+//! From an inbound request to a run's input (docs/webhooks.md).
 //!
 //! An inbound request is first turned into its `trigger_input`:
 //! `{"method", "path", "query", "headers", "body"}` — header names lower-cased, secrets redacted

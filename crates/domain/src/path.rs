@@ -1,4 +1,4 @@
-//! Paths address a value inside a JSON document (SPEC 2.1).
+//! Paths address a value inside a JSON document (docs/templates.md).
 //!
 //! The syntax is the one users write in templates and input mappings:
 //! `a.b[0].c`, `headers.x-github-event`, `body["Do Thing?"]`. A key in dotted form may hold any

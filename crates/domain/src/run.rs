@@ -24,8 +24,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-/// The scope a run's templates render against (SPEC 2.1): `input`, `trigger`, `context` (the
-/// deployment's context store with the run's own values laid over it), `steps` (`<id>.output` of
+/// The scope a run's templates render against (docs/templates.md): `input`, `trigger`, `context`
+/// (the deployment's context store with the run's own values laid over it), `steps` (`<id>.output` of
 /// each finished step), `run` ([`run_root`]) and `deployment` (`{id, name, webhook_urls}`). The
 /// webhook's completion at ingest, the run worker and every step build it here, so a template
 /// sees the same values whichever path renders it.

@@ -2,7 +2,7 @@
 //!
 //! The ingress calls [`SignatureScheme::verify`] on the webhook hot path with the trigger's
 //! secret, the request headers (through [`HeaderLookup`], so any header container works), the
-//! raw body and the current time. Five schemes are supported, as SPEC 4.2 defines them:
+//! raw body and the current time. Five schemes are supported, as docs/webhooks.md describes them:
 //! `hmac-sha256` (the default), `github`, `stripe`, `slack` and `standard-webhooks`. Signed
 //! messages are fed to HMAC-SHA256 piece by piece, so verification never copies the body, and
 //! expected and presented signatures are compared in constant time. Schemes with a timestamp

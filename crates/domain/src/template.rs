@@ -1,10 +1,16 @@
-//! Templates: JSON values whose strings may hold `{{ path }}` expressions (SPEC 2.1).
+//! Templates: JSON values whose strings may hold `{{ path }}` expressions (SPEC 2.1; the user's
+//! guide is `docs/templates.md`).
+//!
+//! An expression is a path, optionally followed by one filter, `default`:
+//! `{{ trigger.headers.x-event | default: "unknown" }}`. The default is one JSON literal (a
+//! string in double quotes, a number, `true`, `false` or `null`) and is used when the path reads
+//! nothing **or reads `null`**. No other filter exists; any other is a [`SyntaxError`].
 //!
 //! A string that is exactly one expression keeps the JSON type of the value it reads
 //! (`"{{ input.count }}"` renders the number `3`); an expression inside longer text is rendered as
 //! text (strings as they are, other values as compact JSON, `null` as `null`). A path that reads
-//! nothing is an error ([`RenderError::MissingValue`]), never an empty string: a step whose template
-//! fails fails with code `template_error`.
+//! nothing, without a default, is an error ([`RenderError::MissingValue`]), never an empty string:
+//! a step whose template fails fails with code `template_error`.
 //!
 //! Templates are compiled once (when a definition is validated) and rendered many times.
 //!
@@ -13,10 +19,12 @@
 //! use triggerd_domain::template::Template;
 //!
 //! let t = Template::compile(&json!({"to": "{{ input.email }}", "n": "{{ input.n }}",
-//!                                   "text": "hello {{ input.email }}"})).unwrap();
-//! let scope = json!({"input": {"email": "a@example.com", "n": 3}});
+//!                                   "text": "hello {{ input.email }}",
+//!                                   "event": "{{ trigger.headers.x-event | default: \"unknown\" }}"})).unwrap();
+//! let scope = json!({"input": {"email": "a@example.com", "n": 3}, "trigger": {"headers": {}}});
 //! assert_eq!(t.render(&scope).unwrap(),
-//!            json!({"to": "a@example.com", "n": 3, "text": "hello a@example.com"}));
+//!            json!({"to": "a@example.com", "n": 3, "text": "hello a@example.com",
+//!                   "event": "unknown"}));
 //! ```
 
 use std::fmt::Write as _;
@@ -27,6 +35,9 @@ use crate::path::{Path, PathError};
 
 /// The roots an expression may start with.
 pub const ROOTS: [&str; 6] = ["input", "trigger", "context", "steps", "run", "deployment"];
+
+/// The filters an expression may end with (`path | default: <JSON literal>`).
+pub const FILTERS: [&str; 1] = ["default"];
 
 /// A compiled template.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,7 +50,7 @@ enum Node {
     /// A subtree without any expression: rendered by cloning.
     Literal(Value),
     /// A string that is exactly one expression: keeps the value's JSON type.
-    Expr(Path),
+    Expr(Expression),
     /// A string with text and expressions mixed.
     Text(Vec<Part>),
     Array(Vec<Node>),
@@ -49,7 +60,46 @@ enum Node {
 #[derive(Debug, Clone, PartialEq)]
 enum Part {
     Text(String),
-    Expr(Path),
+    Expr(Expression),
+}
+
+/// One `{{ ... }}` expression: the path it reads and, when written with `| default: <value>`,
+/// the value it renders instead when the path reads nothing or `null`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expression {
+    path: Path,
+    fallback: Option<Value>,
+    location: String,
+}
+
+impl Expression {
+    /// The path read.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The `default` value, if the expression has one.
+    pub fn fallback(&self) -> Option<&Value> {
+        self.fallback.as_ref()
+    }
+
+    /// Where the expression sits inside the template value, as a path suffix such as
+    /// `.body.text` or `[2]` (empty for the template itself) — as in [`SyntaxError::location`].
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The value read from `scope`: the path's value, or the default when the path reads nothing
+    /// or `null`.
+    fn resolve<'a>(&'a self, scope: &'a Value) -> Result<&'a Value, RenderError> {
+        match (self.path.lookup(scope), &self.fallback) {
+            (None | Some(Value::Null), Some(fallback)) => Ok(fallback),
+            (Some(value), _) => Ok(value),
+            (None, None) => Err(RenderError::MissingValue {
+                path: self.path.to_string(),
+            }),
+        }
+    }
 }
 
 /// A syntax problem found while compiling a template.
@@ -90,13 +140,57 @@ pub enum SyntaxErrorKind {
         /// The root found.
         root: String,
     },
+    /// A `|` followed by something other than `default`.
+    #[error(
+        "`{expression}`: unknown filter {}: the only filter is `default`, written `path | default: <value>` as in `trigger.headers.x-event | default: \"unknown\"`",
+        shown(filter)
+    )]
+    UnknownFilter {
+        /// The expression text.
+        expression: String,
+        /// The filter name found (empty when none was given).
+        filter: String,
+    },
+    /// `| default` without one JSON literal after its `:`.
+    #[error(
+        "`{expression}`: `default` takes one JSON literal after a colon (a string in double quotes, a number, true, false or null), as in `| default: \"unknown\"`; found {}",
+        shown(found)
+    )]
+    BadDefault {
+        /// The expression text.
+        expression: String,
+        /// What followed `default`.
+        found: String,
+    },
+    /// Text after the default value: a second filter, or anything else.
+    #[error(
+        "`{expression}`: unexpected {} after the default value: an expression is `path` or `path | default: <value>`, with one filter at most",
+        shown(found)
+    )]
+    AfterDefault {
+        /// The expression text.
+        expression: String,
+        /// The text found after the default value.
+        found: String,
+    },
+}
+
+/// Text quoted in backticks for a message, or `nothing` when empty.
+fn shown(text: &str) -> String {
+    if text.is_empty() {
+        "nothing".to_owned()
+    } else {
+        format!("`{text}`")
+    }
 }
 
 /// Why rendering failed. The run step fails with code `template_error`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RenderError {
-    /// The path read no value.
-    #[error("`{{{{ {path} }}}}` refers to a value that does not exist")]
+    /// The path read no value, and the expression has no `default`.
+    #[error(
+        "`{{{{ {path} }}}}` refers to a value that does not exist (write `{{{{ {path} | default: <value> }}}}` where it may be missing)"
+    )]
     MissingValue {
         /// The path as written.
         path: String,
@@ -130,8 +224,13 @@ impl Template {
 
     /// Every expression path in the template, in document order.
     pub fn expressions(&self) -> Vec<&Path> {
+        self.reads().into_iter().map(Expression::path).collect()
+    }
+
+    /// Every expression in the template (its path, `default` and location), in document order.
+    pub fn reads(&self) -> Vec<&Expression> {
         let mut out = Vec::new();
-        collect_paths(&self.node, &mut out);
+        collect_expressions(&self.node, &mut out);
         out
     }
 
@@ -150,16 +249,16 @@ impl Template {
     }
 }
 
-fn collect_paths<'t>(node: &'t Node, out: &mut Vec<&'t Path>) {
+fn collect_expressions<'t>(node: &'t Node, out: &mut Vec<&'t Expression>) {
     match node {
         Node::Literal(_) => {}
-        Node::Expr(p) => out.push(p),
+        Node::Expr(e) => out.push(e),
         Node::Text(parts) => out.extend(parts.iter().filter_map(|p| match p {
-            Part::Expr(p) => Some(p),
+            Part::Expr(e) => Some(e),
             Part::Text(_) => None,
         })),
-        Node::Array(items) => items.iter().for_each(|n| collect_paths(n, out)),
-        Node::Object(fields) => fields.iter().for_each(|(_, n)| collect_paths(n, out)),
+        Node::Array(items) => items.iter().for_each(|n| collect_expressions(n, out)),
+        Node::Object(fields) => fields.iter().for_each(|(_, n)| collect_expressions(n, out)),
     }
 }
 
@@ -233,8 +332,8 @@ fn compile_string(s: &str, location: &str, errors: &mut Vec<SyntaxError>) -> Nod
             return Node::Literal(Value::String(s.to_owned()));
         };
         let expression = after_open[..close].trim();
-        match parse_expression(expression) {
-            Ok(path) => parts.push(Part::Expr(path)),
+        match parse_expression(expression, location) {
+            Ok(expr) => parts.push(Part::Expr(expr)),
             Err(kind) => {
                 failed = true;
                 errors.push(SyntaxError {
@@ -252,44 +351,136 @@ fn compile_string(s: &str, location: &str, errors: &mut Vec<SyntaxError>) -> Nod
         return Node::Literal(Value::String(s.to_owned()));
     }
     match parts.as_slice() {
-        [Part::Expr(path)] => Node::Expr(path.clone()),
+        [Part::Expr(expr)] => Node::Expr(expr.clone()),
         _ => Node::Text(parts),
     }
 }
 
-fn parse_expression(expression: &str) -> Result<Path, SyntaxErrorKind> {
-    if expression.is_empty() {
+/// Parses the inside of `{{ ... }}` (already trimmed): `path` or `path | default: <literal>`.
+fn parse_expression(expression: &str, location: &str) -> Result<Expression, SyntaxErrorKind> {
+    let (path_text, filter) = match split_at_pipe(expression) {
+        Some(at) => (expression[..at].trim_end(), Some(&expression[at + 1..])),
+        None => (expression, None),
+    };
+    if path_text.is_empty() {
         return Err(SyntaxErrorKind::EmptyExpression);
     }
-    let path = Path::parse(expression).map_err(|source| SyntaxErrorKind::BadPath {
-        expression: expression.to_owned(),
+    let path = Path::parse(path_text).map_err(|source| SyntaxErrorKind::BadPath {
+        expression: path_text.to_owned(),
         source,
     })?;
     match path.root() {
-        Some(root) if ROOTS.contains(&root) => Ok(path),
-        root => Err(SyntaxErrorKind::UnknownRoot {
-            expression: expression.to_owned(),
-            root: root.unwrap_or("[...]").to_owned(),
-        }),
+        Some(root) if ROOTS.contains(&root) => {}
+        root => {
+            return Err(SyntaxErrorKind::UnknownRoot {
+                expression: path_text.to_owned(),
+                root: root.unwrap_or("[...]").to_owned(),
+            });
+        }
     }
+    let fallback = match filter {
+        None => None,
+        Some(filter) => Some(parse_default(expression, filter)?),
+    };
+    Ok(Expression {
+        path,
+        fallback,
+        location: location.to_owned(),
+    })
 }
 
-fn lookup<'s>(path: &Path, scope: &'s Value) -> Result<&'s Value, RenderError> {
-    path.lookup(scope).ok_or_else(|| RenderError::MissingValue {
-        path: path.to_string(),
+/// The byte offset of the first `|` outside a quoted key (`["a|b"]` is a key, not a filter).
+fn split_at_pipe(text: &str) -> Option<usize> {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        match quote {
+            Some(_) if escaped => escaped = false,
+            Some(_) if c == '\\' => escaped = true,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None if c == '|' => return Some(i),
+            None => {}
+        }
+    }
+    None
+}
+
+/// The name of the filter at the start of `text` (after the `|`), and what follows it.
+fn filter_name(text: &str) -> (&str, &str) {
+    let text = text.trim_start();
+    let end = text
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .unwrap_or(text.len());
+    (&text[..end], &text[end..])
+}
+
+/// Parses what follows the `|`: `default: <JSON literal>`, and nothing after it.
+fn parse_default(expression: &str, filter: &str) -> Result<Value, SyntaxErrorKind> {
+    let (name, rest) = filter_name(filter);
+    if name != "default" {
+        return Err(SyntaxErrorKind::UnknownFilter {
+            expression: expression.to_owned(),
+            filter: if name.is_empty() {
+                filter.trim().to_owned()
+            } else {
+                name.to_owned()
+            },
+        });
+    }
+    let bad_default = || SyntaxErrorKind::BadDefault {
+        expression: expression.to_owned(),
+        found: rest.trim().to_owned(),
+    };
+    let literal = rest
+        .trim_start()
+        .strip_prefix(':')
+        .ok_or_else(bad_default)?;
+    let mut stream = serde_json::Deserializer::from_str(literal).into_iter::<Value>();
+    let value = match stream.next() {
+        Some(Ok(v)) if !v.is_array() && !v.is_object() => v,
+        Some(Ok(_)) | Some(Err(_)) | None => {
+            return Err(SyntaxErrorKind::BadDefault {
+                expression: expression.to_owned(),
+                found: literal.trim().to_owned(),
+            });
+        }
+    };
+    let after = literal[stream.byte_offset()..].trim();
+    if after.is_empty() {
+        return Ok(value);
+    }
+    // A second filter: name it when it is not one that exists.
+    if let Some(next) = after.strip_prefix('|') {
+        let (name, _) = filter_name(next);
+        if !FILTERS.contains(&name) {
+            return Err(SyntaxErrorKind::UnknownFilter {
+                expression: expression.to_owned(),
+                filter: if name.is_empty() {
+                    next.trim().to_owned()
+                } else {
+                    name.to_owned()
+                },
+            });
+        }
+    }
+    Err(SyntaxErrorKind::AfterDefault {
+        expression: expression.to_owned(),
+        found: after.to_owned(),
     })
 }
 
 fn render_node(node: &Node, scope: &Value) -> Result<Value, RenderError> {
     Ok(match node {
         Node::Literal(v) => v.clone(),
-        Node::Expr(path) => lookup(path, scope)?.clone(),
+        Node::Expr(expr) => expr.resolve(scope)?.clone(),
         Node::Text(parts) => {
             let mut out = String::new();
             for part in parts {
                 match part {
                     Part::Text(t) => out.push_str(t),
-                    Part::Expr(path) => match lookup(path, scope)? {
+                    Part::Expr(expr) => match expr.resolve(scope)? {
                         Value::String(s) => out.push_str(s),
                         other => {
                             let _ = write!(out, "{other}");
@@ -435,6 +626,183 @@ mod tests {
         assert_eq!(t.render_text(&scope()).unwrap(), "3");
     }
 
+    #[test]
+    fn default_renders_when_the_path_reads_nothing_or_null() {
+        assert_eq!(
+            render(json!(
+                "{{ trigger.headers.x-shop-event | default: \"unknown\" }}"
+            ))
+            .unwrap(),
+            json!("unknown")
+        );
+        assert_eq!(
+            render(json!("{{ input.none | default: 0 }}")).unwrap(),
+            json!(0)
+        );
+        assert_eq!(
+            render(json!("{{input.nope|default:false}}")).unwrap(),
+            json!(false)
+        );
+        assert_eq!(
+            render(json!("{{ input.nope | default: null }}")).unwrap(),
+            Value::Null
+        );
+        assert_eq!(
+            render(json!("{{ input.nope | default: -1.5e3 }}")).unwrap(),
+            json!(-1500.0)
+        );
+        // Through a value that is not an object (`trigger` is null for API runs).
+        let t = Template::compile(&json!("{{ trigger.headers.x-a | default: \"none\" }}")).unwrap();
+        assert_eq!(t.render(&json!({"trigger": null})).unwrap(), json!("none"));
+    }
+
+    #[test]
+    fn default_is_ignored_when_the_value_is_present() {
+        assert_eq!(
+            render(json!(
+                "{{ trigger.headers.x-github-event | default: \"unknown\" }}"
+            ))
+            .unwrap(),
+            json!("push")
+        );
+        // Present but false, zero or empty is still present: only missing and null fall back.
+        let scope = json!({"input": {"f": false, "z": 0, "e": ""}});
+        for (path, expected) in [("f", json!(false)), ("z", json!(0)), ("e", json!(""))] {
+            let t =
+                Template::compile(&json!(format!("{{{{ input.{path} | default: 1 }}}}"))).unwrap();
+            assert_eq!(t.render(&scope).unwrap(), expected, "{path}");
+        }
+    }
+
+    #[test]
+    fn default_inside_text_renders_as_text() {
+        assert_eq!(
+            render(json!(
+                "event={{ trigger.headers.x-nope | default: \"none\" }} n={{ input.nope | default: 7 }} {{ input.none | default: null }}"
+            ))
+            .unwrap(),
+            json!("event=none n=7 null")
+        );
+        // A `|` inside the default string, and a quoted key with `|`, are not filters.
+        let scope = json!({"input": {"a|b": "x"}});
+        let t = Template::compile(&json!(
+            "{{ input[\"a|b\"] }}/{{ input[\"c|d\"] | default: \"p|q\" }}"
+        ))
+        .unwrap();
+        assert_eq!(t.render(&scope).unwrap(), json!("x/p|q"));
+    }
+
+    #[test]
+    fn expressions_expose_their_default_and_location() {
+        let t = Template::compile(
+            &json!({"a": ["{{ input.x | default: \"d\" }}"], "b": "{{ input.y }}"}),
+        )
+        .unwrap();
+        let reads: Vec<(String, Option<Value>, String)> = t
+            .reads()
+            .iter()
+            .map(|e| {
+                (
+                    e.path().to_string(),
+                    e.fallback().cloned(),
+                    e.location().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            reads,
+            vec![
+                ("input.x".into(), Some(json!("d")), ".a[0]".into()),
+                ("input.y".into(), None, ".b".into()),
+            ]
+        );
+    }
+
+    fn syntax_error(text: &str) -> SyntaxErrorKind {
+        let mut errors = Template::compile(&json!(text)).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        errors.remove(0).kind
+    }
+
+    #[test]
+    fn other_filters_and_bad_defaults_are_refused_naming_default() {
+        let unknown = syntax_error("{{ input.x | upcase }}");
+        assert_eq!(
+            unknown,
+            SyntaxErrorKind::UnknownFilter {
+                expression: "input.x | upcase".into(),
+                filter: "upcase".into()
+            }
+        );
+        let message = unknown.to_string();
+        assert!(message.contains("unknown filter `upcase`"), "{message}");
+        assert!(
+            message.contains("the only filter is `default`"),
+            "{message}"
+        );
+        assert!(matches!(
+            syntax_error("{{ input.x | }}"),
+            SyntaxErrorKind::UnknownFilter { filter, .. } if filter.is_empty()
+        ));
+        assert!(matches!(
+            syntax_error("{{ input.x | default: \"a\" | upcase }}"),
+            SyntaxErrorKind::UnknownFilter { filter, .. } if filter == "upcase"
+        ));
+        assert!(matches!(
+            syntax_error("{{ input.x | default: \"a\" | default: \"b\" }}"),
+            SyntaxErrorKind::AfterDefault { found, .. } if found == "| default: \"b\""
+        ));
+        assert!(matches!(
+            syntax_error("{{ input.x | default: 1 2 }}"),
+            SyntaxErrorKind::AfterDefault { found, .. } if found == "2"
+        ));
+        for bad in [
+            "{{ input.x | default }}",
+            "{{ input.x | default: }}",
+            "{{ input.x | default: unknown }}",
+            "{{ input.x | default: 'single' }}",
+            "{{ input.x | default(\"a\") }}",
+            "{{ input.x | default: [1] }}",
+            "{{ input.x | default: {\"a\": 1} }}",
+        ] {
+            assert!(
+                matches!(syntax_error(bad), SyntaxErrorKind::BadDefault { .. }),
+                "{bad}: {:?}",
+                Template::compile(&json!(bad))
+            );
+        }
+        assert_eq!(
+            syntax_error("{{ | default: 1 }}"),
+            SyntaxErrorKind::EmptyExpression
+        );
+        assert!(matches!(
+            syntax_error("{{ secrets.key | default: 1 }}"),
+            SyntaxErrorKind::UnknownRoot { root, .. } if root == "secrets"
+        ));
+    }
+
+    #[test]
+    fn a_missing_value_error_suggests_default() {
+        let message = render(json!("{{ input.nope }}")).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "`{{ input.nope }}` refers to a value that does not exist (write \
+             `{{ input.nope | default: <value> }}` where it may be missing)"
+        );
+    }
+
+    fn scalar_strategy() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            // Quarters: exact in binary, so the text parses back to the same number (serde_json
+            // does not promise an exact round trip for every float).
+            (-4_000_000i32..4_000_000).prop_map(|n| json!(f64::from(n) / 4.0)),
+            "[^}]{0,16}".prop_map(Value::String),
+        ]
+    }
+
     fn json_strategy() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
@@ -460,6 +828,15 @@ mod tests {
                 let scope = json!({"input": data.clone(), "context": data.clone(), "steps": data});
                 let _ = t.render(&scope);
             }
+        }
+
+        #[test]
+        fn any_scalar_default_round_trips(fallback in scalar_strategy(), present in scalar_strategy()) {
+            let written = format!("{{{{ input.x | default: {fallback} }}}}");
+            let t = Template::compile(&Value::String(written)).unwrap();
+            prop_assert_eq!(t.render(&json!({"input": {}})).unwrap(), fallback.clone());
+            let expected = if present.is_null() { fallback } else { present.clone() };
+            prop_assert_eq!(t.render(&json!({"input": {"x": present}})).unwrap(), expected);
         }
 
         #[test]

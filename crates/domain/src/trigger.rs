@@ -1,4 +1,4 @@
-//! Trigger configuration: webhook and cron (SPEC 3 trigger object, 4, 5).
+//! Trigger configuration: webhook and cron (docs/api.md, docs/webhooks.md, docs/schedules.md).
 //!
 //! [`TriggerConfig::parse`] validates a trigger's `config` against the workflow's declared inputs
 //! and reports every problem at once (the 422 `invalid_config` details, paths under `config.`).
@@ -29,6 +29,7 @@ use serde_json::{Map, Value, json};
 use crate::Problem;
 use crate::api_keys::{self, ApiKey, GeneratedApiKey};
 use crate::cron::{CatchUp, Schedule, When, parse_timezone};
+use crate::dedup::Dedup;
 use crate::filter::Filter;
 use crate::inputs::{InputSpecs, describe};
 use crate::mapping::InputMapping;
@@ -44,6 +45,10 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 262_144;
 pub const MAX_MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 /// Default `response.timeout_seconds` of the `sync` mode.
 pub const DEFAULT_SYNC_TIMEOUT_SECONDS: u32 = 30;
+/// Default `log_body_bytes`: how much of a request's body its activity row keeps (64 KiB).
+pub const DEFAULT_LOG_BODY_BYTES: u64 = 65_536;
+/// Largest `log_body_bytes` (1 MiB).
+pub const MAX_LOG_BODY_BYTES: u64 = 1024 * 1024;
 /// Largest `response.timeout_seconds` of the `sync` mode.
 pub const MAX_SYNC_TIMEOUT_SECONDS: u32 = 300;
 
@@ -91,7 +96,7 @@ impl FromStr for TriggerType {
 /// HTTP methods a webhook may allow.
 pub const WEBHOOK_METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
-/// How a webhook answers (SPEC 4.5).
+/// How a webhook answers (docs/webhooks.md).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ResponseMode {
     /// 201 with the run id once the run is stored.
@@ -119,9 +124,15 @@ pub struct WebhookConfig {
     pub input_mapping: InputMapping,
     /// The mapping as written (shown back by the API).
     pub input_mapping_raw: Value,
-    /// Which requests start a run (SPEC 4.7); `None` lets every request through. Stored and
+    /// Which requests start a run (docs/webhooks.md); `None` lets every request through. Stored and
     /// shown as written ([`Filter::as_json`]).
     pub filter: Option<Filter>,
+    /// Which requests count as repeats of an earlier one (docs/webhooks.md); `None`: none do.
+    /// Stored and shown as written ([`Dedup::as_json`]).
+    pub dedup: Option<Dedup>,
+    /// How much of a request's body its activity row keeps when the request starts no run
+    /// (refused, filtered, duplicate); 0 keeps none.
+    pub log_body_bytes: u64,
     /// The signing secret, if any (write-only).
     pub secret: Option<String>,
     /// The signature scheme checked when a secret is set.
@@ -185,9 +196,11 @@ pub enum TriggerConfig {
     Cron(Box<CronConfig>),
 }
 
-const WEBHOOK_FIELDS: [&str; 9] = [
+const WEBHOOK_FIELDS: [&str; 11] = [
     "input_mapping",
     "filter",
+    "dedup",
+    "log_body_bytes",
     "secret",
     "signature",
     "api_keys",
@@ -379,8 +392,14 @@ impl WebhookConfig {
             "response": self.response_raw,
         });
         // Shown (and so stored) only when set: configurations without one read as before.
-        if let (Some(filter), Value::Object(map)) = (&self.filter, &mut value) {
-            map.insert("filter".into(), filter.as_json().clone());
+        if let Value::Object(map) = &mut value {
+            if let Some(filter) = &self.filter {
+                map.insert("filter".into(), filter.as_json().clone());
+            }
+            if let Some(dedup) = &self.dedup {
+                map.insert("dedup".into(), dedup.as_json().clone());
+            }
+            map.insert("log_body_bytes".into(), json!(self.log_body_bytes));
         }
         value
     }
@@ -571,11 +590,28 @@ fn parse_webhook(
         }
     };
 
+    let dedup = match map.get("dedup") {
+        None | Some(Value::Null) => None,
+        Some(value) => Dedup::parse(value, scheme, "config.dedup")
+            .map_err(|p| problems.extend(p))
+            .ok(),
+    };
+    let log_body_bytes = uint(
+        map,
+        "config",
+        "log_body_bytes",
+        DEFAULT_LOG_BODY_BYTES,
+        MAX_LOG_BODY_BYTES,
+        problems,
+    );
+
     let (response, response_raw) = parse_response(map.get("response"), problems);
     Some(WebhookConfig {
         input_mapping,
         input_mapping_raw,
         filter,
+        dedup,
+        log_body_bytes,
         secret,
         scheme,
         api_keys,
@@ -895,7 +931,7 @@ mod tests {
             w.public_json(),
             json!({"input_mapping": {}, "secret_configured": false, "signature": {"scheme": "hmac-sha256"},
                    "api_keys_configured": 0, "api_key_names": [], "rate_limit_per_minute": 60, "max_body_bytes": 262144,
-                   "methods": ["POST"], "response": {"mode": "async"}})
+                   "methods": ["POST"], "response": {"mode": "async"}, "log_body_bytes": 65536})
         );
         assert!(w.allows("POST") && !w.allows("GET"));
         assert_eq!(w.allow_header(), "POST");

@@ -2,7 +2,8 @@
 //!
 //! The HTTP surface of triggerd: the webhook endpoints (`/api/webhooks/{token}[/{rest}]`), the
 //! endpoints of parked runs (`/api/resume/{token}`, `/api/approvals/{token}[/approve|/reject]`:
-//! [`waits`]), the management API under `/api/v1`, `/healthz` and `/metrics`. It parses requests, calls
+//! [`waits`]), the management API under `/api/v1`, `/healthz`, `/metrics` and the web dashboard
+//! (`/` and `/ui/`: [`dashboard`]). It parses requests, calls
 //! `triggerd-app` for every write (and reads from the store directly), and renders views; it
 //! never executes runs itself, holds no SQL and no business rule that cron or the workers would
 //! need too.
@@ -32,10 +33,12 @@
 pub mod api;
 mod body;
 pub mod cache;
+pub mod dashboard;
 mod deadlines;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+mod replay;
 mod respond;
 pub mod sync;
 pub mod waits;
@@ -345,7 +348,7 @@ pub async fn handle(
     } else if path == OPENAPI_ROUTE.0 {
         refuse_method(OPENAPI_ROUTE, req.method()).unwrap_or_else(openapi::serve)
     } else if path.starts_with("/api/v1/") || path == "/api/v1" {
-        api::handle(state, req).await
+        api::handle(state, remote, req, &request_id).await
     } else if path == HEALTH_ROUTE.0 {
         match refuse_method(HEALTH_ROUTE, req.method()) {
             Some(refused) => refused,
@@ -356,6 +359,8 @@ pub async fn handle(
             Some(refused) => refused,
             None => metrics::render(state).await,
         }
+    } else if dashboard::is_dashboard_path(path) {
+        dashboard::serve(req.method(), path, req.headers())
     } else {
         error_response(&ApiError::not_found(format!("no route for {path}")))
     };
@@ -374,9 +379,12 @@ const HEALTH_PROBE_MAX_AGE: Duration = Duration::from_secs(1);
 /// means webhooks wait as long, and a load balancer should send them elsewhere.
 const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// `GET /healthz`: 200 while the database answers a read and commits a probe write (see
-/// `Store::probe_writes`; cached for `HEALTH_PROBE_MAX_AGE`), else 503 saying which failed. The
-/// detail (it may name the database host) goes to the log, not to the unauthenticated client.
+/// Health check for load balancers and liveness probes.
+///
+/// 200 `{"status":"ok"}` while the database answers a read and commits a small probe write (the
+/// result is cached for about a second), else 503 saying which of the two failed. No
+/// authentication; the details (they may name the database host) go to the server's log.
+// The probe is `Store::probe_writes`, cached for `HEALTH_PROBE_MAX_AGE`.
 #[utoipa::path(
     get,
     path = "/healthz",

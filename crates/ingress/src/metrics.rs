@@ -19,6 +19,7 @@
 //! | `triggerd_cron_fire_lateness_seconds` | histogram | time from a slot to its firing (caught-up slots included) |
 //! | `triggerd_store_commits_total`, `triggerd_store_jobs_total`, `triggerd_store_failed_batches_total` | counter | group-commit writer |
 //! | `triggerd_store_batch_size` | histogram | jobs per committed batch |
+//! | `triggerd_sqlite_wal_bytes`, `triggerd_sqlite_wal_restarts_total` | gauge, counter | SQLite: the WAL file's size; checkpoints that started it over |
 
 use std::fmt::Write as _;
 
@@ -62,7 +63,10 @@ pub fn install_recorder() -> Option<PrometheusHandle> {
     }
 }
 
-/// Renders every metric.
+/// Metrics in the Prometheus text format.
+///
+/// Webhook requests by outcome, runs by status, ingest latency, database writes, cron slots and
+/// event-hook attempts. No authentication: restrict it at the network or proxy if needed.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -116,6 +120,14 @@ pub async fn render(state: &AppState) -> Response<Body> {
          # HELP triggerd_store_failed_batches_total Batches whose commit failed (their requests got 503).\n# TYPE triggerd_store_failed_batches_total counter\ntriggerd_store_failed_batches_total {}\n",
         stats.commits, stats.jobs, stats.failed_batches
     );
+    if state.store().backend() == triggerd_storage::Backend::Sqlite {
+        let _ = write!(
+            text,
+            "# HELP triggerd_sqlite_wal_bytes Size of the SQLite write-ahead log file, bytes (checked about once a second while writes happen).\n# TYPE triggerd_sqlite_wal_bytes gauge\ntriggerd_sqlite_wal_bytes {}\n\
+             # HELP triggerd_sqlite_wal_restarts_total Checkpoints that started a WAL grown past its size target over.\n# TYPE triggerd_sqlite_wal_restarts_total counter\ntriggerd_sqlite_wal_restarts_total {}\n",
+            stats.wal_bytes, stats.wal_restarts
+        );
+    }
     text.push_str("# HELP triggerd_store_batch_size Writes per committed batch.\n# TYPE triggerd_store_batch_size histogram\n");
     let mut cumulative = 0;
     for (i, count) in stats.batch_sizes.iter().enumerate() {

@@ -22,7 +22,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use crate::Body;
 use crate::api::views;
 
-/// An error answer, everywhere (SPEC 3): `{error, code, details?}`.
+/// An error answer, the same everywhere: `{error, code, details?}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// A message for people: what went wrong and what to do.
@@ -118,14 +118,14 @@ pub(crate) mod bodies {
         pub config: CronConfig,
     }
 
-    /// A webhook trigger's configuration (SPEC 3, 4). `secret` and `api_keys` are write-only.
+    /// A webhook trigger's configuration. `secret` and `api_keys` are write-only.
     #[derive(Deserialize, ToSchema)]
     #[serde(deny_unknown_fields)]
     pub struct WebhookConfig {
         /// Workflow input to a path: a body path, or `$headers.x`, `$query.x`, `$path`, `$method`.
         #[schema(value_type = Option<Object>)]
         pub input_mapping: Option<Value>,
-        /// Which requests start a run (SPEC 4.7), checked after the signature/API key, before
+        /// Which requests start a run, checked after the signature/API key, before
         /// mapping; others are answered 200 `{"ignored": true, "request_id"}` and logged
         /// `filtered`. A condition over the paths `input_mapping` reads: `{"path", "equals": V}`,
         /// `{"path", "in": [V...]}`, `{"path", "exists": bool}`, `{"path", "prefix": "s"}`,
@@ -134,6 +134,19 @@ pub(crate) mod bodies {
         /// Shown back as written.
         #[schema(value_type = Option<Object>)]
         pub filter: Option<Value>,
+        /// De-duplication: `"provider"` (the sender's delivery id — `X-GitHub-Delivery`,
+        /// `webhook-id`, Stripe's body `id`, Slack's body `event_id` — by the signature scheme)
+        /// or `{"key": <path>, "window_seconds"}` (default 86400, at most 604800). A request
+        /// whose key an earlier request claimed within the window starts no run and is answered
+        /// 200 `{"run_id": <the earlier run>, "duplicate": true, "request_id"}`, logged
+        /// `duplicate`. Requests without the key are not de-duplicated.
+        #[schema(value_type = Option<Object>)]
+        pub dedup: Option<Value>,
+        /// How much of a request's body its activity row keeps when the request starts no run
+        /// (refused, filtered, duplicate), for inspection and replay. Default 65536, at most
+        /// 1048576; 0 keeps none.
+        #[schema(minimum = 0, maximum = 1048576)]
+        pub log_body_bytes: Option<u64>,
         /// The signing secret (write-only).
         pub secret: Option<String>,
         /// `{scheme}`: `hmac-sha256` (default), `github`, `stripe`, `slack` or `standard-webhooks`.
@@ -157,7 +170,7 @@ pub(crate) mod bodies {
         pub response: Option<Value>,
     }
 
-    /// One entry of `config.api_keys` (SPEC 4.2). Stored as `{name, sha256}` only; a generated
+    /// One entry of `config.api_keys`. Stored as `{name, sha256}` only; a generated
     /// key is shown once, in `generated_api_keys` of the answer that generated it.
     #[derive(Deserialize, ToSchema)]
     #[serde(untagged)]
@@ -207,15 +220,15 @@ pub(crate) mod bodies {
         pub sha256: String,
     }
 
-    /// Keys of a webhook configuration to change (`PATCH /triggers/{id}`): any key of
-    /// [`WebhookConfig`], `null` to remove one, and single API-key changes.
+    /// Keys of a webhook configuration to change (`PATCH /triggers/{id}`): any key of the
+    /// webhook configuration (`WebhookConfig`), `null` to remove one, and single API-key changes.
     #[derive(Deserialize, ToSchema)]
     #[serde(deny_unknown_fields)]
     pub struct WebhookPatch {
         /// Body path, `$headers.x`, `$query.x`, `$path` or `$method` per input.
         #[schema(value_type = Option<Object>)]
         pub input_mapping: Option<Value>,
-        /// The whole new filter (see [`WebhookConfig`]); `null` removes it.
+        /// The whole new filter (as in `WebhookConfig`); `null` removes it.
         #[schema(value_type = Option<Object>)]
         pub filter: Option<Value>,
         /// The signing secret; `null` turns signature checks off.
@@ -261,7 +274,7 @@ pub(crate) mod bodies {
         Delete,
     }
 
-    /// A cron trigger's configuration (SPEC 5): a `schedule`, or `at` for a one-time trigger.
+    /// A cron trigger's configuration: a `schedule`, or `at` for a one-time trigger.
     #[derive(Deserialize, ToSchema)]
     #[serde(untagged)]
     pub enum CronConfig {
@@ -399,7 +412,7 @@ pub(crate) mod bodies {
         pub secret: Option<String>,
     }
 
-    /// A workflow definition (SPEC 2). It may also carry `name`, which must then equal the name
+    /// A workflow definition. It may also carry `name`, which must then equal the name
     /// in the URL.
     #[derive(Deserialize, ToSchema)]
     #[serde(deny_unknown_fields)]
@@ -412,7 +425,8 @@ pub(crate) mod bodies {
         /// Steps run in order: `{id, type: http | wait_for_webhook | approval | command, ...}`.
         #[schema(value_type = Option<Vec<Object>>)]
         pub steps: Option<Value>,
-        /// The template of `final_output`.
+        /// The template of `final_output`: strings may hold `{{ path }}` and
+        /// `{{ path | default: <JSON literal> }}` (docs/templates.md).
         pub output: Option<Value>,
         /// 0 = unlimited.
         #[schema(value_type = Option<u64>, minimum = 0, maximum = 4294967295_u64)]
@@ -563,8 +577,12 @@ pub(crate) mod bodies {
     }
 }
 
-/// The webhook endpoint (SPEC 4). Documentation only: the handler is [`crate::webhook::handle`],
-/// which serves any method the trigger allows, so it has no annotation of its own.
+/// Send a webhook to a trigger.
+///
+/// The URL a sender calls to start a run. The trigger's configuration decides which methods are
+/// accepted, the body limit, the rate limit, the signature or API-key check, the filter, the input
+/// mapping and the kind of answer (`async`, `sync` or `custom`).
+// Only the OpenAPI annotation: `crate::webhook::handle` serves the endpoint, for any method.
 #[utoipa::path(
     method(get, post, put, patch, delete),
     path = "/api/webhooks/{token}",
@@ -591,7 +609,10 @@ pub(crate) mod bodies {
 #[allow(dead_code)]
 fn webhook() {}
 
-/// The webhook endpoint with a path rest (`trigger.path`). Documentation only, like [`webhook`].
+/// Send a webhook to a trigger, with a path after the token.
+///
+/// As the endpoint without a path; the run sees what follows the token as `trigger.path`.
+// Only the OpenAPI annotation, like `webhook` above.
 #[utoipa::path(
     method(get, post, put, patch, delete),
     path = "/api/webhooks/{token}/{rest}",
@@ -649,6 +670,8 @@ fn webhook_with_path() {}
         crate::api::triggers::delete,
         crate::api::triggers::rotate,
         crate::api::triggers::requests,
+        crate::api::triggers::request,
+        crate::replay::replay,
         crate::api::triggers::test,
         crate::api::runs::create,
         crate::api::runs::list,
@@ -798,7 +821,9 @@ pub fn document() -> &'static Bytes {
     })
 }
 
-/// `GET /api/v1/openapi.json`: this document (no authentication).
+/// This OpenAPI 3.1 document.
+///
+/// Generated from the server's code; no authentication.
 #[utoipa::path(
     get,
     path = "/api/v1/openapi.json",

@@ -145,7 +145,10 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Body> 
     }
 }
 
-/// `POST /api/resume/{token}`.
+/// Resume a run parked at a `wait_for_webhook` step.
+///
+/// The URL is the run's `waiting_payload.resume_url`; the posted JSON becomes the step's output.
+/// No admin token: the URL's token is the credential.
 #[utoipa::path(
     post,
     path = "/api/resume/{token}",
@@ -185,7 +188,10 @@ pub(crate) async fn resume(
     ))
 }
 
-/// `GET /api/approvals/{token}`.
+/// The review page of a run waiting at an `approval` step.
+///
+/// An HTML page with the run's input and Approve and Reject buttons (the run's
+/// `waiting_payload.review_url`). No admin token: the URL's token is the credential.
 #[utoipa::path(
     get,
     path = "/api/approvals/{token}",
@@ -207,7 +213,10 @@ pub(crate) async fn review(state: &AppState, token: &str) -> Response<Body> {
     }
 }
 
-/// `POST /api/approvals/{token}/approve`. Documentation only: [`decide`] serves it.
+/// Approve a run waiting at an `approval` step; it continues.
+///
+/// JSON in and out; a form post from the review page gets an HTML page.
+// Only the OpenAPI annotation: `decide` serves the route.
 #[utoipa::path(
     post,
     path = "/api/approvals/{token}/approve",
@@ -235,7 +244,10 @@ pub(crate) async fn review(state: &AppState, token: &str) -> Response<Body> {
 #[allow(dead_code)]
 fn approve() {}
 
-/// `POST /api/approvals/{token}/reject`. Documentation only: [`decide`] serves it.
+/// Reject a run waiting at an `approval` step; it fails with code `rejected`.
+///
+/// JSON in and out; a form post from the review page gets an HTML page.
+// Only the OpenAPI annotation: `decide` serves the route.
 #[utoipa::path(
     post,
     path = "/api/approvals/{token}/reject",

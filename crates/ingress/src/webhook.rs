@@ -24,7 +24,7 @@ use triggerd_domain::mapping::{
 };
 use triggerd_domain::run::{RunSource, RunStatus};
 use triggerd_domain::trigger::{ResponseMode, WebhookConfig};
-use triggerd_storage::{IngestWrite, NewActivity};
+use triggerd_storage::{DedupClaim, IngestWrite, Ingested, NewActivity};
 
 use crate::body::parse_body;
 use crate::cache::CachedTrigger;
@@ -32,9 +32,9 @@ use crate::deadlines::read_body;
 use crate::{ApiError, AppState, Body, error_response, json_response};
 
 /// A request refused after the token was known: the error to answer and the activity outcome.
-struct Refusal {
-    error: ApiError,
-    outcome: Outcome,
+pub(crate) struct Refusal {
+    pub(crate) error: ApiError,
+    pub(crate) outcome: Outcome,
 }
 
 impl Refusal {
@@ -44,16 +44,26 @@ impl Refusal {
 }
 
 /// What the checks produce for an accepted request.
-struct Accepted {
-    input: serde_json::Map<String, Value>,
-    trigger_input: Value,
+pub(crate) struct Accepted {
+    pub(crate) input: serde_json::Map<String, Value>,
+    pub(crate) trigger_input: Value,
 }
 
 /// What the checks let through: a request to start a run, or one the trigger's filter ignores
 /// (SPEC 4.7: answered 200, no run, logged `filtered`).
-enum Passed {
+pub(crate) enum Passed {
     Accepted(Accepted),
     Filtered,
+}
+
+/// What [`check`] read of a request, kept for its activity row when it starts no run (SPEC 4.7:
+/// request inspection and replay).
+struct Seen {
+    parts: http::request::Parts,
+    /// The body, when it was read whole.
+    body: Option<Bytes>,
+    /// Its size (declared, when it was refused unread for its size).
+    size: u64,
 }
 
 /// Handles one webhook request.
@@ -95,7 +105,8 @@ pub async fn handle(
     let http_method = req.method().clone();
     let method = http_method.as_str().to_owned();
 
-    let (result, body_bytes) = check(state, &entry, req, &rest).await;
+    let (result, seen) = check(state, &entry, req, &rest).await;
+    let body_bytes = seen.size;
     let duration_ms = started.elapsed().as_millis() as i64;
     let mut activity = NewActivity {
         id: request_id.to_owned(),
@@ -108,7 +119,13 @@ pub async fn handle(
         body_bytes: body_bytes as i64,
         duration_ms,
         remote_addr: Some(remote.ip().to_string()),
+        request: None,
+        body: None,
+        body_truncated: false,
+        details: None,
+        replay_of: None,
     };
+    let config = &entry.target.config;
     let accepted = match result {
         Ok(Passed::Accepted(accepted)) => accepted,
         Ok(Passed::Filtered) => {
@@ -116,6 +133,14 @@ pub async fn handle(
                 .increment(1);
             activity.status_code = 200;
             activity.outcome = Outcome::Filtered.as_str().to_owned();
+            keep_request(
+                &mut activity,
+                config,
+                &seen.parts,
+                &rest,
+                seen.body.as_ref(),
+            );
+            tracing::debug!(trigger_id = %entry.target.trigger_id, %request_id, "webhook ignored by the trigger's filter");
             log_without_run(state, &entry, token, activity).await;
             return json_response(
                 StatusCode::OK,
@@ -125,9 +150,18 @@ pub async fn handle(
         Err(refusal) => {
             metrics::counter!("triggerd_webhook_requests_total", "outcome" => refusal.outcome.as_str())
                 .increment(1);
+            log_refusal(&entry.target.trigger_id, request_id, &refusal);
             activity.status_code = i32::from(refusal.error.status.as_u16());
             activity.outcome = refusal.outcome.as_str().to_owned();
             activity.error = Some(refusal.error.message.clone());
+            activity.details = refusal.error.details.as_ref().map(Value::to_string);
+            keep_request(
+                &mut activity,
+                config,
+                &seen.parts,
+                &rest,
+                seen.body.as_ref(),
+            );
             // Refusals are logged before answering so the log and the answer agree; a failed log
             // write does not change the answer.
             if !entry.target.enabled && state.config.hide_unknown_tokens {
@@ -143,6 +177,23 @@ pub async fn handle(
 
     let run_id = new_id(IdKind::Run);
     let target = &entry.target;
+    // A duplicate's row keeps the request, like any request that starts no run: built only for
+    // triggers that de-duplicate.
+    let dedup = target.config.dedup.as_ref().and_then(|d| {
+        let key = d.key_of(&accepted.trigger_input)?;
+        keep_request(
+            &mut activity,
+            config,
+            &seen.parts,
+            &rest,
+            seen.body.as_ref(),
+        );
+        Some(DedupClaim {
+            key,
+            expires_at: received_at.saturating_add(i64::from(d.window_seconds()) * 1_000_000),
+        })
+    });
+    drop(seen);
     let custom = match &target.config.response {
         ResponseMode::Custom {
             status,
@@ -215,10 +266,23 @@ pub async fn handle(
         activity,
         events: std::mem::take(&mut prepared.outbox),
         awaited: waiting.is_some(),
+        dedup,
     };
     // SAFETY (durability): the answer below is sent only after this commit returned.
     match state.app.ingest(write).await {
-        Ok(()) => {}
+        Ok(Ingested::Written) => {}
+        Ok(Ingested::Duplicate(original)) => {
+            // No run of its own: the waiting place (sync) is given back unused.
+            drop(waiting);
+            trim_activity(state, &entry);
+            metrics::counter!("triggerd_webhook_requests_total", "outcome" => Outcome::Duplicate.as_str())
+                .increment(1);
+            tracing::debug!(trigger_id = %target.trigger_id, %request_id, run_id = %original, "duplicate webhook delivery: no new run");
+            return json_response(
+                StatusCode::OK,
+                &json!({"run_id": original, "duplicate": true, "request_id": request_id}),
+            );
+        }
         Err(AppError::TokenGone) => return unknown_token(state),
         Err(e) => {
             let error = ApiError::from(e);
@@ -235,6 +299,11 @@ pub async fn handle(
                 body_bytes: body_bytes as i64,
                 duration_ms: started.elapsed().as_millis() as i64,
                 remote_addr: Some(remote.ip().to_string()),
+                request: None,
+                body: None,
+                body_truncated: false,
+                details: None,
+                replay_of: None,
             };
             let (app, trigger_id) = (state.app.clone(), target.trigger_id.clone());
             tokio::spawn(async move {
@@ -247,13 +316,14 @@ pub async fn handle(
                     activity: failed,
                     events: Vec::new(),
                     awaited: false,
+                    dedup: None,
                 };
                 // A store that could not take the run may take the row a little later (a lock
                 // released, a stall over): a few tries over about 15 s, then it is given up.
                 for pause in FAILED_LOG_RETRIES {
                     tokio::time::sleep(pause).await;
                     match app.ingest(write.clone()).await {
-                        Ok(()) => return,
+                        Ok(_) => return,
                         Err(e) => {
                             tracing::debug!(error = %e, "could not log a webhook request the store refused; retrying")
                         }
@@ -341,11 +411,82 @@ async fn log_without_run(
         activity,
         events: Vec::new(),
         awaited: false,
+        dedup: None,
     };
     if let Err(e) = state.app.ingest(write).await {
         tracing::warn!(error = %e, trigger_id = %entry.target.trigger_id, "could not log a webhook request that started no run");
     }
     trim_activity(state, entry);
+}
+
+/// Most bytes of header names and values an activity row keeps; headers past it are left out
+/// and the row says `headers_truncated`.
+const MAX_LOGGED_HEADER_BYTES: usize = 16 * 1024;
+/// Most bytes of the query string an activity row keeps (cut at a parameter boundary).
+const MAX_LOGGED_QUERY_BYTES: usize = 8 * 1024;
+
+/// Keeps what a request that starts no run carried in its activity row (SPEC 4.7): the path,
+/// the headers and the query redacted as in `trigger_input`, and the body up to the trigger's
+/// `log_body_bytes`. Each part is bounded, so a flood of refused requests writes bounded rows.
+fn keep_request(
+    activity: &mut NewActivity,
+    config: &WebhookConfig,
+    parts: &http::request::Parts,
+    rest: &str,
+    body: Option<&Bytes>,
+) {
+    let mut budget = MAX_LOGGED_HEADER_BYTES;
+    let mut headers_truncated = false;
+    let kept = parts.headers.iter().filter(|(name, value)| {
+        let cost = name.as_str().len() + value.len();
+        if cost > budget {
+            headers_truncated = true;
+            return false;
+        }
+        budget -= cost;
+        true
+    });
+    let headers = headers_to_map(
+        kept.map(|(n, v)| (n.as_str(), v.as_bytes())),
+        redacted_headers(config),
+    );
+    let mut query = parts.uri.query().unwrap_or("");
+    let query_truncated = query.len() > MAX_LOGGED_QUERY_BYTES;
+    if query_truncated {
+        let mut cut = MAX_LOGGED_QUERY_BYTES;
+        while !query.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        query = &query[..query[..cut].rfind('&').unwrap_or(cut)];
+    }
+    let mut request = json!({
+        "path": rest,
+        "headers": headers,
+        "query": query_to_map(query.as_bytes()),
+    });
+    if headers_truncated || query_truncated {
+        request["truncated"] = json!(true);
+    }
+    activity.request = Some(request.to_string());
+    if let Some(body) = body.filter(|b| !b.is_empty()) {
+        let keep = body.len().min(config.log_body_bytes as usize);
+        activity.body = (keep > 0).then(|| body[..keep].to_vec());
+        activity.body_truncated = keep < body.len();
+    }
+}
+
+/// One line per refused request, at `info` (rate-limited ones at `debug`: a flood must not
+/// flood the log; `triggerd_webhook_requests_total` counts them): the trigger, the request id,
+/// the outcome and the reason — never a secret or the body.
+fn log_refusal(trigger_id: &str, request_id: &str, refusal: &Refusal) {
+    let status = refusal.error.status.as_u16();
+    let outcome = refusal.outcome.as_str();
+    let reason = refusal.error.message.as_str();
+    if refusal.outcome == Outcome::RateLimited {
+        tracing::debug!(%trigger_id, %request_id, outcome, status, reason, "webhook refused");
+    } else {
+        tracing::info!(%trigger_id, %request_id, outcome, status, reason, "webhook refused");
+    }
 }
 
 /// Pauses before each try to log a request whose write the store refused (503).
@@ -402,14 +543,20 @@ async fn lookup(state: &AppState, token: &str) -> Result<Option<Arc<CachedTrigge
 }
 
 /// Every check after the token; returns the mapped input (or that the filter ignores the request)
-/// or the refusal, and the body size read.
+/// or the refusal, and what was read of the request.
 async fn check(
     state: &AppState,
     entry: &CachedTrigger,
     req: Request<Incoming>,
     rest: &str,
-) -> (Result<Passed, Refusal>, u64) {
+) -> (Result<Passed, Refusal>, Seen) {
     let config = &entry.target.config;
+    let (parts, body) = req.into_parts();
+    let unread = |parts, size| Seen {
+        parts,
+        body: None,
+        size,
+    };
     if !entry.target.enabled {
         // Answered like an unknown token, but logged against the trigger (SPEC 4.6).
         return (
@@ -417,98 +564,111 @@ async fn check(
                 ApiError::not_found("trigger is disabled"),
                 Outcome::Failed,
             )),
-            0,
+            unread(parts, 0),
         );
     }
-    if !config.allows(req.method().as_str()) {
+    if !config.allows(parts.method.as_str()) {
         return (
             Err(Refusal::new(
                 ApiError::method_not_allowed(config.allow_header()),
                 Outcome::MethodNotAllowed,
             )),
-            0,
+            unread(parts, 0),
         );
     }
     let limit = config.max_body_bytes;
-    let declared_length = req
-        .headers()
+    let declared_length = parts
+        .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared_length.is_some_and(|n| n > limit) {
+    if let Some(declared) = declared_length.filter(|n| *n > limit) {
         return (
             Err(Refusal::new(
                 ApiError::payload_too_large(limit),
                 Outcome::TooLarge,
             )),
-            declared_length.unwrap_or(0),
+            unread(parts, declared),
         );
     }
-    let (parts, body) = req.into_parts();
     let body: Bytes = if parts.method == Method::GET {
         Bytes::new()
     } else {
         match read_body(body, limit, state.config.body_read_timeout).await {
             Ok(bytes) => bytes,
             Err(error) if error.status == StatusCode::PAYLOAD_TOO_LARGE => {
-                return (Err(Refusal::new(error, Outcome::TooLarge)), limit);
+                return (
+                    Err(Refusal::new(error, Outcome::TooLarge)),
+                    unread(parts, limit),
+                );
             }
             // Cut off (400), or not complete within the body read timeout (408): logged `failed`.
-            Err(error) => return (Err(Refusal::new(error, Outcome::Failed)), 0),
+            Err(error) => return (Err(Refusal::new(error, Outcome::Failed)), unread(parts, 0)),
         }
     };
     let size = body.len() as u64;
-    let refuse = |error, outcome| (Err(Refusal::new(error, outcome)), size);
-
     let allowed = entry
         .runtime
         .bucket
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .take(config.rate_limit_per_minute, Instant::now());
+    // A rate-limited request's body is not kept: a flood writes no more than its rows.
     if let Err(retry_after) = allowed {
-        return refuse(ApiError::rate_limited(retry_after), Outcome::RateLimited);
+        return (
+            Err(Refusal::new(
+                ApiError::rate_limited(retry_after),
+                Outcome::RateLimited,
+            )),
+            unread(parts, size),
+        );
     }
+    let result = authenticate_and_evaluate(state, entry, &parts, &body, rest).await;
+    (
+        result,
+        Seen {
+            parts,
+            body: Some(body),
+            size,
+        },
+    )
+}
+
+/// The checks after the rate limit: signature, API key, parsing, filter, mapping.
+async fn authenticate_and_evaluate(
+    state: &AppState,
+    entry: &CachedTrigger,
+    parts: &http::request::Parts,
+    body: &Bytes,
+    rest: &str,
+) -> Result<Passed, Refusal> {
+    let config = &entry.target.config;
     if let Some(secret) = &config.secret {
         let now_secs = state.app.now() / 1_000_000;
-        if let Err(e) = config
-            .scheme
-            .verify(secret, &parts.headers, &body, now_secs)
-        {
-            return refuse(
+        if let Err(e) = config.scheme.verify(secret, &parts.headers, body, now_secs) {
+            return Err(Refusal::new(
                 ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "bad_signature",
                     format!("signature check failed: {e}"),
                 ),
                 Outcome::BadSignature,
-            );
+            ));
         }
     }
     if !config.api_keys.is_empty() && !api_key_matches(&parts.headers, config) {
         let error = ApiError::unauthorized(
             "missing or wrong API key: send Authorization: Bearer <key> or X-API-Key: <key>",
         );
-        return refuse(error, Outcome::Unauthorized);
+        return Err(Refusal::new(error, Outcome::Unauthorized));
     }
-    let parsed = match parse_body(&parts.headers, &body).await {
-        Ok(v) if json_depth(&v) > MAX_JSON_DEPTH => {
-            return refuse(ApiError::too_deep(), Outcome::Malformed);
-        }
-        Ok(v) => v,
-        Err(e) => return refuse(ApiError::from(e), Outcome::Malformed),
-    };
-    let redact: &[&str] = if config.secret.is_some() {
-        config.scheme.header_names()
-    } else {
-        &[]
-    };
+    let parsed = parse(&parts.headers, body).await?;
     let headers = headers_to_map(
         parts
             .headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_bytes())),
-        redact,
+        redacted_headers(config),
     );
     let query = query_to_map(parts.uri.query().unwrap_or("").as_bytes());
     let trigger_input = trigger_input(
@@ -518,24 +678,55 @@ async fn check(
         Value::Object(headers),
         parsed,
     );
+    evaluate(config, &entry.target.definition, trigger_input)
+}
+
+/// `trigger.body` from a raw body, within the depth limit.
+pub(crate) async fn parse(headers: &http::HeaderMap, body: &Bytes) -> Result<Value, Refusal> {
+    match parse_body(headers, body).await {
+        Ok(v) if json_depth(&v) > MAX_JSON_DEPTH => {
+            Err(Refusal::new(ApiError::too_deep(), Outcome::Malformed))
+        }
+        Ok(v) => Ok(v),
+        Err(e) => Err(Refusal::new(ApiError::from(e), Outcome::Malformed)),
+    }
+}
+
+/// The headers `trigger.headers` and the activity log redact besides the always-redacted ones:
+/// the signature headers of the trigger's scheme, when it checks one.
+pub(crate) fn redacted_headers(config: &WebhookConfig) -> &'static [&'static str] {
+    if config.secret.is_some() {
+        config.scheme.header_names()
+    } else {
+        &[]
+    }
+}
+
+/// The filter, then input mapping and validation, of an authenticated request (SPEC 4.5, 4.7):
+/// what a live request and a replayed one both go through.
+pub(crate) fn evaluate(
+    config: &WebhookConfig,
+    definition: &triggerd_domain::definition::Definition,
+    trigger_input: Value,
+) -> Result<Passed, Refusal> {
     // SPEC 4.5/4.7: the filter reads what mapping reads, after authentication, before mapping.
     if let Some(filter) = &config.filter
         && !filter.matches(&trigger_input)
     {
-        return (Ok(Passed::Filtered), size);
+        return Ok(Passed::Filtered);
     }
     match config
         .input_mapping
-        .apply(&entry.target.definition.inputs, &trigger_input)
+        .apply(&definition.inputs, &trigger_input)
     {
-        Ok(input) => (
-            Ok(Passed::Accepted(Accepted {
-                input,
-                trigger_input,
-            })),
-            size,
-        ),
-        Err(problems) => refuse(ApiError::invalid_input(problems), Outcome::InvalidInput),
+        Ok(input) => Ok(Passed::Accepted(Accepted {
+            input,
+            trigger_input,
+        })),
+        Err(problems) => Err(Refusal::new(
+            ApiError::invalid_input(problems),
+            Outcome::InvalidInput,
+        )),
     }
 }
 

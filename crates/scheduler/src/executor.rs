@@ -517,7 +517,7 @@ impl Executor {
                     tracing::info!(%run_id, "run cancelled or taken over; its step is interrupted");
                     return;
                 }
-                Err(e) => tracing::debug!(%run_id, error = %e, "could not check the run"),
+                Err(e) => tracing::warn!(%run_id, error = %e, "could not check the run"),
             }
         }
     }

@@ -167,7 +167,7 @@ impl RunWorker {
                 }
                 Ok(None) => now + LEASE,
                 Err(e) => {
-                    tracing::debug!(error = %e, "could not read the next lease expiry");
+                    tracing::warn!(error = %e, "could not read the next lease expiry");
                     now + LEASE
                 }
             };

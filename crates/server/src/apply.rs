@@ -1,6 +1,7 @@
 //! `triggerd apply`: validate a workflow definition file locally, store it on a running server
 //! through the management API, optionally deploy it, and print what changed and the webhook URLs.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Read as _;
 use std::path::Path;
@@ -9,10 +10,12 @@ use std::time::Duration;
 use clap::Args;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use triggerd_domain::definition::{Definition, DefinitionError};
+use triggerd_domain::definition::{Definition, DefinitionError, redact_secrets};
 
-/// The server `apply` talks to when neither `--url` nor `TRIGGERD_PUBLIC_URL` is set.
-pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+use crate::Failure;
+
+/// The port `apply` calls on 127.0.0.1 when no URL is given and `TRIGGERD_LISTEN` names none.
+pub const DEFAULT_PORT: u16 = 8080;
 
 /// Page size for the lists `apply` walks (the API's maximum).
 const PAGE_LIMIT: usize = 200;
@@ -27,29 +30,61 @@ pub struct ApplyArgs {
     /// an existing deployment of that name is kept. Prints the deployment's webhook URLs.
     #[arg(long, value_name = "NAME")]
     deploy: Option<String>,
-    /// Base URL of the triggerd server to apply to (default: http://127.0.0.1:8080).
-    #[arg(long, env = "TRIGGERD_PUBLIC_URL")]
+    /// Base URL of the server's management API. Default: TRIGGERD_URL; else, for older set-ups,
+    /// TRIGGERD_PUBLIC_URL (with a warning); else http://127.0.0.1:<port of TRIGGERD_LISTEN,
+    /// 8080 when unset>.
+    #[arg(long, env = "TRIGGERD_URL")]
     url: Option<String>,
     /// The admin API token of that server (required).
     #[arg(long, env = "TRIGGERD_API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
+    /// Print what applying would change — the workflow (new, changed, unchanged), deployments,
+    /// and the declared triggers created, changed or removed with the URLs that would stop
+    /// working — and change nothing.
+    #[arg(long, visible_alias = "dry-run")]
+    plan: bool,
+    /// Allow removing declared triggers that the file no longer declares (their URLs stop
+    /// working at once). Without it such a change is refused (exit 2) and nothing is changed.
+    #[arg(long)]
+    prune: bool,
 }
 
 /// Runs `triggerd apply`. The error is the whole message to print (possibly several lines).
-pub async fn apply(args: ApplyArgs) -> Result<(), String> {
+pub async fn apply(args: ApplyArgs) -> Result<(), Failure> {
     let definition = read_definition(&args.file)?;
     let token = args.api_token.filter(|t| !t.is_empty()).ok_or_else(|| {
         "no API token: set TRIGGERD_API_TOKEN (or pass --api-token) to the server's admin token"
             .to_owned()
     })?;
-    let url = args
-        .url
-        .as_deref()
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .unwrap_or(DEFAULT_URL);
-    let api = Api::new(url, token)?;
+    let url = server_url(args.url.as_deref());
+    let api = Api::new(&url, token)?;
     let name = definition.name.clone();
+
+    let plan = Plan::make(&api, &definition, args.deploy.as_deref()).await?;
+    if args.plan {
+        println!("plan for {} (nothing is changed):", shown_file(&args.file));
+        print!("{}", plan.describe());
+        println!("plan only: nothing was changed");
+        return Ok(());
+    }
+    let removals = plan.removals();
+    if !removals.is_empty() && !args.prune {
+        let mut text = format!(
+            "applying {} would remove {} declared trigger{} (no longer in the file, or replaced \
+             by one of another type):",
+            shown_file(&args.file),
+            removals.len(),
+            if removals.len() == 1 { "" } else { "s" }
+        );
+        for removal in &removals {
+            let _ = write!(text, "\n  {}", removal.describe());
+        }
+        text.push_str(
+            "\nnothing was changed. Pass --prune to remove them (every URL listed stops working \
+             at once), or keep them in the file. --plan shows every change.",
+        );
+        return Err(Failure::usage(text));
+    }
 
     let stored = api
         .call(
@@ -59,7 +94,7 @@ pub async fn apply(args: ApplyArgs) -> Result<(), String> {
         )
         .await?
         .expect_ok()?;
-    println!("{}", describe_put(&name, &stored));
+    println!("{}", describe_put(&name, &stored, &plan.urls()));
 
     if let Some(deployment_name) = args.deploy {
         let deployment = deploy(&api, &name, &deployment_name).await?;
@@ -74,6 +109,315 @@ pub async fn apply(args: ApplyArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The base URL of the management API: `--url`/`TRIGGERD_URL`, else the deprecated
+/// `TRIGGERD_PUBLIC_URL` (what `apply` used before `TRIGGERD_URL` existed; the address senders
+/// use, which need not reach the API from where `apply` runs), else this machine at the port of
+/// `TRIGGERD_LISTEN`.
+fn server_url(given: Option<&str>) -> String {
+    let non_empty = |v: Option<String>| v.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    if let Some(url) = non_empty(given.map(str::to_owned)) {
+        return url;
+    }
+    if let Some(url) = non_empty(std::env::var("TRIGGERD_PUBLIC_URL").ok()) {
+        eprintln!(
+            "triggerd: warning: using TRIGGERD_PUBLIC_URL ({url}) as the server's address; set \
+             TRIGGERD_URL (or pass --url) instead: the public URL is the one senders use"
+        );
+        return url;
+    }
+    let port = std::env::var("TRIGGERD_LISTEN")
+        .ok()
+        .and_then(|l| l.trim().parse::<std::net::SocketAddr>().ok())
+        .map_or(DEFAULT_PORT, |a| a.port());
+    format!("http://127.0.0.1:{port}")
+}
+
+fn shown_file(file: &str) -> &str {
+    if file == "-" { "stdin" } else { file }
+}
+
+/// What applying a definition would change, worked out from the server's current state: the
+/// server syncs declared triggers itself when a new version is stored, so removals are found
+/// (and refused without `--prune`) here, before anything is sent.
+#[derive(Debug)]
+struct Plan {
+    workflow: String,
+    /// The latest stored version, if the workflow exists.
+    latest: Option<i64>,
+    /// Whether storing the file makes a new version.
+    changes: bool,
+    /// Whether the file holds secrets (not compared: the server never shows them).
+    has_secrets: bool,
+    deployments: Vec<DeploymentPlan>,
+    /// `--deploy NAME` when no deployment of that name exists: its name.
+    new_deployment: Option<String>,
+    /// The names of the triggers the file declares.
+    declared: Vec<String>,
+}
+
+#[derive(Debug)]
+struct DeploymentPlan {
+    id: String,
+    name: String,
+    /// The pinned version; `None` when it tracks the latest.
+    pinned: Option<i64>,
+    changes: Vec<TriggerChange>,
+}
+
+#[derive(Debug)]
+struct TriggerChange {
+    deployment: String,
+    deployment_id: String,
+    name: String,
+    kind: String,
+    what: ChangeKind,
+    /// A webhook's current URL (which stops working when it is removed).
+    url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChangeKind {
+    Created,
+    Updated,
+    Removed,
+    /// An API-created trigger has the declared name: the declared one is not created.
+    NameTaken,
+}
+
+impl TriggerChange {
+    fn describe(&self) -> String {
+        let head = format!(
+            "deployment {} ({}): {} {}",
+            self.deployment, self.deployment_id, self.kind, self.name
+        );
+        match (self.what, &self.url) {
+            (ChangeKind::Created, _) => format!("{head} would be created"),
+            (ChangeKind::Updated, Some(_)) => {
+                format!("{head} would be updated in place (its URL stays the same)")
+            }
+            (ChangeKind::Updated, None) => format!("{head} would be updated in place"),
+            (ChangeKind::Removed, Some(url)) => {
+                format!("{head} would be removed; this URL would stop working: {url}")
+            }
+            (ChangeKind::Removed, None) => format!("{head} would be removed"),
+            (ChangeKind::NameTaken, _) => format!(
+                "{head}: a trigger created through the API has this name, so the declared one \
+                 would not be created"
+            ),
+        }
+    }
+}
+
+impl Plan {
+    async fn make(
+        api: &Api,
+        definition: &Definition,
+        deploy: Option<&str>,
+    ) -> Result<Plan, String> {
+        let workflow = definition.name.clone();
+        let reply = api
+            .call(Method::GET, &format!("/workflows/{workflow}"), None)
+            .await?;
+        let current = if reply.status == StatusCode::NOT_FOUND {
+            None
+        } else {
+            Some(reply.expect_ok()?)
+        };
+        let local = redact_secrets(definition.source());
+        let latest = current
+            .as_ref()
+            .and_then(|c| c.get("latest_version").and_then(Value::as_i64));
+        let old = current.as_ref().and_then(|c| c.get("definition"));
+        let changes = old != Some(&local);
+        let declared_entries = |d: Option<&Value>| -> Vec<Value> {
+            d.and_then(|d| d.get("triggers"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let old_entries = declared_entries(old);
+        let new_entries = declared_entries(Some(&local));
+        let declared: Vec<String> = new_entries.iter().map(|t| str_of(t, "name")).collect();
+
+        let mut deployments = Vec::new();
+        if current.is_some() {
+            for d in api.list_all("/deployments").await? {
+                if str_of(&d, "workflow") != workflow {
+                    continue;
+                }
+                let mut plan = DeploymentPlan {
+                    id: str_of(&d, "id"),
+                    name: str_of(&d, "name"),
+                    pinned: d.get("version").and_then(Value::as_i64),
+                    changes: Vec::new(),
+                };
+                if plan.pinned.is_none() && changes {
+                    let triggers = api
+                        .list_all(&format!("/deployments/{}/triggers", plan.id))
+                        .await?;
+                    plan.changes = trigger_changes(&plan, &triggers, &old_entries, &new_entries);
+                }
+                deployments.push(plan);
+            }
+        }
+        let new_deployment = deploy
+            .filter(|n| !deployments.iter().any(|d| d.name == *n))
+            .map(str::to_owned);
+        Ok(Plan {
+            workflow,
+            latest,
+            changes,
+            has_secrets: local != *definition.source(),
+            deployments,
+            new_deployment,
+            declared,
+        })
+    }
+
+    /// The declared triggers that applying would remove.
+    fn removals(&self) -> Vec<&TriggerChange> {
+        self.deployments
+            .iter()
+            .flat_map(|d| &d.changes)
+            .filter(|c| c.what == ChangeKind::Removed)
+            .collect()
+    }
+
+    /// The current URL of each webhook the plan names, by `(deployment id, trigger name)`.
+    fn urls(&self) -> HashMap<(String, String), String> {
+        self.deployments
+            .iter()
+            .flat_map(|d| &d.changes)
+            .filter_map(|c| {
+                c.url
+                    .clone()
+                    .map(|u| ((c.deployment_id.clone(), c.name.clone()), u))
+            })
+            .collect()
+    }
+
+    fn describe(&self) -> String {
+        let mut text = String::new();
+        let name = &self.workflow;
+        let secrets = if self.has_secrets {
+            " (secrets are not compared: the server never shows them)"
+        } else {
+            ""
+        };
+        let _ = match (self.latest, self.changes) {
+            (None, _) => writeln!(text, "workflow {name}: new (would be stored as version 1)"),
+            (Some(v), true) => writeln!(
+                text,
+                "workflow {name}: changed (a new version would be stored; the latest is {v})"
+            ),
+            (Some(v), false) => writeln!(text, "workflow {name}: unchanged (version {v}){secrets}"),
+        };
+        for d in &self.deployments {
+            match d.pinned {
+                Some(v) => {
+                    let _ = writeln!(
+                        text,
+                        "  deployment {} ({}): pinned to version {v}, not changed",
+                        d.name, d.id
+                    );
+                }
+                None if d.changes.is_empty() => {
+                    let _ = writeln!(
+                        text,
+                        "  deployment {} ({}): tracks the latest version; no trigger changes",
+                        d.name, d.id
+                    );
+                }
+                None => {
+                    for change in &d.changes {
+                        let _ = writeln!(text, "  {}", change.describe());
+                    }
+                }
+            }
+        }
+        if let Some(deployment) = &self.new_deployment {
+            let triggers = if self.declared.is_empty() {
+                "no declared triggers".to_owned()
+            } else {
+                format!("triggers {}", self.declared.join(", "))
+            };
+            let _ = writeln!(
+                text,
+                "deployment {deployment}: would be created, tracking the latest version ({triggers})"
+            );
+        }
+        let removed = self.removals().len();
+        if removed > 0 {
+            let _ = writeln!(
+                text,
+                "{removed} declared trigger{} would be removed: applying needs --prune",
+                if removed == 1 { "" } else { "s" }
+            );
+        }
+        text
+    }
+}
+
+/// The declared-trigger changes of a deployment that tracks the latest version, as the server's
+/// sync would make them: `old` and `new` are the `triggers` of the latest stored and of the new
+/// definition (secrets redacted alike), `triggers` the deployment's current triggers.
+fn trigger_changes(
+    deployment: &DeploymentPlan,
+    triggers: &[Value],
+    old: &[Value],
+    new: &[Value],
+) -> Vec<TriggerChange> {
+    let change = |name: &str, kind: &str, what, url: Option<String>| TriggerChange {
+        deployment: deployment.name.clone(),
+        deployment_id: deployment.id.clone(),
+        name: name.to_owned(),
+        kind: kind.to_owned(),
+        what,
+        url,
+    };
+    let url_of = |t: &Value| t.get("url").and_then(Value::as_str).map(str::to_owned);
+    let mut changes = Vec::new();
+    for entry in new {
+        let name = str_of(entry, "name");
+        let kind = str_of(entry, "trigger_type");
+        let current = triggers
+            .iter()
+            .find(|t| t.get("name").and_then(Value::as_str) == Some(name.as_str()));
+        match current {
+            None => changes.push(change(&name, &kind, ChangeKind::Created, None)),
+            Some(t) if t.get("declared").and_then(Value::as_bool) != Some(true) => {
+                changes.push(change(&name, &kind, ChangeKind::NameTaken, None));
+            }
+            Some(t) if str_of(t, "trigger_type") != kind => {
+                // A webhook cannot become a cron trigger in place: the old one goes.
+                let old_kind = str_of(t, "trigger_type");
+                changes.push(change(&name, &old_kind, ChangeKind::Removed, url_of(t)));
+                changes.push(change(&name, &kind, ChangeKind::Created, None));
+            }
+            Some(t) => {
+                let before = old.iter().find(|o| str_of(o, "name") == name);
+                if before != Some(entry) {
+                    changes.push(change(&name, &kind, ChangeKind::Updated, url_of(t)));
+                }
+            }
+        }
+    }
+    for t in triggers {
+        let name = str_of(t, "name");
+        if t.get("declared").and_then(Value::as_bool) == Some(true)
+            && !new.iter().any(|e| str_of(e, "name") == name)
+        {
+            changes.push(change(
+                &name,
+                &str_of(t, "trigger_type"),
+                ChangeKind::Removed,
+                url_of(t),
+            ));
+        }
+    }
+    changes
 }
 
 /// Reads and validates the definition; every problem is reported, nothing is sent.
@@ -164,8 +508,10 @@ async fn deploy(api: &Api, workflow: &str, name: &str) -> Result<Value, String> 
     Ok(deployment)
 }
 
-/// `workflow NAME: version N (new|unchanged)` and one line per declared trigger that changed.
-fn describe_put(name: &str, stored: &Value) -> String {
+/// `workflow NAME: version N (new|unchanged)` and one line per declared trigger that changed;
+/// a removed webhook's line names its URL (from `urls`, read before the change), which no
+/// longer works.
+fn describe_put(name: &str, stored: &Value, urls: &HashMap<(String, String), String>) -> String {
     let version = stored
         .get("version")
         .map_or_else(String::new, Value::to_string);
@@ -194,6 +540,11 @@ fn describe_put(name: &str, stored: &Value) -> String {
                     text,
                     "\n  deployment {deployment}: trigger {trigger} {what}"
                 );
+                if what == "removed"
+                    && let Some(url) = urls.get(&(deployment.clone(), trigger.to_owned()))
+                {
+                    let _ = write!(text, "; this URL no longer works: {url}");
+                }
             }
         }
         for key in generated_keys(change) {
@@ -358,7 +709,7 @@ impl Api {
         let response = request.send().await.map_err(|e| {
             if e.is_connect() || e.is_timeout() {
                 format!(
-                    "cannot reach the triggerd server at {}: {}\nis it running there? Pass its address with --url (or TRIGGERD_PUBLIC_URL)",
+                    "cannot reach the triggerd server at {}: {}\nis it running there? Pass its address with --url (or TRIGGERD_URL)",
                     self.base,
                     error_chain(&e)
                 )
@@ -433,10 +784,14 @@ mod tests {
             &json!({"version": 3, "created": true, "declared_triggers": [
                 {"deployment_id": "dep_1", "created": ["a"], "updated": ["b"], "removed": ["c"]}
             ]}),
+            &HashMap::from([(
+                ("dep_1".into(), "c".into()),
+                "http://x/api/webhooks/wht_c".into(),
+            )]),
         );
         assert_eq!(
             text,
-            "workflow orders: version 3 (new)\n  deployment dep_1: trigger a created\n  deployment dep_1: trigger b updated\n  deployment dep_1: trigger c removed"
+            "workflow orders: version 3 (new)\n  deployment dep_1: trigger a created\n  deployment dep_1: trigger b updated\n  deployment dep_1: trigger c removed; this URL no longer works: http://x/api/webhooks/wht_c"
         );
         let keys = describe_put(
             "orders",
@@ -444,6 +799,7 @@ mod tests {
                 {"deployment_id": "dep_1", "created": [], "updated": ["a"], "removed": [],
                  "generated_api_keys": [{"trigger": "a", "name": "ci", "key": "whk_x"}]}
             ]}),
+            &HashMap::new(),
         );
         assert_eq!(
             keys,
@@ -452,8 +808,69 @@ mod tests {
         let same = describe_put(
             "orders",
             &json!({"version": 3, "created": false, "declared_triggers": []}),
+            &HashMap::new(),
         );
         assert_eq!(same, "workflow orders: version 3 (unchanged)");
+    }
+
+    #[test]
+    fn plan_finds_created_updated_removed_and_replaced_triggers() {
+        let deployment = DeploymentPlan {
+            id: "dep_1".into(),
+            name: "production".into(),
+            pinned: None,
+            changes: Vec::new(),
+        };
+        let webhook = |name: &str, mapping: &str| json!({"name": name, "trigger_type": "webhook", "config": {"input_mapping": {"email": mapping}}});
+        let current = |name: &str, kind: &str, declared: bool| {
+            json!({"name": name, "trigger_type": kind, "declared": declared,
+                   "url": format!("http://x/api/webhooks/wht_{name}")})
+        };
+        let old = [
+            webhook("same", "a"),
+            webhook("changed", "a"),
+            webhook("gone", "a"),
+            webhook("retyped", "a"),
+        ];
+        let new = [
+            webhook("same", "a"),
+            webhook("changed", "b"),
+            json!({"name": "retyped", "trigger_type": "cron", "config": {"schedule": "@daily"}}),
+            webhook("fresh", "a"),
+            webhook("taken", "a"),
+        ];
+        let triggers = [
+            current("same", "webhook", true),
+            current("changed", "webhook", true),
+            current("gone", "webhook", true),
+            current("retyped", "webhook", true),
+            current("taken", "webhook", false),
+            current("by-api", "webhook", false),
+        ];
+        let lines: Vec<String> = trigger_changes(&deployment, &triggers, &old, &new)
+            .iter()
+            .map(TriggerChange::describe)
+            .collect();
+        let head = "deployment production (dep_1):";
+        assert_eq!(
+            lines,
+            [
+                format!(
+                    "{head} webhook changed would be updated in place (its URL stays the same)"
+                ),
+                format!(
+                    "{head} webhook retyped would be removed; this URL would stop working: http://x/api/webhooks/wht_retyped"
+                ),
+                format!("{head} cron retyped would be created"),
+                format!("{head} webhook fresh would be created"),
+                format!(
+                    "{head} webhook taken: a trigger created through the API has this name, so the declared one would not be created"
+                ),
+                format!(
+                    "{head} webhook gone would be removed; this URL would stop working: http://x/api/webhooks/wht_gone"
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -28,12 +28,26 @@ const ADMIN_TOKEN_KEY: &str = "admin_token_sha256";
 /// runs change state.
 ///
 /// Every option can also be set by its environment variable (shown in brackets). Logs go to
-/// stderr and follow RUST_LOG (default: info), e.g. RUST_LOG=triggerd=debug,info.
+/// stderr and follow RUST_LOG (default: info), e.g. RUST_LOG=triggerd=debug,info; their format
+/// is --log-format (TRIGGERD_LOG_FORMAT): text or json.
 #[derive(Debug, Parser)]
 #[command(name = "triggerd", version, about, long_about)]
 struct Cli {
+    /// How log lines on stderr are written: `text` (one line per event, coloured only at a
+    /// terminal) or `json` (one JSON object per line, for log collectors).
+    #[arg(long, global = true, env = "TRIGGERD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The format of the log lines (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields` (with `message`).
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -45,17 +59,23 @@ enum Command {
     /// finishes in-flight requests and leaves runs for the next start. Logs go to stderr, filtered
     /// by RUST_LOG (default: info).
     Serve(ServeArgs),
-    /// Create or upgrade the database schema, then exit.
-    Migrate(DbArgs),
+    /// Create or upgrade the database schema, print the migrations applied, then exit.
+    ///
+    /// A SQLite file that does not exist is refused (exit 2, naming the absolute path it looked
+    /// for) unless --create is given: a mistyped path would otherwise make a new, empty database.
+    Migrate(MaintenanceArgs),
     /// Apply a workflow definition file to a running server, optionally deploy it, and print
     /// what changed and the webhook URLs.
     ///
-    /// The file is validated locally first: every problem is printed and nothing is sent. The
-    /// definition is then stored with PUT /api/v1/workflows/{name} (a new version only when it
+    /// The file is validated locally first: every problem is printed and nothing is sent. Then
+    /// the changes are worked out against the server: --plan (or --dry-run) prints them and
+    /// stops. Declared triggers the file no longer has are removed only with --prune (their URLs
+    /// stop working); without it such a change is refused (exit 2) and nothing changes. The
+    /// definition is stored with PUT /api/v1/workflows/{name} (a new version only when it
     /// changed; deployments tracking the latest version get its declared triggers). With
     /// --deploy the deployment is created when missing and its triggers are listed.
     ///
-    /// Example: TRIGGERD_API_TOKEN=tda_... triggerd apply -f orders.toml --deploy production --url https://hooks.example.com
+    /// Example: TRIGGERD_URL=https://triggerd.internal:8080 TRIGGERD_API_TOKEN=tda_... triggerd apply -f orders.toml --deploy production
     Apply(apply::ApplyArgs),
     /// Manage the admin API token.
     Token {
@@ -68,12 +88,85 @@ enum Command {
 enum TokenCommand {
     /// Replace the stored admin token with a new one and print it once. Run it on the server's
     /// machine (it needs database access); restart the server to use the new token.
-    Reset(DbArgs),
+    ///
+    /// A SQLite file that does not exist is refused (exit 2, naming the absolute path it looked
+    /// for) unless --create is given: a token stored in a new, empty database by mistake would
+    /// leave the real server's token unchanged.
+    Reset(MaintenanceArgs),
+}
+
+/// The database of `migrate` and `token reset`, which work on an existing database unless told.
+#[derive(Debug, Args)]
+struct MaintenanceArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Create the SQLite file (and its directory) when it does not exist. Without it a missing
+    /// file is refused, so that a mistyped path cannot create a new, empty database.
+    #[arg(long)]
+    create: bool,
+}
+
+impl MaintenanceArgs {
+    /// Refuses a `sqlite://PATH` whose file does not exist, unless `--create` was given.
+    fn check_exists(&self) -> Result<(), Failure> {
+        let Some(path) = sqlite_path(&self.db.database_url) else {
+            return Ok(());
+        };
+        if path.exists() {
+            return Ok(());
+        }
+        if self.create {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create the directory {}: {e}", dir.display()))?;
+            }
+            return Ok(());
+        }
+        let shown = std::path::absolute(&path).unwrap_or(path);
+        Err(Failure::usage(format!(
+            "the SQLite database {} does not exist (from --database-url or TRIGGERD_DATABASE_URL; \
+             a relative path is resolved from the working directory).\n\
+             Check the path the server uses, or pass --create to create a new, empty database there.",
+            shown.display()
+        )))
+    }
+}
+
+/// The file of a `sqlite://PATH` URL.
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    url.trim()
+        .strip_prefix("sqlite://")
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from)
+}
+
+/// Why a command failed: the message for stderr and the exit code (1: the operation failed;
+/// 2: refused before doing anything, e.g. a missing database file or an unconfirmed removal).
+#[derive(Debug)]
+pub(crate) struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    /// A refusal: nothing was changed, exit code 2.
+    pub(crate) fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure { code: 1, message }
+    }
 }
 
 #[derive(Debug, Args)]
 struct DbArgs {
-    /// Database: sqlite://PATH (created if missing) or postgres://USER@HOST/DB.
+    /// Database: sqlite://PATH (`serve` creates a missing file) or postgres://USER@HOST/DB.
     #[arg(
         long,
         env = "TRIGGERD_DATABASE_URL",
@@ -285,7 +378,7 @@ fn main() -> ExitCode {
             }
         }
     }
-    init_logging();
+    init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -298,7 +391,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(args).await.map_err(Failure::from),
             Command::Migrate(args) => migrate(args).await,
             Command::Apply(args) => apply::apply(args).await,
             Command::Token {
@@ -308,25 +401,30 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Err(Failure { code, message }) => {
             eprintln!("triggerd: {message}");
-            ExitCode::FAILURE
+            ExitCode::from(code)
         }
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colour only for a person at a terminal: a log file, journald or a pipe gets plain text
-    // (and `NO_COLOR`, https://no-color.org, turns it off everywhere).
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        // No colour codes in JSON: they would end up inside its strings.
+        LogFormat::Json => logs.json().with_ansi(false).init(),
+        LogFormat::Text => {
+            // Colour only for a person at a terminal: a log file, journald or a pipe gets plain
+            // text (and `NO_COLOR`, https://no-color.org, turns it off everywhere).
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            logs.with_ansi(ansi).init();
+        }
+    }
 }
 
 async fn open(args: &DbArgs) -> Result<Store, String> {
@@ -336,10 +434,32 @@ async fn open(args: &DbArgs) -> Result<Store, String> {
         .map_err(|e| format!("cannot open the database {}: {e}", redact_url(url)))
 }
 
-async fn migrate(args: DbArgs) -> Result<(), String> {
-    let store = open(&args).await?;
-    store.shutdown().await;
-    println!("database {} is up to date", redact_url(&args.database_url));
+async fn migrate(args: MaintenanceArgs) -> Result<(), Failure> {
+    args.check_exists()?;
+    let url = args.db.database_url.clone();
+    let options = args.db.store_options();
+    let applied = tokio::task::spawn_blocking(move || triggerd_storage::migrate(&url, &options))
+        .await
+        .map_err(|e| format!("the migration task failed: {e}"))?
+        .map_err(|e| {
+            format!(
+                "cannot migrate the database {}: {e}",
+                redact_url(&args.db.database_url)
+            )
+        })?;
+    let shown = redact_url(&args.db.database_url);
+    if applied.is_empty() {
+        println!("database {shown}: no migrations were pending; the schema is up to date");
+    } else {
+        println!(
+            "database {shown}: applied {} migration{}:",
+            applied.len(),
+            if applied.len() == 1 { "" } else { "s" }
+        );
+        for name in &applied {
+            println!("  {name}");
+        }
+    }
     Ok(())
 }
 
@@ -347,8 +467,9 @@ fn generate_admin_token() -> Result<String, String> {
     new_secret_token("tda_").map_err(|e| format!("cannot generate a token: {e}"))
 }
 
-async fn reset_token(args: DbArgs) -> Result<(), String> {
-    let store = open(&args).await?;
+async fn reset_token(args: MaintenanceArgs) -> Result<(), Failure> {
+    args.check_exists()?;
+    let store = open(&args.db).await?;
     let token = generate_admin_token()?;
     App::new(store.clone(), Arc::new(SystemClock), "")
         .set_setting(ADMIN_TOKEN_KEY, &hash_token(&token))
@@ -471,10 +592,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let cron = tokio::spawn(
         triggerd_scheduler::cron::CronScheduler::new(app.clone()).run(stop_rx.clone()),
     );
+    let dedup_trim = tokio::spawn(retention::dedup_keys(app.clone(), stop_rx.clone()));
     let retention = args
         .run_retention_days
         .map(|days| tokio::spawn(retention::run(app.clone(), days, stop_rx)));
 
+    println!(
+        "dashboard: {}/ (sign in with the admin API token)",
+        public_url.trim_end_matches('/')
+    );
     println!("triggerd listening on http://{local} (public URL {public_url})");
     tracing::info!(%local, %public_url, "listening");
     triggerd_ingress::serve(listener, state, shutdown_signal()).await;
@@ -493,6 +619,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if let Some(retention) = retention {
         let _ = retention.await;
     }
+    let _ = dedup_trim.await;
     if tokio::time::timeout(Duration::from_secs(15), worker)
         .await
         .is_err()

@@ -1,5 +1,5 @@
 //! `TRIGGERD_RUN_RETENTION_DAYS`: deletes finished runs older than the retention, at start and
-//! then periodically, until shutdown.
+//! then periodically, until shutdown. And the trim of expired de-duplication keys, always on.
 
 use std::time::Duration;
 
@@ -38,6 +38,41 @@ pub async fn run(app: App, days: f64, mut stop: watch::Receiver<bool>) {
         }
         tokio::select! {
             () = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+    }
+}
+
+/// How often expired de-duplication keys are trimmed.
+const DEDUP_TRIM_INTERVAL: Duration = Duration::from_secs(60);
+/// Most keys deleted in one write; a trim takes rounds of this many until none are left, so
+/// webhook batches wait behind no long delete.
+const DEDUP_TRIM_BATCH: i64 = 5_000;
+
+/// Trims expired de-duplication keys (`config.dedup`) every minute until `stop` turns true. An
+/// expired key no longer counts whether or not it was trimmed: this only bounds the table.
+pub async fn dedup_keys(app: App, mut stop: watch::Receiver<bool>) {
+    loop {
+        let mut deleted = 0;
+        loop {
+            match app.prune_dedup_keys(DEDUP_TRIM_BATCH).await {
+                Ok(n) => {
+                    deleted += n;
+                    if n < DEDUP_TRIM_BATCH as u64 || *stop.borrow() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not trim expired de-duplication keys; retrying in a minute");
+                    break;
+                }
+            }
+        }
+        if deleted > 0 {
+            tracing::debug!(deleted, "expired de-duplication keys trimmed");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(DEDUP_TRIM_INTERVAL) => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
     }

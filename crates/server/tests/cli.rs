@@ -57,9 +57,13 @@ fn apply_help_documents_its_flags_and_environment() {
         "--file",
         "--deploy",
         "--url",
+        "--plan",
+        "--dry-run",
+        "--prune",
+        "TRIGGERD_URL",
         "TRIGGERD_PUBLIC_URL",
         "TRIGGERD_API_TOKEN",
-        "http://127.0.0.1:8080",
+        "http://127.0.0.1:",
     ] {
         assert!(
             text.contains(word),

@@ -115,7 +115,8 @@ pub(crate) fn establish(
             Ok(DbConn::Sqlite(c))
         }
         DbUrl::Postgres(u) => {
-            let mut c = PgConnection::establish(&with_connect_timeout(u, timeouts.connect))?;
+            let mut c = PgConnection::establish(&with_connect_timeout(u, timeouts.connect))
+                .map_err(hint_missing_database)?;
             // Session settings: UTC, a name that shows up in pg_stat_activity, the time limits.
             c.batch_execute(&format!(
                 "SET TIME ZONE 'UTC'; SET application_name = 'triggerd'; {}",
@@ -124,6 +125,21 @@ pub(crate) fn establish(
             .map_err(ConnectionError::CouldntSetupConfiguration)?;
             Ok(DbConn::Postgres(c))
         }
+    }
+}
+
+/// PostgreSQL's `database "x" does not exist` with what to do about it: triggerd creates its
+/// tables, not the database.
+fn hint_missing_database(error: ConnectionError) -> ConnectionError {
+    match error {
+        ConnectionError::BadConnection(message) if message.contains("does not exist") => {
+            ConnectionError::BadConnection(format!(
+                "{}; create it first (triggerd creates its tables, not the database), e.g. \
+                 `createdb -h HOST -U USER NAME` or `CREATE DATABASE name;` in psql",
+                message.trim_end()
+            ))
+        }
+        other => other,
     }
 }
 
@@ -231,21 +247,39 @@ fn sqlite_pragmas(role: Role, busy_timeout: Duration) -> String {
     sql
 }
 
-/// Applies every pending migration of the URL's backend. On PostgreSQL the run holds
-/// `pg_advisory_lock`, so that several nodes starting at once migrate one after the other, and
-/// runs without the session's time limits: waiting for another node's migration, or a long
-/// `CREATE INDEX`, is expected there. The limits are set again afterwards.
-pub(crate) fn run_migrations(conn: &mut DbConn, timeouts: &Timeouts) -> Result<()> {
+/// Opens the database `url` names (a missing SQLite file is created, as by `Store::open`; its
+/// directory is not), applies the pending migrations and returns their names, oldest first —
+/// empty when the schema was up to date. For `triggerd migrate`, which says what it did.
+pub fn migrate(url: &str, opts: &crate::StoreOptions) -> Result<Vec<String>> {
+    let url = DbUrl::parse(url)?;
+    let timeouts = Timeouts::of(opts);
+    let mut conn = establish(&url, Role::WriterAutoCheckpoint, &timeouts).map_err(|e| {
+        StoreError::unavailable(format!("cannot connect to the database {url}: {e}"))
+    })?;
+    run_migrations(&mut conn, &timeouts)
+}
+
+/// Applies every pending migration of the URL's backend and returns their names. On PostgreSQL
+/// the run holds `pg_advisory_lock`, so that several nodes starting at once migrate one after
+/// the other, and runs without the session's time limits: waiting for another node's migration,
+/// or a long `CREATE INDEX`, is expected there. The limits are set again afterwards.
+pub(crate) fn run_migrations(conn: &mut DbConn, timeouts: &Timeouts) -> Result<Vec<String>> {
     fn migration_error(e: impl fmt::Display) -> StoreError {
         StoreError::Migration {
             reason: e.to_string(),
         }
     }
-    match conn {
-        DbConn::Sqlite(c) => {
-            c.run_pending_migrations(SQLITE_MIGRATIONS)
-                .map_err(migration_error)?;
-        }
+    /// Runs the pending migrations of `source` and returns their names.
+    fn run<C: MigrationHarness<B>, B: diesel::backend::Backend>(
+        c: &mut C,
+        source: EmbeddedMigrations,
+    ) -> Result<Vec<String>> {
+        let pending = c.pending_migrations(source).map_err(migration_error)?;
+        c.run_migrations(&pending).map_err(migration_error)?;
+        Ok(pending.iter().map(|m| m.name().to_string()).collect())
+    }
+    let applied = match conn {
+        DbConn::Sqlite(c) => run(c, SQLITE_MIGRATIONS)?,
         DbConn::Postgres(c) => {
             let unlimited = Timeouts {
                 statement: Duration::ZERO,
@@ -256,19 +290,17 @@ pub(crate) fn run_migrations(conn: &mut DbConn, timeouts: &Timeouts) -> Result<(
                 "{}; SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})",
                 postgres_limits(&unlimited)
             ))?;
-            let ran = c
-                .run_pending_migrations(POSTGRES_MIGRATIONS)
-                .map(drop)
-                .map_err(migration_error);
+            let ran = run(c, POSTGRES_MIGRATIONS);
             let unlocked = c.batch_execute(&format!(
                 "SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY}); {}",
                 postgres_limits(timeouts)
             ));
-            ran?;
+            let applied = ran?;
             unlocked?;
+            applied
         }
-    }
-    Ok(())
+    };
+    Ok(applied)
 }
 
 /// The embedded migrations of a backend, for the migration tests.

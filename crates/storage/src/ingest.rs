@@ -15,8 +15,8 @@ use diesel::prelude::*;
 use crate::Store;
 use crate::conn::{DbConn, per_backend};
 use crate::error::{Result, StoreError};
-use crate::runs::{IngestWrite, NewActivity, NewRun, count_fires};
-use crate::schema::{activity, runs, triggers, webhook_tokens};
+use crate::runs::{DedupClaim, IngestWrite, Ingested, NewActivity, NewRun, count_fires};
+use crate::schema::{activity, dedup_keys, runs, triggers, webhook_tokens};
 use crate::writer::{IngestJob, Msg};
 
 impl Store {
@@ -31,9 +31,15 @@ impl Store {
     /// (a rejected request) only the activity row is written, and silently not at all when the
     /// trigger is gone.
     ///
+    /// With a de-duplication key ([`IngestWrite::dedup`]) held by an unexpired claim, no run is
+    /// stored: the activity row is stored as `duplicate` (status 200, linking the run holding the
+    /// key) and the answer is [`Ingested::Duplicate`]. Claims are made in the batch's
+    /// transaction, in order, so two requests with one key — in one batch, or on two nodes of one
+    /// PostgreSQL database — start one run.
+    ///
     /// `Unavailable` when the batch could not be committed; `Conflict` when the run or request id
     /// is taken (only this request fails).
-    pub async fn ingest(&self, write: IngestWrite) -> Result<()> {
+    pub async fn ingest(&self, write: IngestWrite) -> Result<Ingested> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.send(Msg::Ingest(Box::new(IngestJob { write, reply })))
             .await?;
@@ -113,15 +119,24 @@ fn token_states(c: &mut DbConn, tokens: &[&str]) -> QueryResult<HashMap<String, 
         .collect())
 }
 
-/// Writes one request. Returns whether it stored a run. Runs inside its own savepoint.
-pub(crate) fn ingest_one(c: &mut DbConn, w: &IngestWrite) -> Result<bool> {
+/// Writes one request. Runs inside its own savepoint.
+pub(crate) fn ingest_one(c: &mut DbConn, w: &IngestWrite) -> Result<Ingested> {
     let Some(run) = &w.run else {
         insert_rejected(c, &w.trigger_id, &w.activity)?;
-        return Ok(false);
+        return Ok(Ingested::Written);
     };
     let states = token_states(c, &[w.token.as_str()])?;
     if !still_valid(states.get(&w.token), &w.trigger_id, w.now) {
         return Err(StoreError::TokenGone);
+    }
+    if let Some(claim) = &w.dedup
+        && let Some(original) = claim_key(c, &w.trigger_id, claim, &run.id, w.now)?
+    {
+        insert_activity(
+            c,
+            ActivityInsert::duplicate(&w.activity, &w.trigger_id, &original),
+        )?;
+        return Ok(Ingested::Duplicate(original));
     }
     // The trigger's `fire_count` and `last_fired_at` follow this insert (`count_fires`). On the
     // inner connection: the hot path skips MultiConnection's extra pass over every query and its
@@ -135,15 +150,8 @@ pub(crate) fn ingest_one(c: &mut DbConn, w: &IngestWrite) -> Result<bool> {
                 &format!("run id {} is taken", run.id),
                 "deployment",
             ))?;
-        diesel::insert_into(activity::table)
-            .values((&w.activity, activity::trigger_id.eq(&w.trigger_id)))
-            .execute(c)
-            .map_err(|e| StoreError::on_constraint(
-                e,
-                &format!("request id {} is taken", w.activity.id),
-                "trigger",
-            ))?;
     });
+    insert_activity(c, ActivityInsert::new(&w.activity, &w.trigger_id))?;
     count_fires(c, [run])?;
     if w.awaited {
         mark_awaited(c, &[run.id.as_str()])?;
@@ -152,13 +160,88 @@ pub(crate) fn ingest_one(c: &mut DbConn, w: &IngestWrite) -> Result<bool> {
         let candidates = crate::hooks::hook_candidates(c, &run.workflow, &run.deployment_id, None)?;
         crate::hooks::insert_deliveries(c, &run.id, &candidates, &w.events)?;
     }
-    Ok(true)
+    Ok(Ingested::Written)
+}
+
+/// Inserts one activity row (on the inner connection, as the hot path does).
+fn insert_activity(c: &mut DbConn, row: ActivityInsert<'_>) -> Result<()> {
+    let id = row.id;
+    per_backend!(c, c => {
+        diesel::insert_into(activity::table)
+            .values(row)
+            .execute(c)
+            .map_err(|e| StoreError::on_constraint(
+                e,
+                &format!("request id {id} is taken"),
+                "trigger",
+            ))?;
+    });
+    Ok(())
+}
+
+/// Claims `claim.key` of `trigger_id` for `run_id`: `None` when claimed (the key was free, or
+/// its last claim expired by `now`), or the run holding it.
+///
+/// The INSERT comes first and does nothing on a conflict: on PostgreSQL it waits for another
+/// transaction inserting the same key, so of two concurrent claims one inserts and the other
+/// reads the committed holder (the batch lock orders nodes' batches already; this holds without
+/// it). An expired claim is taken over under the row's lock.
+fn claim_key(
+    c: &mut DbConn,
+    trigger_id: &str,
+    claim: &DedupClaim,
+    run_id: &str,
+    now: i64,
+) -> Result<Option<String>> {
+    let row = (
+        dedup_keys::trigger_id.eq(trigger_id),
+        dedup_keys::key.eq(&claim.key),
+        dedup_keys::run_id.eq(run_id),
+        dedup_keys::expires_at.eq(claim.expires_at),
+    );
+    let inserted = per_backend!(c, c => diesel::insert_into(dedup_keys::table)
+        .values(row)
+        .on_conflict_do_nothing()
+        .execute(c)?);
+    if inserted == 1 {
+        return Ok(None);
+    }
+    let q = dedup_keys::table
+        .find((trigger_id, &claim.key))
+        .select((dedup_keys::run_id, dedup_keys::expires_at));
+    let holder: Option<(String, i64)> = match c {
+        DbConn::Postgres(pg) => q.for_update().first(pg).optional()?,
+        DbConn::Sqlite(lite) => q.first(lite).optional()?,
+    };
+    match holder {
+        Some((holder, expires_at)) if expires_at > now => Ok(Some(holder)),
+        Some(_) => {
+            diesel::update(dedup_keys::table.find((trigger_id, &claim.key)))
+                .set((
+                    dedup_keys::run_id.eq(run_id),
+                    dedup_keys::expires_at.eq(claim.expires_at),
+                ))
+                .execute(c)?;
+            Ok(None)
+        }
+        // Trimmed between the two statements (PostgreSQL): free again.
+        None => {
+            per_backend!(c, c => diesel::insert_into(dedup_keys::table)
+                .values(row)
+                .on_conflict_do_nothing()
+                .execute(c)?);
+            Ok(None)
+        }
+    }
 }
 
 /// Writes several accepted requests (each with a run) at once: one lookup, one multi-row INSERT
 /// per table. Returns each request's result (`Ok` or `TokenGone`); any database error fails the
 /// whole call, and the caller falls back to [`ingest_one`] for each.
-pub(crate) fn ingest_many(c: &mut DbConn, writes: &[&IngestWrite]) -> Result<Vec<Result<()>>> {
+pub(crate) fn ingest_many(
+    c: &mut DbConn,
+    writes: &[&IngestWrite],
+) -> Result<Vec<Result<Ingested>>> {
     let tokens: Vec<&str> = writes.iter().map(|w| w.token.as_str()).collect();
     let states = token_states(c, &tokens)?;
     let mut results = Vec::with_capacity(writes.len());
@@ -167,9 +250,17 @@ pub(crate) fn ingest_many(c: &mut DbConn, writes: &[&IngestWrite]) -> Result<Vec
     for w in writes {
         match &w.run {
             Some(run) if still_valid(states.get(&w.token), &w.trigger_id, w.now) => {
+                // Claims in request order: a later request of the batch with a key claimed
+                // earlier in it is a duplicate of that one.
+                if let Some(claim) = &w.dedup
+                    && let Some(original) = claim_key(c, &w.trigger_id, claim, &run.id, w.now)?
+                {
+                    results.push(Ok(Ingested::Duplicate(original)));
+                    continue;
+                }
                 new_runs.push(run);
                 new_activity.push(ActivityInsert::new(&w.activity, &w.trigger_id));
-                results.push(Ok(()));
+                results.push(Ok(Ingested::Written));
             }
             Some(_) => results.push(Err(StoreError::TokenGone)),
             // Not called with rejected requests; refuse rather than guess.
@@ -180,7 +271,16 @@ pub(crate) fn ingest_many(c: &mut DbConn, writes: &[&IngestWrite]) -> Result<Vec
             }
         }
     }
-    if new_runs.is_empty() {
+    for (w, result) in writes.iter().zip(&results) {
+        if let Ok(Ingested::Duplicate(original)) = result {
+            new_activity.push(ActivityInsert::duplicate(
+                &w.activity,
+                &w.trigger_id,
+                original,
+            ));
+        }
+    }
+    if new_activity.is_empty() {
         return Ok(results);
     }
     match c {
@@ -198,22 +298,28 @@ pub(crate) fn ingest_many(c: &mut DbConn, writes: &[&IngestWrite]) -> Result<Vec
         // PostgreSQL: each statement is a round trip on the one writer connection; one
         // multi-row INSERT per table.
         DbConn::Postgres(c) => {
-            diesel::insert_into(runs::table)
-                .values(new_runs.clone())
-                .execute(c)?;
+            if !new_runs.is_empty() {
+                diesel::insert_into(runs::table)
+                    .values(new_runs.clone())
+                    .execute(c)?;
+            }
             diesel::insert_into(activity::table)
                 .values(new_activity)
                 .execute(c)?;
         }
     }
+    if new_runs.is_empty() {
+        return Ok(results);
+    }
     count_fires(c, new_runs)?;
+    let stored = |w: &&IngestWrite, r: &Result<Ingested>| -> bool {
+        w.run.is_some() && matches!(r, Ok(Ingested::Written))
+    };
     let awaited: Vec<&str> = writes
         .iter()
         .zip(&results)
-        .filter_map(|(w, r)| match (&w.run, r) {
-            (Some(run), Ok(())) if w.awaited => Some(run.id.as_str()),
-            _ => None,
-        })
+        .filter(|(w, r)| w.awaited && stored(w, r))
+        .filter_map(|(w, _)| w.run.as_ref().map(|run| run.id.as_str()))
         .collect();
     if !awaited.is_empty() {
         mark_awaited(c, &awaited)?;
@@ -224,7 +330,7 @@ pub(crate) fn ingest_many(c: &mut DbConn, writes: &[&IngestWrite]) -> Result<Vec
     if writes.iter().any(|w| !w.events.is_empty()) && crate::hooks::any_hooks(c)? {
         let mut candidates: Vec<(&str, Vec<(String, String)>)> = Vec::new();
         for (w, result) in writes.iter().zip(&results) {
-            let (Some(run), Ok(())) = (&w.run, result) else {
+            let Some(run) = w.run.as_ref().filter(|_| stored(w, result)) else {
                 continue;
             };
             if w.events.is_empty() {
@@ -271,9 +377,16 @@ struct ActivityInsert<'a> {
     body_bytes: i64,
     duration_ms: i64,
     remote_addr: Option<&'a str>,
+    request: Option<&'a str>,
+    body: Option<&'a [u8]>,
+    body_truncated: bool,
+    details: Option<&'a str>,
+    replay_of: Option<&'a str>,
 }
 
 impl<'a> ActivityInsert<'a> {
+    /// The row of a request whose run is stored: without the request (the run's
+    /// `trigger_input` holds it).
     fn new(a: &'a NewActivity, trigger_id: &'a str) -> Self {
         Self {
             id: &a.id,
@@ -287,6 +400,26 @@ impl<'a> ActivityInsert<'a> {
             body_bytes: a.body_bytes,
             duration_ms: a.duration_ms,
             remote_addr: a.remote_addr.as_deref(),
+            request: None,
+            body: None,
+            body_truncated: false,
+            details: a.details.as_deref(),
+            replay_of: a.replay_of.as_deref(),
+        }
+    }
+
+    /// The row of a request found to be a duplicate of `original`'s: answered 200, no run of
+    /// its own, with the request kept.
+    fn duplicate(a: &'a NewActivity, trigger_id: &'a str, original: &'a str) -> Self {
+        Self {
+            status_code: 200,
+            outcome: "duplicate",
+            run_id: Some(original),
+            error: None,
+            request: a.request.as_deref(),
+            body: a.body.as_deref(),
+            body_truncated: a.body_truncated,
+            ..Self::new(a, trigger_id)
         }
     }
 }
@@ -294,7 +427,7 @@ impl<'a> ActivityInsert<'a> {
 /// The activity row of a rejected request, in one statement: `INSERT ... SELECT ... WHERE` the
 /// trigger exists, so nothing is written for a trigger removed meanwhile.
 fn insert_rejected(c: &mut DbConn, trigger_id: &str, act: &NewActivity) -> Result<()> {
-    use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+    use diesel::sql_types::{BigInt, Binary, Bool, Integer, Nullable, Text};
     diesel::insert_into(activity::table)
         .values(triggers::table.filter(triggers::id.eq(trigger_id)).select((
             act.id.as_str().into_sql::<Text>(),
@@ -308,6 +441,11 @@ fn insert_rejected(c: &mut DbConn, trigger_id: &str, act: &NewActivity) -> Resul
             act.body_bytes.into_sql::<BigInt>(),
             act.duration_ms.into_sql::<BigInt>(),
             act.remote_addr.as_deref().into_sql::<Nullable<Text>>(),
+            act.request.as_deref().into_sql::<Nullable<Text>>(),
+            act.body.as_deref().into_sql::<Nullable<Binary>>(),
+            act.body_truncated.into_sql::<Bool>(),
+            act.details.as_deref().into_sql::<Nullable<Text>>(),
+            act.replay_of.as_deref().into_sql::<Nullable<Text>>(),
         )))
         .into_columns((
             activity::id,
@@ -321,6 +459,11 @@ fn insert_rejected(c: &mut DbConn, trigger_id: &str, act: &NewActivity) -> Resul
             activity::body_bytes,
             activity::duration_ms,
             activity::remote_addr,
+            activity::request,
+            activity::body,
+            activity::body_truncated,
+            activity::details,
+            activity::replay_of,
         ))
         .execute(c)
         .map_err(|e| {

@@ -50,6 +50,7 @@ mod writer;
 pub mod testing;
 
 pub use awaited::{LISTEN_POLL, RunWatch};
+pub use conn::migrate;
 pub use cron::CronSlotRow;
 pub use deployments::{DeploymentRow, NewDeployment};
 pub use error::{Result, StoreError};
@@ -57,7 +58,10 @@ pub use hooks::{
     AttemptRow, ClaimFairness, DeliveryNext, DeliveryRow, HookRow, OutboxEvent,
     deliveries_committed, wake_delivery_workers,
 };
-pub use runs::{ActivityRow, IngestWrite, NewActivity, NewRun, RunFilter, RunRow, RunUpdate};
+pub use runs::{
+    ActivityDetail, ActivityRow, DedupClaim, IngestWrite, Ingested, NewActivity, NewRun, RunFilter,
+    RunRow, RunUpdate,
+};
 pub use store::{MAX_PAGE, Page, Store, StoreOptions, StoreStats};
 pub use triggers::{NewTrigger, TriggerPatch, TriggerRow, WebhookTarget};
 pub use tx::Tx;

@@ -6,7 +6,7 @@ use diesel::sql_types::{BigInt, Bool, Text};
 use crate::Store;
 use crate::conn::DbConn;
 use crate::error::{Result, StoreError};
-use crate::schema::{activity, runs};
+use crate::schema::{activity, dedup_keys, runs};
 use crate::store::{Page, fetch_limit, page};
 
 /// A run.
@@ -122,6 +122,26 @@ pub struct ActivityRow {
     pub duration_ms: i64,
     /// The sender's address.
     pub remote_addr: Option<String>,
+    /// The request this one replays (`POST /triggers/{id}/requests/{request_id}/replay`).
+    pub replay_of: Option<String>,
+}
+
+/// One activity row with what its request carried (see [`Store::get_activity`]).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = activity)]
+pub struct ActivityDetail {
+    /// The row as the log lists it.
+    #[diesel(embed)]
+    pub row: ActivityRow,
+    /// The request as JSON text, `{path, headers, query}` (headers and query redacted); `None`
+    /// for an accepted request (its run's `trigger_input` holds it).
+    pub request: Option<String>,
+    /// The raw body, up to the trigger's `log_body_bytes`.
+    pub body: Option<Vec<u8>>,
+    /// Whether `body` was cut at that size.
+    pub body_truncated: bool,
+    /// The refusal's details as JSON text (the 422's `details`).
+    pub details: Option<String>,
 }
 
 /// An activity row to store (its trigger is [`IngestWrite::trigger_id`]).
@@ -150,6 +170,37 @@ pub struct NewActivity {
     pub duration_ms: i64,
     /// The sender's address.
     pub remote_addr: Option<String>,
+    /// The request as JSON text, `{path, headers, query}` (redacted): kept for a request that
+    /// starts no run (refused, filtered, duplicate). An accepted request's is not stored (its
+    /// run's `trigger_input` holds it).
+    pub request: Option<String>,
+    /// The raw body, up to the trigger's `log_body_bytes`; kept like `request`.
+    pub body: Option<Vec<u8>>,
+    /// Whether `body` was cut.
+    pub body_truncated: bool,
+    /// The refusal's details, JSON text.
+    pub details: Option<String>,
+    /// The request this one replays.
+    pub replay_of: Option<String>,
+}
+
+/// A de-duplication key claimed by an accepted request (`config.dedup`, see [`Store::ingest`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupClaim {
+    /// The key, unique per trigger while it lasts.
+    pub key: String,
+    /// Microseconds since the epoch: from then on the key no longer counts.
+    pub expires_at: i64,
+}
+
+/// What [`Store::ingest`] did with a request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Ingested {
+    /// Stored as given: the run (if any) and the activity row.
+    Written,
+    /// Its de-duplication key was taken, by the run named here: no run was stored, and the
+    /// activity row was stored as `duplicate` (status 200) linking that run.
+    Duplicate(String),
 }
 
 /// What one webhook request writes (see [`Store::ingest`]).
@@ -171,6 +222,9 @@ pub struct IngestWrite {
     /// The request waits for the run to finish (`response.mode = "sync"`): the run is marked
     /// `awaited`, so that the node finishing it tells the waiting node (see `Store::watch_run`).
     pub awaited: bool,
+    /// The de-duplication key the run claims (`config.dedup`): if the key is held by a run
+    /// whose claim has not expired, nothing but a `duplicate` activity row is stored.
+    pub dedup: Option<DedupClaim>,
 }
 
 /// Which runs [`Store::list_runs`] returns; `None` fields do not filter.
@@ -496,6 +550,44 @@ impl Store {
             }
             Ok(page(q.load(c)?, limit, |a| &a.id))
         })
+        .await
+    }
+
+    /// One activity row of a trigger with its stored request; `None` when the trigger has no
+    /// such row (never logged, trimmed away, or another trigger's).
+    pub async fn get_activity(&self, trigger_id: &str, id: &str) -> Result<Option<ActivityDetail>> {
+        let (trigger_id, id) = (trigger_id.to_owned(), id.to_owned());
+        self.read(move |c| {
+            Ok(activity::table
+                .find(&id)
+                .filter(activity::trigger_id.eq(&trigger_id))
+                .select(ActivityDetail::as_select())
+                .first(c)
+                .optional()?)
+        })
+        .await
+    }
+
+    /// Deletes the de-duplication keys that expired by `now` (µs), at most `max` of them (oldest
+    /// expiry first), and returns how many were deleted.
+    pub async fn prune_dedup_keys(&self, now: i64, max: i64) -> Result<u64> {
+        self.write(
+            move |c| {
+                let expired: Vec<(String, String)> = dedup_keys::table
+                    .filter(dedup_keys::expires_at.le(now))
+                    .order(dedup_keys::expires_at.asc())
+                    .limit(max)
+                    .select((dedup_keys::trigger_id, dedup_keys::key))
+                    .load(c)?;
+                let mut deleted = 0;
+                for (trigger_id, key) in &expired {
+                    deleted += diesel::delete(dedup_keys::table.find((trigger_id, key)))
+                        .execute(c)? as u64;
+                }
+                Ok(deleted)
+            },
+            |_| false,
+        )
         .await
     }
 

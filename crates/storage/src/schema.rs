@@ -104,6 +104,20 @@ diesel::table! {
         body_bytes -> BigInt,
         duration_ms -> BigInt,
         remote_addr -> Nullable<Text>,
+        request -> Nullable<Text>,
+        body -> Nullable<Binary>,
+        body_truncated -> Bool,
+        details -> Nullable<Text>,
+        replay_of -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    dedup_keys (trigger_id, key) {
+        trigger_id -> Text,
+        key -> Text,
+        run_id -> Text,
+        expires_at -> BigInt,
     }
 }
 
@@ -184,6 +198,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     webhook_tokens,
     runs,
     activity,
+    dedup_keys,
     deployment_context,
     cron_slots,
     hooks,

@@ -48,6 +48,9 @@ pub struct StoreOptions {
     pub checkpoint_every_commits: u64,
     /// SQLite: truncate the WAL after the writer has been idle this long (default 5 s).
     pub checkpoint_idle_truncate_after: Duration,
+    /// SQLite: a WAL file larger than this after a checkpoint round is started over by a
+    /// RESTART checkpoint (default 64 MiB; see `checkpoint.rs`).
+    pub wal_restart_bytes: u64,
     /// SQLite: checkpoint from a background thread (default `true`). `false` leaves SQLite's
     /// automatic checkpoints on the writer — only to measure the difference: they stall commits.
     pub sqlite_background_checkpoints: bool,
@@ -67,6 +70,7 @@ impl Default for StoreOptions {
             checkpoint_interval: Duration::from_secs(1),
             checkpoint_every_commits: 1000,
             checkpoint_idle_truncate_after: Duration::from_secs(5),
+            wal_restart_bytes: 64 * 1024 * 1024,
             sqlite_background_checkpoints: true,
         }
     }
@@ -89,6 +93,12 @@ pub struct StoreStats {
     /// Times the combined path failed (e.g. a duplicate id) and the requests were written one by
     /// one instead.
     pub combined_fallbacks: u64,
+    /// SQLite: the WAL file's size when last checked (about once a second while writes
+    /// happen), bytes; 0 on PostgreSQL.
+    pub wal_bytes: u64,
+    /// SQLite: checkpoints that started a WAL over which had grown past
+    /// [`StoreOptions::wal_restart_bytes`].
+    pub wal_restarts: u64,
     /// Batches by size: entry `i` counts batches of `2^i` to `2^(i+1) - 1` jobs (1, 2–3, 4–7, …);
     /// the last entry also counts every larger batch.
     pub batch_sizes: [u64; BATCH_BUCKETS],
@@ -194,6 +204,7 @@ impl Store {
                     interval: opts.checkpoint_interval,
                     every_commits: opts.checkpoint_every_commits.max(1),
                     idle_truncate_after: opts.checkpoint_idle_truncate_after,
+                    restart_bytes: opts.wal_restart_bytes,
                 };
                 let (url2, counters2) = (url.clone(), counters.clone());
                 threads.push(spawn_thread("triggerd-checkpoint", move || {
@@ -343,6 +354,8 @@ impl Store {
             max_batch: c.max_batch.load(Ordering::Relaxed),
             combined_ingests: c.combined_ingests.load(Ordering::Relaxed),
             combined_fallbacks: c.combined_fallbacks.load(Ordering::Relaxed),
+            wal_bytes: c.wal_bytes.load(Ordering::Relaxed),
+            wal_restarts: c.wal_restarts.load(Ordering::Relaxed),
             batch_sizes: std::array::from_fn(|i| c.batch_sizes[i].load(Ordering::Relaxed)),
         }
     }

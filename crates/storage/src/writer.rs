@@ -32,7 +32,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use crate::conn::{DbConn, Role, Timeouts, establish};
 use crate::error::{Result, StoreError};
 use crate::ingest::{ingest_many, ingest_one};
-use crate::runs::IngestWrite;
+use crate::runs::{IngestWrite, Ingested};
 use crate::url::DbUrl;
 
 /// A panic caught on the writer thread, re-raised in the caller's task.
@@ -140,19 +140,19 @@ fn stage<T: Send + 'static>(
 /// of a batch can be written together and, if that fails, one by one.
 pub(crate) struct IngestJob {
     pub(crate) write: IngestWrite,
-    pub(crate) reply: oneshot::Sender<JobResult<()>>,
+    pub(crate) reply: oneshot::Sender<JobResult<Ingested>>,
 }
 
 impl IngestJob {
     /// As an ordinary job, in its own savepoint.
     fn into_job(self) -> Job {
-        let wakes: fn(&()) -> bool = if self.wakes_workers() {
-            |_| true
+        let wakes: fn(&Ingested) -> bool = if self.wakes_workers() {
+            |r| matches!(r, Ingested::Written)
         } else {
             |_| false
         };
         let write = self.write;
-        Job::with_reply(move |c| ingest_one(c, &write).map(drop), wakes, self.reply)
+        Job::with_reply(move |c| ingest_one(c, &write), wakes, self.reply)
     }
 
     fn starts_run(&self) -> bool {
@@ -189,6 +189,13 @@ pub(crate) struct Counters {
     pub(crate) max_batch: AtomicU64,
     pub(crate) combined_ingests: AtomicU64,
     pub(crate) combined_fallbacks: AtomicU64,
+    /// SQLite: the WAL file's size when the checkpointer last looked, bytes.
+    pub(crate) wal_bytes: AtomicU64,
+    /// SQLite: checkpoints by the writer that let it start an oversized WAL over.
+    pub(crate) wal_restarts: AtomicU64,
+    /// SQLite: set by the checkpointer when the WAL passed its size target; the writer
+    /// checkpoints between two batches and clears it (see `checkpoint.rs`).
+    pub(crate) wal_restart_wanted: std::sync::atomic::AtomicBool,
     /// Batches by size: bucket `i` counts batches of `2^i ..= 2^(i+1)-1` jobs; the last bucket
     /// takes everything larger.
     pub(crate) batch_sizes: [AtomicU64; BATCH_BUCKETS],
@@ -335,7 +342,7 @@ impl Writer {
                         .combined_ingests
                         .fetch_add(results.len() as u64, Ordering::Relaxed);
                     for (job, result) in accepted.drain(..).zip(results) {
-                        let wakes = result.is_ok() && job.wakes_workers();
+                        let wakes = matches!(result, Ok(Ingested::Written)) && job.wakes_workers();
                         staged.push(stage(result, wakes, job.reply));
                     }
                 }
@@ -418,6 +425,9 @@ impl Writer {
                 if let Some(after) = self.after_commit.as_mut() {
                     after();
                 }
+                if self.counters.wal_restart_wanted.load(Ordering::Relaxed) {
+                    self.restart_wal();
+                }
             }
             Err(reason) => {
                 tracing::warn!(%reason, jobs = size, "write batch failed");
@@ -429,6 +439,34 @@ impl Writer {
                     (s.answer)(Some(&reason));
                 }
             }
+        }
+    }
+
+    /// SQLite, asked by the checkpointer (the WAL passed its size target): copies the frames
+    /// the checkpointer has not, between two batches — the jobs of the last one are answered
+    /// already — so that the next batch's transaction starts the WAL over. A reader still on an
+    /// old snapshot keeps frames from being copied; then the next batch tries again.
+    fn restart_wal(&mut self) {
+        let Some(DbConn::Sqlite(c)) = self.conn.as_mut() else {
+            self.counters
+                .wal_restart_wanted
+                .store(false, Ordering::Relaxed);
+            return;
+        };
+        let started = std::time::Instant::now();
+        match crate::checkpoint::checkpoint(c, "PASSIVE") {
+            Some(r) if r.busy == 0 && r.checkpointed == r.log => {
+                self.counters
+                    .wal_restart_wanted
+                    .store(false, Ordering::Relaxed);
+                self.counters.wal_restarts.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    frames = r.log,
+                    us = started.elapsed().as_micros() as u64,
+                    "WAL copied back: the next transaction starts it over"
+                );
+            }
+            _ => {}
         }
     }
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use triggerd_storage::testing::{TestDb, hold_writer};
 use triggerd_storage::{
-    Backend, DeploymentRow, IngestWrite, NewActivity, NewDeployment, NewRun, NewTrigger, RunFilter,
-    RunUpdate, Store, StoreError, TriggerPatch, TriggerRow,
+    Backend, DedupClaim, DeploymentRow, IngestWrite, Ingested, NewActivity, NewDeployment, NewRun,
+    NewTrigger, RunFilter, RunUpdate, Store, StoreError, TriggerPatch, TriggerRow,
 };
 
 /// An instant, microseconds since the epoch.
@@ -55,6 +55,11 @@ fn new_activity(id: &str, outcome: &str, run_id: Option<&str>) -> NewActivity {
         body_bytes: 17,
         duration_ms: 1,
         remote_addr: Some("127.0.0.1".into()),
+        request: None,
+        body: None,
+        body_truncated: false,
+        details: None,
+        replay_of: None,
     }
 }
 
@@ -71,6 +76,7 @@ fn accepted(token: &str, trigger_id: &str, deployment_id: &str, n: usize, now: i
         activity: new_activity(&format!("req_{n:08}"), "accepted", Some(&id)),
         events: Vec::new(),
         awaited: false,
+        dedup: None,
     }
 }
 
@@ -554,6 +560,7 @@ async fn rejected_request_writes_only_activity(store: Store, _db: TestDb) {
         activity: new_activity(req, "invalid_input", None),
         events: Vec::new(),
         awaited: false,
+        dedup: None,
     };
     store.ingest(rejected("req_1", &trg.id)).await.unwrap();
     // Disabled: still logged.
@@ -606,6 +613,7 @@ async fn activity_is_pruned_to_the_newest_rows(store: Store, _db: TestDb) {
                 activity: new_activity(&format!("req_{n:02}"), "rate_limited", None),
                 events: Vec::new(),
                 awaited: false,
+                dedup: None,
             })
             .await
             .unwrap();
@@ -874,6 +882,128 @@ async fn a_batch_of_ingests_checks_each_token(store: Store, _db: TestDb) {
         .await
         .unwrap();
     assert_eq!(runs.items.len(), 6);
+}
+
+/// An accepted request `n` claiming dedup `key` until `expires_at`, carrying its request.
+fn with_key(n: usize, key: &str, now: i64, expires_at: i64) -> IngestWrite {
+    let mut w = accepted("wht_1", "trg_1", "dep_1", n, now);
+    w.dedup = Some(DedupClaim {
+        key: key.to_owned(),
+        expires_at,
+    });
+    w.activity.request = Some(r#"{"path":"","headers":{"x-id":"k"},"query":{}}"#.into());
+    w.activity.body = Some(b"{\"a\":1}".to_vec());
+    w
+}
+
+async fn dedup_keys_start_one_run_per_key_and_window(store: Store, _db: TestDb) {
+    seed(&store).await;
+    assert_eq!(
+        store
+            .ingest(with_key(1, "k1", T0, T0 + 60 * SEC))
+            .await
+            .unwrap(),
+        Ingested::Written
+    );
+    // The accepted row does not keep the request (its run holds it).
+    let first = store
+        .get_activity("trg_1", "req_00000001")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((first.request, first.body), (None, None));
+    assert_eq!(
+        store
+            .ingest(with_key(2, "k1", T0 + SEC, T0 + 61 * SEC))
+            .await
+            .unwrap(),
+        Ingested::Duplicate(run_id(1))
+    );
+    let dup = store
+        .get_activity("trg_1", "req_00000002")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            dup.row.outcome.as_str(),
+            dup.row.status_code,
+            dup.row.run_id.as_deref()
+        ),
+        ("duplicate", 200, Some(run_id(1).as_str()))
+    );
+    assert_eq!(dup.body.as_deref(), Some(&b"{\"a\":1}"[..]));
+    assert!(dup.request.unwrap().contains("x-id"));
+    assert!(
+        store
+            .get_activity("trg_2", "req_00000002")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Concurrent requests with one key, batched together: one run.
+    let mut tasks = Vec::new();
+    for n in 10..40 {
+        let store = store.clone();
+        let w = with_key(n, "k2", T0 + 2 * SEC, T0 + 62 * SEC);
+        tasks.push(tokio::spawn(async move { store.ingest(w).await.unwrap() }));
+    }
+    let results = futures_join(tasks).await;
+    let written = results.iter().filter(|r| **r == Ingested::Written).count();
+    assert_eq!(written, 1, "{results:?}");
+    let holders: HashSet<&Ingested> = results
+        .iter()
+        .filter(|r| **r != Ingested::Written)
+        .collect();
+    assert_eq!(
+        holders.len(),
+        1,
+        "every duplicate names the one run: {holders:?}"
+    );
+    // Past its window a key is free again, and then trimmed only once expired.
+    assert_eq!(
+        store
+            .ingest(with_key(3, "k1", T0 + 60 * SEC, T0 + 120 * SEC))
+            .await
+            .unwrap(),
+        Ingested::Written
+    );
+    assert_eq!(
+        store
+            .ingest(with_key(4, "k1", T0 + 61 * SEC, T0 + 121 * SEC))
+            .await
+            .unwrap(),
+        Ingested::Duplicate(run_id(3))
+    );
+    assert_eq!(
+        store.prune_dedup_keys(T0 + 62 * SEC, 1000).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store.prune_dedup_keys(T0 + 200 * SEC, 1000).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .ingest(with_key(5, "k1", T0 + 201 * SEC, T0 + 260 * SEC))
+            .await
+            .unwrap(),
+        Ingested::Written
+    );
+    let runs = store
+        .list_runs(RunFilter::default(), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(runs.items.len(), 4);
+    assert_eq!(
+        store
+            .get_trigger("trg_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .fire_count,
+        4
+    );
 }
 
 async fn futures_join<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
@@ -1482,6 +1612,7 @@ triggerd_storage::store_tests!(
     one_failing_job_fails_only_itself,
     a_batch_of_ingests_checks_each_token,
     concurrent_ingests_are_group_committed,
+    dedup_keys_start_one_run_per_key_and_window,
     lists_are_newest_first_with_cursors_and_no_duplicates,
     create_run_and_conflict_on_duplicate_id,
     claims_are_exclusive,
@@ -1609,6 +1740,77 @@ async fn sqlite_wal_is_checkpointed_and_truncated_when_idle() {
     store.shutdown().await;
 }
 
+/// SQLite under writes that never pause, with a reader holding snapshots now and then: the WAL
+/// is started over whenever it passes `wal_restart_bytes` (PASSIVE checkpoints alone never
+/// complete while the writer keeps appending, and the file grew without bound).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_wal_stays_bounded_under_sustained_writes() {
+    const TARGET: u64 = 1024 * 1024;
+    let db = TestDb::sqlite();
+    let store = db
+        .open_with(triggerd_storage::StoreOptions {
+            checkpoint_interval: Duration::from_millis(50),
+            checkpoint_idle_truncate_after: Duration::from_secs(600),
+            wal_restart_bytes: TARGET,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (dep, trg) = seed(&store).await;
+    let wal = std::path::PathBuf::from(format!("{}-wal", db.url().trim_start_matches("sqlite://")));
+    let until = std::time::Instant::now() + Duration::from_secs(4);
+    let mut writers = Vec::new();
+    for w in 0..16usize {
+        let (store, trg, dep) = (store.clone(), trg.id.clone(), dep.id.clone());
+        writers.push(tokio::spawn(async move {
+            let mut n = w * 1_000_000;
+            while std::time::Instant::now() < until {
+                store
+                    .ingest(accepted("wht_1", &trg, &dep, n, T0))
+                    .await
+                    .unwrap();
+                n += 1;
+            }
+            n - w * 1_000_000
+        }));
+    }
+    let reader = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            while std::time::Instant::now() < until {
+                store
+                    .list_runs(RunFilter::default(), None, 50)
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let mut peak = 0;
+    while std::time::Instant::now() < until {
+        peak = peak.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut written = 0;
+    for w in writers {
+        written += w.await.unwrap();
+    }
+    reader.await.unwrap();
+    let stats = store.stats();
+    assert!(
+        stats.wal_restarts >= 1,
+        "{written} writes, peak WAL {peak}: {stats:?}"
+    );
+    // The file keeps its high-water mark (`journal_size_limit` truncates only past 64 MiB): the
+    // target plus what the writer appends between two checkpointer rounds. Before the fix this
+    // test's WAL passed 150 MB on a developer machine.
+    assert!(
+        peak < 48 * TARGET,
+        "the WAL grew to {peak} bytes ({written} writes; target {TARGET}): {stats:?}"
+    );
+    store.shutdown().await;
+}
+
 /// PostgreSQL: the writer's connection is killed; the next batch reconnects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_writer_recovers_after_losing_its_connection() {
@@ -1640,7 +1842,7 @@ async fn postgres_writer_recovers_after_losing_its_connection() {
             .ingest(accepted("wht_1", "trg_1", "dep_1", attempt, T0))
             .await
         {
-            Ok(()) => {
+            Ok(_) => {
                 ok = true;
                 break;
             }

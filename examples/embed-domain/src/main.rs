@@ -2,7 +2,7 @@
 //! a webhook body into the workflow's typed inputs — all without a server.
 //!
 //! ```sh
-//! cargo run -p embed-domain -- examples/order-created.json examples/embed-domain/data/webhook-body.json
+//! cargo run -p embed-domain -- examples/embed-domain/workflow.json examples/embed-domain/data/webhook-body.json
 //! ```
 
 use std::process::ExitCode;

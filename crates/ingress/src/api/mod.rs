@@ -35,6 +35,8 @@ pub(crate) enum Route {
     Trigger,
     TriggerRotate,
     TriggerRequests,
+    TriggerRequest,
+    TriggerRequestReplay,
     TriggerTest,
     Runs,
     Run,
@@ -57,6 +59,7 @@ impl Route {
             Route::WorkflowDeployments
             | Route::TriggerRotate
             | Route::TriggerTest
+            | Route::TriggerRequestReplay
             | Route::RunCancel
             | Route::HookSecretRotate
             | Route::DeliveryRetry => &[Method::POST],
@@ -64,7 +67,7 @@ impl Route {
             Route::Hooks => &[Method::GET, Method::POST],
             Route::Hook => &[Method::GET, Method::DELETE],
             Route::Deployment => &[Method::GET, Method::DELETE],
-            Route::TriggerRequests | Route::Run => &[Method::GET],
+            Route::TriggerRequests | Route::TriggerRequest | Route::Run => &[Method::GET],
             Route::DeploymentTriggers | Route::Runs => &[Method::GET, Method::POST],
             Route::Trigger => &[Method::GET, Method::PATCH, Method::DELETE],
             Route::DeploymentContext => &[Method::GET, Method::PATCH],
@@ -74,7 +77,7 @@ impl Route {
 
 /// Every route under `/api/v1` (matchit syntax), in one table: the router is built from it and
 /// the OpenAPI coverage test reads it.
-pub(crate) const ROUTES: [(&str, Route); 23] = [
+pub(crate) const ROUTES: [(&str, Route); 25] = [
     ("/api/v1/workflows", Route::Workflows),
     ("/api/v1/deployments", Route::Deployments),
     ("/api/v1/workflows/{name}/versions", Route::WorkflowVersions),
@@ -96,6 +99,14 @@ pub(crate) const ROUTES: [(&str, Route); 23] = [
     ("/api/v1/triggers/{id}", Route::Trigger),
     ("/api/v1/triggers/{id}/rotate", Route::TriggerRotate),
     ("/api/v1/triggers/{id}/requests", Route::TriggerRequests),
+    (
+        "/api/v1/triggers/{id}/requests/{request_id}",
+        Route::TriggerRequest,
+    ),
+    (
+        "/api/v1/triggers/{id}/requests/{request_id}/replay",
+        Route::TriggerRequestReplay,
+    ),
     ("/api/v1/triggers/{id}/test", Route::TriggerTest),
     ("/api/v1/runs/{id}/cancel", Route::RunCancel),
     ("/api/v1/runs", Route::Runs),
@@ -136,17 +147,31 @@ pub(crate) struct Call {
     pub param2: String,
     pub query: serde_json::Map<String, Value>,
     pub body: Option<Value>,
+    /// This call's `X-Request-Id`.
+    pub request_id: String,
+    /// The caller's address.
+    pub remote: std::net::SocketAddr,
 }
 
 /// Handles one request under `/api/v1`.
-pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Body> {
-    match dispatch(state, req).await {
+pub async fn handle(
+    state: &AppState,
+    remote: std::net::SocketAddr,
+    req: Request<Incoming>,
+    request_id: &str,
+) -> Response<Body> {
+    match dispatch(state, remote, req, request_id).await {
         Ok(response) => response,
         Err(e) => error_response(&e),
     }
 }
 
-async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn dispatch(
+    state: &AppState,
+    remote: std::net::SocketAddr,
+    req: Request<Incoming>,
+    request_id: &str,
+) -> Result<Response<Body>, ApiError> {
     authenticate(state, req.headers())?;
     let path = req.uri().path().trim_end_matches('/');
     let matched = router()
@@ -173,6 +198,8 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<Response<B
         param2,
         query,
         body,
+        request_id: request_id.to_owned(),
+        remote,
     };
     match (route, method) {
         (Route::Workflows, _) => workflows::list(state, call).await,
@@ -194,6 +221,8 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<Response<B
         (Route::Trigger, _) => triggers::get(state, call).await,
         (Route::TriggerRotate, _) => triggers::rotate(state, call).await,
         (Route::TriggerRequests, _) => triggers::requests(state, call).await,
+        (Route::TriggerRequest, _) => triggers::request(state, call).await,
+        (Route::TriggerRequestReplay, _) => crate::replay::replay(state, call).await,
         (Route::TriggerTest, _) => triggers::test(state, call).await,
         (Route::RunCancel, _) => runs::cancel(state, call).await,
         (Route::Runs, Method::POST) => runs::create(state, call).await,
@@ -221,16 +250,30 @@ fn authenticate(state: &AppState, headers: &http::HeaderMap) -> Result<(), ApiEr
     // Exactly `Bearer <token>`: one space, a token without whitespace.
     let token = value
         .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .filter(|t| !t.is_empty() && !t.contains(char::is_whitespace));
-    match token {
-        Some(token) if verify_token_hash(token, &state.config.admin_token_hash) => Ok(()),
-        Some(_) => Err(ApiError::unauthorized("wrong API token")),
-        None => Err(ApiError::unauthorized(
-            "malformed Authorization header: send exactly Authorization: Bearer <token>",
-        )),
+        .map_err(|_| malformed_authorization("it is not plain ASCII text"))?;
+    let Some(token) = token.strip_prefix("Bearer ") else {
+        return Err(malformed_authorization(&match token.split_once(' ') {
+            None => "it holds no scheme (the word Bearer and a space before the token)".to_owned(),
+            Some((scheme, _)) => format!("its scheme is {scheme:?}, not \"Bearer\""),
+        }));
+    };
+    if token.is_empty() || token.contains(char::is_whitespace) {
+        return Err(malformed_authorization(
+            "the token after \"Bearer \" is empty or holds whitespace",
+        ));
     }
+    if verify_token_hash(token, &state.config.admin_token_hash) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized("wrong API token"))
+    }
+}
+
+/// 401 for an `Authorization` header that is there but not `Bearer <token>`, saying why.
+fn malformed_authorization(why: &str) -> ApiError {
+    ApiError::unauthorized(format!(
+        "malformed Authorization header: {why}; send exactly Authorization: Bearer <token>"
+    ))
 }
 
 /// Reads a JSON body: 415 unless it is JSON, 413 past the limit, 400 `malformed_json`, 408 when

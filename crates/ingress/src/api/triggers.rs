@@ -120,7 +120,7 @@ pub(crate) async fn list(state: &AppState, call: Call) -> Result<Response<Body>,
     ))
 }
 
-async fn find(state: &AppState, id: &str) -> Result<TriggerRow, ApiError> {
+pub(crate) async fn find(state: &AppState, id: &str) -> Result<TriggerRow, ApiError> {
     if !is_valid_id(IdKind::Trigger, id) {
         return Err(ApiError::not_found(format!("trigger {id} not found")));
     }
@@ -298,9 +298,43 @@ pub(crate) async fn requests(state: &AppState, call: Call) -> Result<Response<Bo
     ))
 }
 
+/// `GET /triggers/{id}/requests/{request_id}`: one logged request with what it carried.
+#[utoipa::path(
+    get,
+    path = "/api/v1/triggers/{id}/requests/{request_id}",
+    operation_id = "get_trigger_request",
+    tag = "triggers",
+    summary = "One logged request: its headers, query, body and refusal details",
+    description = "A request that started no run (refused, filtered, duplicate) shows the path, the headers and query (credentials redacted) and the body as received, up to the trigger's `log_body_bytes` (`body_truncated` beyond; rate-limited and oversized requests keep no body). An accepted request shows the request as its run's `trigger_input` holds it (`body_encoding: \"json\"`). `details` are the refusal's details (the 422 problems).",
+    params(
+        ("id" = String, Path, description = "The trigger id (`trg_...`)"),
+        ("request_id" = String, Path, description = "The request id (`req_...`, the `X-Request-Id` the sender got)"),
+    ),
+    responses(
+        (status = 200, description = "The row and its request", body = views::ActivityDetailView),
+        (status = 404, description = "No such trigger, or no such request in its log", body = ErrorBody),
+    )
+)]
+pub(crate) async fn request(state: &AppState, call: Call) -> Result<Response<Body>, ApiError> {
+    let row = find(state, &call.param).await?;
+    let detail = crate::replay::detail(state, &row.id, &call.param2).await?;
+    let request = crate::replay::request_view(state, &detail).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &views::ActivityDetailView {
+            row: views::activity(&detail.row),
+            request,
+            details: detail
+                .details
+                .as_deref()
+                .and_then(|d| serde_json::from_str(d).ok()),
+        },
+    ))
+}
+
 /// `POST /triggers/{id}/test` `{method?, path?, headers?, query?, body}`: a dry run of the input
-/// mapping and validation a real request would get — 200 `{input, trigger_input}` or the same
-/// 422. No signature or API-key check, no run, no activity row, no rate-limit token.
+/// mapping and validation a real request would get — 200 `{input, trigger_input}`, 200
+/// `{input: null, trigger_input, ignored: true}` when the filter ignores it, or the same 422. No signature or API-key check, no run, no activity row, no rate-limit token.
 #[utoipa::path(
     post,
     path = "/api/v1/triggers/{id}/test",
@@ -390,6 +424,18 @@ pub(crate) async fn test(state: &AppState, call: Call) -> Result<Response<Body>,
         Value::Object(headers),
         body.get("body").cloned().unwrap_or(Value::Null),
     );
+    if let Some(filter) = &config.filter
+        && !filter.matches(&request)
+    {
+        return Ok(json_response(
+            StatusCode::OK,
+            &views::TestResult {
+                input: Value::Null,
+                trigger_input: request,
+                ignored: true,
+            },
+        ));
+    }
     let deployment = state.app.deployment(&row.deployment_id).await?;
     let (_, definition) = state.app.deployment_definition(&deployment).await?;
     let input = config
@@ -401,6 +447,7 @@ pub(crate) async fn test(state: &AppState, call: Call) -> Result<Response<Body>,
         &views::TestResult {
             input: Value::Object(input),
             trigger_input: request,
+            ignored: false,
         },
     ))
 }

@@ -1,4 +1,4 @@
-//! JSON views of stored rows, exactly as SPEC 3 shows them. Secrets never leave through here.
+//! JSON views of stored rows, as the API documents them. Secrets never leave through here.
 //!
 //! Each view is a typed struct: handlers serialise it, and the OpenAPI document
 //! ([`crate::openapi`]) takes its schema from the same type (`utoipa::ToSchema`), so the document
@@ -41,7 +41,7 @@ pub struct WorkflowView {
     pub latest_version: i64,
     /// The definition's `description`.
     pub description: Option<String>,
-    /// The definition of this version, as stored (SPEC 2).
+    /// The definition of this version, as stored (secrets shown as `secret_configured`).
     #[schema(value_type = Object)]
     pub definition: Value,
     /// When the workflow was first stored (RFC 3339).
@@ -66,6 +66,29 @@ pub struct WorkflowPut {
     /// `on_failure_url`), kept across versions while declared the same; their secrets are read
     /// with `GET /hooks/{id}/secret`.
     pub hooks: Vec<HookView>,
+    /// What is valid but likely to fail at run time, such as a template that reads an optional
+    /// header without `| default: <value>` (docs/templates.md). Never a refusal; left out when
+    /// there is none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
+    pub warnings: Vec<DefinitionWarning>,
+}
+
+/// A warning about a stored definition.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DefinitionWarning {
+    /// Where, as a path into the definition (`output.event`, `steps[0].request.url`).
+    pub path: String,
+    /// What may go wrong and what to write instead.
+    pub message: String,
+}
+
+/// The view of a definition warning.
+pub fn definition_warning(warning: &triggerd_domain::Problem) -> DefinitionWarning {
+    DefinitionWarning {
+        path: warning.path.clone(),
+        message: warning.message.clone(),
+    }
 }
 
 /// The declared triggers one deployment gained, changed and lost with a new version.
@@ -154,7 +177,7 @@ pub struct DeploymentCreated {
     pub triggers: Vec<TriggerView>,
 }
 
-/// A trigger (SPEC 3 trigger object). A webhook's has `token` and `url`, a cron trigger's
+/// A trigger. A webhook's has `token` and `url`, a cron trigger's
 /// `next_fire_at`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TriggerView {
@@ -234,7 +257,7 @@ pub struct TriggerRotated {
     pub previous_token_valid_until: Option<String>,
 }
 
-/// A run (SPEC 3 run object).
+/// A run.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RunView {
     /// `run_...`
@@ -304,7 +327,7 @@ pub struct RunHookCreated {
     pub secret: String,
 }
 
-/// A webhook activity-log row (SPEC 4.6).
+/// A webhook activity-log row: one inbound request to a known token.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ActivityView {
     /// `req_...`, the `X-Request-Id` the sender got.
@@ -316,9 +339,9 @@ pub struct ActivityView {
     /// The status code it was answered with.
     pub status_code: i32,
     /// `accepted`, `method_not_allowed`, `too_large`, `rate_limited`, `bad_signature`,
-    /// `unauthorized`, `malformed`, `invalid_input` or `failed`.
+    /// `unauthorized`, `malformed`, `invalid_input`, `failed`, `filtered` or `duplicate`.
     pub outcome: String,
-    /// The run it started.
+    /// The run it started (for a `duplicate`, the run of the request it repeats).
     pub run_id: Option<String>,
     /// Why it was refused.
     pub error: Option<String>,
@@ -328,20 +351,62 @@ pub struct ActivityView {
     pub duration_ms: i64,
     /// The sender's address.
     pub remote_addr: Option<String>,
+    /// The request this one replays (`POST /triggers/{id}/requests/{request_id}/replay`).
+    pub replay_of: Option<String>,
+}
+
+/// One activity-log row with what its request carried (`GET /triggers/{id}/requests/{request_id}`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActivityDetailView {
+    /// The row as the log lists it.
+    #[serde(flatten)]
+    pub row: ActivityView,
+    /// The request: `{method, path, headers, query, body, body_encoding, body_truncated}` —
+    /// headers and query redacted; `body` as text (`body_encoding: "utf8"`) or base64
+    /// (`"base64"`), cut at the trigger's `log_body_bytes` (`body_truncated`), or, for an
+    /// accepted request (read from its run's `trigger_input`), the parsed body
+    /// (`body_encoding: "json"`). `null` when nothing was kept (a run deleted by retention, a
+    /// row written before request inspection existed).
+    #[schema(value_type = Option<Object>)]
+    pub request: Option<Value>,
+    /// The refusal's details (the 422 `details`: each problem with its input and message).
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<Value>,
+}
+
+/// What `POST /triggers/{id}/requests/{request_id}/replay` answers when it does not refuse.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplayStarted {
+    /// The run started (201), or, for a duplicate (200), the run holding the key.
+    pub run_id: Option<String>,
+    /// `pending` when a run was started.
+    pub status: Option<String>,
+    /// `true` when the trigger's filter ignored the request.
+    pub ignored: Option<bool>,
+    /// `true` when the request's de-duplication key is held by `run_id`.
+    pub duplicate: Option<bool>,
+    /// The replay's own activity row (this call's `X-Request-Id`).
+    pub request_id: String,
+    /// The request replayed.
+    pub replay_of: String,
 }
 
 /// What `POST /triggers/{id}/test` answers: the input a real request would start a run with.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TestResult {
-    /// The mapped and validated input.
+    /// The mapped and validated input; `null` when the filter ignores the request.
     #[schema(value_type = Object)]
     pub input: Value,
     /// The request as the mapping saw it (headers lower-cased and redacted).
     #[schema(value_type = Object)]
     pub trigger_input: Value,
+    /// Present and `true` when the trigger's `filter` ignores the request (a real one would get
+    /// 200 `{"ignored": true}` and start no run).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ignored: bool,
 }
 
-/// An event hook (SPEC 7). Its secret is shown only when the hook is created (and through
+/// An event hook. Its secret is shown only when the hook is created (and through
 /// `GET /hooks/{id}/secret`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HookView {
@@ -634,7 +699,7 @@ pub fn trigger(row: &TriggerRow, public_url: &str) -> TriggerView {
     }
 }
 
-/// A run (SPEC 3 run object).
+/// A run.
 pub fn run(row: &RunRow) -> RunView {
     RunView {
         id: row.id.clone(),
@@ -659,7 +724,7 @@ pub fn run(row: &RunRow) -> RunView {
     }
 }
 
-/// A webhook activity-log row (SPEC 4.6).
+/// A webhook activity-log row: one inbound request to a known token.
 pub fn activity(row: &ActivityRow) -> ActivityView {
     ActivityView {
         id: row.id.clone(),
@@ -672,6 +737,7 @@ pub fn activity(row: &ActivityRow) -> ActivityView {
         body_bytes: row.body_bytes,
         duration_ms: row.duration_ms,
         remote_addr: row.remote_addr.clone(),
+        replay_of: row.replay_of.clone(),
     }
 }
 

@@ -22,7 +22,7 @@ use crate::{ApiError, AppState, Body, json_response};
     params(("name" = String, Path, description = "The workflow's name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")),
     request_body = bodies::Definition,
     responses(
-        (status = 200, description = "The workflow at its newest version; `created` is false when the definition was identical to the latest (no new version)", body = views::WorkflowPut),
+        (status = 200, description = "The workflow at its newest version; `created` is false when the definition was identical to the latest (no new version); `warnings` lists what is valid but likely to fail at run time (left out when none)", body = views::WorkflowPut),
         (status = 400, description = "Bad workflow name, body not JSON or not an object", body = ErrorBody),
         (status = 422, description = "The definition is invalid (`invalid_definition`); `details` lists each problem", body = ErrorBody),
     )
@@ -52,6 +52,7 @@ pub(crate) async fn put(state: &AppState, call: Call) -> Result<Response<Body>, 
         created,
         declared_triggers: synced,
         hooks: put.hooks.iter().map(|h| views::hook(h, false)).collect(),
+        warnings: put.warnings.iter().map(views::definition_warning).collect(),
     };
     Ok(json_response(StatusCode::OK, &view))
 }
