@@ -235,6 +235,60 @@ fn claim_key(
     }
 }
 
+/// PostgreSQL: the de-duplication keys of a batch's valid requests claimed in one statement —
+/// each claim alone would be a round trip on the one writer connection. Returns the keys the
+/// statement inserted, with the run each went to (the first request of the batch with that
+/// key). A key it did not insert is held already: [`claim_key`] settles it (an expired claim is
+/// taken over). SQLite claims one by one (no round trips to save): an empty map.
+fn claim_keys_at_once<'w>(
+    c: &mut DbConn,
+    writes: &[&'w IngestWrite],
+    states: &HashMap<String, TokenState>,
+) -> Result<HashMap<(&'w str, &'w str), String>> {
+    let DbConn::Postgres(pg) = c else {
+        return Ok(HashMap::new());
+    };
+    let mut rows = Vec::new();
+    for w in writes {
+        if let (Some(run), Some(claim)) = (&w.run, &w.dedup)
+            && still_valid(states.get(&w.token), &w.trigger_id, w.now)
+        {
+            rows.push((
+                dedup_keys::trigger_id.eq(w.trigger_id.as_str()),
+                dedup_keys::key.eq(claim.key.as_str()),
+                dedup_keys::run_id.eq(run.id.as_str()),
+                dedup_keys::expires_at.eq(claim.expires_at),
+            ));
+        }
+    }
+    if rows.is_empty() {
+        return Ok(HashMap::new());
+    }
+    // Rows of one statement are inserted in order: of two with one key, the first is inserted
+    // and the second skipped by DO NOTHING.
+    let inserted: Vec<(String, String, String)> = diesel::insert_into(dedup_keys::table)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .returning((dedup_keys::trigger_id, dedup_keys::key, dedup_keys::run_id))
+        .get_results(pg)?;
+    // The map's keys are borrowed from the writes, so that it lives as long as the batch.
+    let keys: HashMap<(&str, &str), (&'w str, &'w str)> = writes
+        .iter()
+        .filter_map(|w| {
+            let d = w.dedup.as_ref()?;
+            let k = (w.trigger_id.as_str(), d.key.as_str());
+            Some((k, k))
+        })
+        .collect();
+    let mut claimed = HashMap::with_capacity(inserted.len());
+    for (trigger_id, key, run_id) in &inserted {
+        if let Some(k) = keys.get(&(trigger_id.as_str(), key.as_str())) {
+            claimed.insert(*k, run_id.clone());
+        }
+    }
+    Ok(claimed)
+}
+
 /// Writes several accepted requests (each with a run) at once: one lookup, one multi-row INSERT
 /// per table. Returns each request's result (`Ok` or `TokenGone`); any database error fails the
 /// whole call, and the caller falls back to [`ingest_one`] for each.
@@ -247,16 +301,24 @@ pub(crate) fn ingest_many(
     let mut results = Vec::with_capacity(writes.len());
     let mut new_runs: Vec<&NewRun> = Vec::with_capacity(writes.len());
     let mut new_activity: Vec<ActivityInsert<'_>> = Vec::with_capacity(writes.len());
+    let claimed = claim_keys_at_once(c, writes, &states)?;
     for w in writes {
         match &w.run {
             Some(run) if still_valid(states.get(&w.token), &w.trigger_id, w.now) => {
                 // Claims in request order: a later request of the batch with a key claimed
                 // earlier in it is a duplicate of that one.
-                if let Some(claim) = &w.dedup
-                    && let Some(original) = claim_key(c, &w.trigger_id, claim, &run.id, w.now)?
-                {
-                    results.push(Ok(Ingested::Duplicate(original)));
-                    continue;
+                if let Some(claim) = &w.dedup {
+                    let holder = match claimed.get(&(w.trigger_id.as_str(), claim.key.as_str())) {
+                        // Claimed by the batch's INSERT: by this request, or an earlier one.
+                        Some(holder) if holder == &run.id => None,
+                        Some(holder) => Some(holder.clone()),
+                        // Held already (or claimed one by one, on SQLite).
+                        None => claim_key(c, &w.trigger_id, claim, &run.id, w.now)?,
+                    };
+                    if let Some(original) = holder {
+                        results.push(Ok(Ingested::Duplicate(original)));
+                        continue;
+                    }
                 }
                 new_runs.push(run);
                 new_activity.push(ActivityInsert::new(&w.activity, &w.trigger_id));
