@@ -19,16 +19,15 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use serde_json::{Map, Value, json};
 use triggerd_app::AppError;
-use triggerd_app::runs::RunStart;
 use triggerd_app::triggers::WebhookTrigger;
 use triggerd_domain::activity::Outcome;
 use triggerd_domain::ids::{IdKind, is_valid_id, new_id};
 use triggerd_domain::mapping::trigger_input;
-use triggerd_domain::run::{RunSource, RunStatus};
-use triggerd_storage::{ActivityDetail, DedupClaim, IngestWrite, Ingested, NewActivity};
+use triggerd_domain::run::RunStatus;
+use triggerd_storage::{ActivityDetail, IngestWrite, Ingested, NewActivity};
 
 use crate::api::Call;
-use crate::webhook::{Passed, Refusal, evaluate, parse};
+use crate::webhook::{Passed, Refusal, dedup_claim, evaluate, parse, run_start};
 use crate::{ApiError, AppState, Body, error_response, json_response};
 
 /// A trigger's activity row `request_id`, or 404.
@@ -269,24 +268,9 @@ pub(crate) async fn replay(state: &AppState, call: Call) -> Result<Response<Body
         Err(refusal) => return refused(state, &target, activity, refusal, started).await,
     };
     let run_id = new_id(IdKind::Run);
-    let dedup = target.config.dedup.as_ref().and_then(|d| {
-        Some(DedupClaim {
-            key: d.key_of(&accepted.trigger_input)?,
-            expires_at: received_at.saturating_add(i64::from(d.window_seconds()) * 1_000_000),
-        })
-    });
+    let dedup = dedup_claim(&target.config, &accepted.trigger_input, received_at);
     let mut prepared = state.app.prepare_run(
-        RunStart {
-            run_id: run_id.clone(),
-            source: RunSource::Webhook,
-            deployment_id: target.deployment_id.clone(),
-            workflow: target.workflow.clone(),
-            workflow_version: target.workflow_version,
-            trigger_id: Some(target.trigger_id.clone()),
-            input: accepted.input,
-            trigger_input: accepted.trigger_input,
-            created_at: received_at,
-        },
+        run_start(&target, &run_id, accepted, received_at),
         &target.definition,
     );
     activity.status_code = 201;

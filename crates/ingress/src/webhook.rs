@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 use triggerd_app::AppError;
 use triggerd_app::runs::RunStart;
+use triggerd_app::triggers::WebhookTrigger;
 use triggerd_domain::activity::Outcome;
 use triggerd_domain::ids::{IdKind, is_plausible_webhook_token, new_id};
 use triggerd_domain::mapping::{
@@ -177,10 +178,10 @@ pub async fn handle(
 
     let run_id = new_id(IdKind::Run);
     let target = &entry.target;
-    // A duplicate's row keeps the request, like any request that starts no run: built only for
-    // triggers that de-duplicate.
-    let dedup = target.config.dedup.as_ref().and_then(|d| {
-        let key = d.key_of(&accepted.trigger_input)?;
+    let dedup = dedup_claim(&target.config, &accepted.trigger_input, received_at);
+    if dedup.is_some() {
+        // A duplicate's row keeps the request, like any request that starts no run: built only
+        // for triggers that de-duplicate.
         keep_request(
             &mut activity,
             config,
@@ -188,11 +189,7 @@ pub async fn handle(
             &rest,
             seen.body.as_ref(),
         );
-        Some(DedupClaim {
-            key,
-            expires_at: received_at.saturating_add(i64::from(d.window_seconds()) * 1_000_000),
-        })
-    });
+    }
     drop(seen);
     let custom = match &target.config.response {
         ResponseMode::Custom {
@@ -206,18 +203,10 @@ pub async fn handle(
         )),
         _ => None,
     };
-    let start = RunStart {
-        run_id: run_id.clone(),
-        source: RunSource::Webhook,
-        deployment_id: target.deployment_id.clone(),
-        workflow: target.workflow.clone(),
-        workflow_version: target.workflow_version,
-        trigger_id: Some(target.trigger_id.clone()),
-        input: accepted.input,
-        trigger_input: accepted.trigger_input,
-        created_at: received_at,
-    };
-    let mut prepared = state.app.prepare_run(start, &target.definition);
+    let mut prepared = state.app.prepare_run(
+        run_start(target, &run_id, accepted, received_at),
+        &target.definition,
+    );
     // Sync mode: a run finished by the write itself is answered at once; otherwise the request
     // watches its run from before the write (no wake-up can come before the watch), holding one
     // of the node's waiting places.
@@ -700,6 +689,40 @@ pub(crate) fn redacted_headers(config: &WebhookConfig) -> &'static [&'static str
     } else {
         &[]
     }
+}
+
+/// The run an accepted request (live or replayed) starts.
+pub(crate) fn run_start(
+    target: &WebhookTrigger,
+    run_id: &str,
+    accepted: Accepted,
+    received_at: i64,
+) -> RunStart {
+    RunStart {
+        run_id: run_id.to_owned(),
+        source: RunSource::Webhook,
+        deployment_id: target.deployment_id.clone(),
+        workflow: target.workflow.clone(),
+        workflow_version: target.workflow_version,
+        trigger_id: Some(target.trigger_id.clone()),
+        input: accepted.input,
+        trigger_input: accepted.trigger_input,
+        created_at: received_at,
+    }
+}
+
+/// The de-duplication key an accepted request claims until its window ends; `None` without
+/// `config.dedup` or when the request has no key.
+pub(crate) fn dedup_claim(
+    config: &WebhookConfig,
+    trigger_input: &Value,
+    received_at: i64,
+) -> Option<DedupClaim> {
+    let dedup = config.dedup.as_ref()?;
+    Some(DedupClaim {
+        key: dedup.key_of(trigger_input)?,
+        expires_at: received_at.saturating_add(i64::from(dedup.window_seconds()) * 1_000_000),
+    })
 }
 
 /// The filter, then input mapping and validation, of an authenticated request (SPEC 4.5, 4.7):

@@ -49,6 +49,13 @@ pub(crate) struct CheckpointPolicy {
     pub(crate) restart_bytes: u64,
 }
 
+/// Before the writer is asked to start an oversized WAL over, PASSIVE rounds repeat (at most
+/// this many) until one finds at most `FEW_FRAMES` frames written since the one before: those
+/// are what the writer then copies between two batches.
+const MAX_CATCH_UP_ROUNDS: usize = 8;
+/// 256 frames: about 1 MiB of pages, a millisecond or two to copy.
+const FEW_FRAMES: i32 = 256;
+
 #[derive(QueryableByName, Debug)]
 pub(crate) struct CheckpointResult {
     #[diesel(sql_type = Integer)]
@@ -141,8 +148,19 @@ pub(crate) fn run(
             let size = wal_size();
             counters.wal_bytes.store(size, Ordering::Relaxed);
             if size > policy.restart_bytes {
-                // What was written during that round, so that the writer's part stays small.
-                checkpoint(c, "PASSIVE");
+                // What was written during that round, and again, until a round finds little
+                // new: the writer's part — the frames after the last round — stays small.
+                let mut frames = wal_frames;
+                for _ in 0..MAX_CATCH_UP_ROUNDS {
+                    let Some(r) = checkpoint(c, "PASSIVE") else {
+                        break;
+                    };
+                    let fresh = r.log.saturating_sub(frames);
+                    frames = r.log;
+                    if fresh <= FEW_FRAMES {
+                        break;
+                    }
+                }
                 counters.wal_restart_wanted.store(true, Ordering::Relaxed);
                 tracing::debug!(
                     wal_bytes = size,
