@@ -24,8 +24,10 @@
 //!   written during the last one) and then asks the writer (`Counters::wal_restart_wanted`) to
 //!   finish the job between two batches: the writer runs a PASSIVE checkpoint itself — only the
 //!   frames of the last few milliseconds are left — and its next transaction starts the WAL
-//!   over (`journal_size_limit` then truncates the file). This thread skips its own rounds
-//!   meanwhile, so the two never wait on each other.
+//!   over. This thread skips its own rounds meanwhile, so the two never wait on each other.
+//!   Measured (`triggerd-bench -s ingest`, 10 s, 2 cores): the WAL file peaked at 117–131 MB
+//!   instead of 0.9–1.0 GB, throughput unchanged (14.3–14.9k req/s against 13.9–15.0k), p99
+//!   9.3–9.6 ms against 8.8–8.9 ms, p99.9 19–23 ms against 12 ms (docs/performance.md).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
