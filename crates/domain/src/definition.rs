@@ -1,4 +1,4 @@
-//! The workflow definition (SPEC 2): parsed from JSON or TOML, validated with every problem
+//! The workflow definition (`docs/workflows.md`): parsed from JSON or TOML, validated with every problem
 //! reported at once.
 //!
 //! [`Definition::from_json_str`] / [`Definition::from_toml_str`] / [`Definition::from_value`]
@@ -97,7 +97,7 @@ pub struct Step {
     pub extract_to_context: Vec<(String, Path)>,
 }
 
-/// The step types of SPEC 6.
+/// The step types (`docs/steps.md`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepKind {
     /// An outbound HTTP request.
@@ -388,7 +388,7 @@ fn without_api_keys(mut value: Value, triggers: &[DeclaredTrigger]) -> Value {
     value
 }
 
-/// A stored definition as it may be shown (SPEC 3: secrets are write-only): in each declared
+/// A stored definition as it may be shown (secrets are write-only): in each declared
 /// trigger's `config`, `secret` becomes `"secret_configured": true` and `api_keys` becomes
 /// `"api_keys_configured": <count>` and `"api_key_names": [...]`. Everything else is kept as
 /// written.

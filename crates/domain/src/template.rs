@@ -1,5 +1,5 @@
-//! Templates: JSON values whose strings may hold `{{ path }}` expressions (SPEC 2.1; the user's
-//! guide is `docs/templates.md`).
+//! Templates: JSON values whose strings may hold `{{ path }}` expressions (the user's guide
+//! is `docs/templates.md`).
 //!
 //! An expression is a path, optionally followed by one filter, `default`:
 //! `{{ trigger.headers.x-event | default: "unknown" }}`. The default is one JSON literal (a

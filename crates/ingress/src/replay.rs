@@ -1,4 +1,4 @@
-//! Request inspection and replay (SPEC 4.7): `GET /triggers/{id}/requests/{request_id}` shows
+//! Request inspection and replay (docs/webhooks.md): `GET /triggers/{id}/requests/{request_id}` shows
 //! what a logged request carried, and `POST .../replay` sends it through the trigger again.
 //!
 //! A request that started no run (refused, filtered, duplicate) keeps its path, redacted headers

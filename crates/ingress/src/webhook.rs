@@ -1,6 +1,6 @@
-//! The webhook hot path: `/api/webhooks/{token}[/{rest}]` (SPEC 4).
+//! The webhook hot path: `/api/webhooks/{token}[/{rest}]` (docs/webhooks.md).
 //!
-//! Checks run in the SPEC's order — token → method → size → rate limit → signature/API key →
+//! Checks run in the documented order — token → method → size → rate limit → signature/API key →
 //! parse → filter → mapping/validation → run — and each answer to a known token is recorded in
 //! the trigger's activity log. The 201 is sent only after the store's group commit returns: from that
 //! instant the run survives a crash. `triggerd-app` prepares the run (a run of a step-less
@@ -51,13 +51,13 @@ pub(crate) struct Accepted {
 }
 
 /// What the checks let through: a request to start a run, or one the trigger's filter ignores
-/// (SPEC 4.7: answered 200, no run, logged `filtered`).
+/// (answered 200, no run, logged `filtered`).
 pub(crate) enum Passed {
     Accepted(Accepted),
     Filtered,
 }
 
-/// What [`check`] read of a request, kept for its activity row when it starts no run (SPEC 4.7:
+/// What [`check`] read of a request, kept for its activity row when it starts no run (for
 /// request inspection and replay).
 struct Seen {
     parts: http::request::Parts,
@@ -367,7 +367,7 @@ pub async fn handle(
             custom_response(*status, content_type, body, &run_id, request_id)
         }
         None => {
-            // SPEC 4.5: the 201 says `pending` whatever the write stored.
+            // The 201 says `pending` whatever the write stored.
             let mut response = json_response(
                 StatusCode::CREATED,
                 &json!({"run_id": run_id, "status": RunStatus::Pending.as_str(), "request_id": request_id}),
@@ -414,7 +414,7 @@ const MAX_LOGGED_HEADER_BYTES: usize = 16 * 1024;
 /// Most bytes of the query string an activity row keeps (cut at a parameter boundary).
 const MAX_LOGGED_QUERY_BYTES: usize = 8 * 1024;
 
-/// Keeps what a request that starts no run carried in its activity row (SPEC 4.7): the path,
+/// Keeps what a request that starts no run carried in its activity row: the path,
 /// the headers and the query redacted as in `trigger_input`, and the body up to the trigger's
 /// `log_body_bytes`. Each part is bounded, so a flood of refused requests writes bounded rows.
 fn keep_request(
@@ -547,7 +547,7 @@ async fn check(
         size,
     };
     if !entry.target.enabled {
-        // Answered like an unknown token, but logged against the trigger (SPEC 4.6).
+        // Answered like an unknown token, but logged against the trigger.
         return (
             Err(Refusal::new(
                 ApiError::not_found("trigger is disabled"),
@@ -725,14 +725,14 @@ pub(crate) fn dedup_claim(
     })
 }
 
-/// The filter, then input mapping and validation, of an authenticated request (SPEC 4.5, 4.7):
+/// The filter, then input mapping and validation, of an authenticated request:
 /// what a live request and a replayed one both go through.
 pub(crate) fn evaluate(
     config: &WebhookConfig,
     definition: &triggerd_domain::definition::Definition,
     trigger_input: Value,
 ) -> Result<Passed, Refusal> {
-    // SPEC 4.5/4.7: the filter reads what mapping reads, after authentication, before mapping.
+    // The filter reads what mapping reads, after authentication, before mapping.
     if let Some(filter) = &config.filter
         && !filter.matches(&trigger_input)
     {
@@ -777,7 +777,7 @@ fn template_failed(e: &triggerd_domain::template::RenderError) -> String {
     format!("the custom response template failed: {e}")
 }
 
-/// The custom answer (SPEC 4.5), sent after the run was stored. A template that cannot be
+/// The custom answer, sent after the run was stored. A template that cannot be
 /// rendered from this request (it reads a value the request lacks) is answered **500**
 /// `{"error", "code": "response_template_failed", "request_id", "run_id"}`: the run was
 /// accepted and starts all the same, and the activity row says 500 with the same error.
