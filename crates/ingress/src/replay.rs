@@ -368,16 +368,7 @@ async fn log(
 ) -> Result<(), ApiError> {
     state
         .app
-        .ingest(IngestWrite {
-            token: String::new(),
-            trigger_id: target.trigger_id.clone(),
-            now: activity.received_at,
-            run: None,
-            activity,
-            events: Vec::new(),
-            awaited: false,
-            dedup: None,
-        })
+        .ingest(IngestWrite::log_only(target.trigger_id.clone(), activity))
         .await?;
     Ok(())
 }

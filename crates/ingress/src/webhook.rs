@@ -127,6 +127,10 @@ pub async fn handle(
         replay_of: None,
     };
     let config = &entry.target.config;
+    // What a request that starts no run keeps in its row (and a duplicate's, see below).
+    let keep = |activity: &mut NewActivity| {
+        keep_request(activity, config, &seen.parts, &rest, seen.body.as_ref())
+    };
     let accepted = match result {
         Ok(Passed::Accepted(accepted)) => accepted,
         Ok(Passed::Filtered) => {
@@ -134,15 +138,9 @@ pub async fn handle(
                 .increment(1);
             activity.status_code = 200;
             activity.outcome = Outcome::Filtered.as_str().to_owned();
-            keep_request(
-                &mut activity,
-                config,
-                &seen.parts,
-                &rest,
-                seen.body.as_ref(),
-            );
+            keep(&mut activity);
             tracing::debug!(trigger_id = %entry.target.trigger_id, %request_id, "webhook ignored by the trigger's filter");
-            log_without_run(state, &entry, token, activity).await;
+            log_without_run(state, &entry, activity).await;
             return json_response(
                 StatusCode::OK,
                 &json!({"ignored": true, "request_id": request_id}),
@@ -156,19 +154,13 @@ pub async fn handle(
             activity.outcome = refusal.outcome.as_str().to_owned();
             activity.error = Some(refusal.error.message.clone());
             activity.details = refusal.error.details.as_ref().map(Value::to_string);
-            keep_request(
-                &mut activity,
-                config,
-                &seen.parts,
-                &rest,
-                seen.body.as_ref(),
-            );
+            keep(&mut activity);
             // Refusals are logged before answering so the log and the answer agree; a failed log
             // write does not change the answer.
             if !entry.target.enabled && state.config.hide_unknown_tokens {
                 activity.status_code = 200;
             }
-            log_without_run(state, &entry, token, activity).await;
+            log_without_run(state, &entry, activity).await;
             if !entry.target.enabled {
                 return unknown_token(state);
             }
@@ -182,13 +174,7 @@ pub async fn handle(
     if dedup.is_some() {
         // A duplicate's row keeps the request, like any request that starts no run: built only
         // for triggers that de-duplicate.
-        keep_request(
-            &mut activity,
-            config,
-            &seen.parts,
-            &rest,
-            seen.body.as_ref(),
-        );
+        keep(&mut activity);
     }
     drop(seen);
     let custom = match &target.config.response {
@@ -296,17 +282,7 @@ pub async fn handle(
             };
             let (app, trigger_id) = (state.app.clone(), target.trigger_id.clone());
             tokio::spawn(async move {
-                let write = IngestWrite {
-                    // A refused request's row is written without a token check.
-                    token: String::new(),
-                    trigger_id,
-                    now: received_at,
-                    run: None,
-                    activity: failed,
-                    events: Vec::new(),
-                    awaited: false,
-                    dedup: None,
-                };
+                let write = IngestWrite::log_only(trigger_id, failed);
                 // A store that could not take the run may take the row a little later (a lock
                 // released, a stall over): a few tries over about 15 s, then it is given up.
                 for pause in FAILED_LOG_RETRIES {
@@ -386,22 +362,8 @@ pub async fn handle(
 
 /// Logs a request that starts no run (refused, or ignored by the filter) before it is answered,
 /// so the log and the answer agree; a failed log write does not change the answer.
-async fn log_without_run(
-    state: &AppState,
-    entry: &CachedTrigger,
-    token: String,
-    activity: NewActivity,
-) {
-    let write = IngestWrite {
-        token,
-        trigger_id: entry.target.trigger_id.clone(),
-        now: activity.received_at,
-        run: None,
-        activity,
-        events: Vec::new(),
-        awaited: false,
-        dedup: None,
-    };
+async fn log_without_run(state: &AppState, entry: &CachedTrigger, activity: NewActivity) {
+    let write = IngestWrite::log_only(entry.target.trigger_id.clone(), activity);
     if let Err(e) = state.app.ingest(write).await {
         tracing::warn!(error = %e, trigger_id = %entry.target.trigger_id, "could not log a webhook request that started no run");
     }

@@ -227,6 +227,23 @@ pub struct IngestWrite {
     pub dedup: Option<DedupClaim>,
 }
 
+impl IngestWrite {
+    /// The write of a request that starts no run (refused, ignored by the filter, a failed
+    /// replay): its activity row only, stored without a token check (see [`Store::ingest`]).
+    pub fn log_only(trigger_id: String, activity: NewActivity) -> IngestWrite {
+        IngestWrite {
+            token: String::new(),
+            trigger_id,
+            now: activity.received_at,
+            run: None,
+            activity,
+            events: Vec::new(),
+            awaited: false,
+            dedup: None,
+        }
+    }
+}
+
 /// Which runs [`Store::list_runs`] returns; `None` fields do not filter.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunFilter {
