@@ -20,6 +20,7 @@ mod filters;
 mod hidden_tokens;
 mod hooks;
 mod management;
+mod memory;
 mod messages;
 mod observability;
 mod openapi;

@@ -46,6 +46,7 @@ mod cron_tests;
 pub mod deployments;
 mod error;
 pub mod hooks;
+pub mod memory;
 pub mod runs;
 #[cfg(test)]
 mod tests;
@@ -81,6 +82,8 @@ struct Inner {
     hooks_seen: std::sync::atomic::AtomicBool,
     /// Tests only: make the declared-trigger sync fail after this many changes.
     fail_sync_after: Option<usize>,
+    /// Bytes of large work in memory at once (webhook bodies, run pages, run execution).
+    memory: memory::MemoryBudget,
 }
 
 impl fmt::Debug for App {
@@ -93,10 +96,24 @@ impl fmt::Debug for App {
 }
 
 /// What the server allows (SPEC 8 settings that change what definitions may hold).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppOptions {
     /// `TRIGGERD_ALLOW_COMMANDS`: definitions may use `command` steps.
     pub allow_commands: bool,
+    /// `TRIGGERD_MEMORY_BUDGET_MB` in bytes: large work in memory at once (0: no budget).
+    pub memory_budget_bytes: u64,
+    /// `TRIGGERD_MEMORY_WAIT_MS`: the longest a request waits for the budget.
+    pub memory_wait: std::time::Duration,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions {
+            allow_commands: false,
+            memory_budget_bytes: memory::DEFAULT_MEMORY_BUDGET_BYTES,
+            memory_wait: memory::DEFAULT_MEMORY_WAIT,
+        }
+    }
 }
 
 impl App {
@@ -122,6 +139,7 @@ impl App {
                 changes: Arc::new(TriggerChanges::default()),
                 hooks_seen: std::sync::atomic::AtomicBool::new(false),
                 fail_sync_after: None,
+                memory: memory::MemoryBudget::new(options.memory_budget_bytes, options.memory_wait),
             }),
         }
     }
@@ -129,6 +147,11 @@ impl App {
     /// What the server allows.
     pub fn options(&self) -> AppOptions {
         self.inner.options
+    }
+
+    /// The node's memory budget (see [`memory`]).
+    pub fn memory(&self) -> &memory::MemoryBudget {
+        &self.inner.memory
     }
 
     /// The store, for reads.

@@ -111,18 +111,47 @@ pub fn scope_of(
     steps: Value,
     deployment: Value,
 ) -> Value {
-    let parse = |text: &str| serde_json::from_str(text).unwrap_or(Value::Null);
-    if let Value::Object(own) = parse(&run.context) {
+    if let Ok(Value::Object(own)) = serde_json::from_str(&run.context) {
         stored_context.extend(own);
     }
+    executing_scope(run, stored_context, steps, deployment, true)
+}
+
+/// [`scope_of`] for a run being executed, whose `context` (the store with the run's own values
+/// over it) the executor holds already: the row's stored `context` is not read. Without
+/// `with_trigger` (the definition's templates never read `trigger`), the trigger input is not
+/// parsed and `trigger` is `null` — a webhook's body can cost many times its size once parsed.
+pub fn executing_scope(
+    run: &RunRow,
+    context: Map<String, Value>,
+    steps: Value,
+    deployment: Value,
+    with_trigger: bool,
+) -> Value {
+    let parse = |text: &str| serde_json::from_str(text).unwrap_or(Value::Null);
     run_scope(
         parse(&run.input),
-        parse(&run.trigger_input),
-        Value::Object(stored_context),
+        if with_trigger {
+            parse(&run.trigger_input)
+        } else {
+            Value::Null
+        },
+        Value::Object(context),
         steps,
         run_root(&run.id, run.created_at),
         deployment,
     )
+}
+
+/// What [`executing_scope`] holds of memory, estimated before parsing: what the memory budget
+/// is charged while a step runs with it.
+pub fn scope_cost(run: &RunRow, with_trigger: bool) -> u64 {
+    let estimate = triggerd_domain::memory::json_heap_bytes;
+    let mut cost = estimate(run.input.as_bytes());
+    if with_trigger {
+        cost += estimate(run.trigger_input.as_bytes());
+    }
+    cost
 }
 
 /// A stored status as the domain's type; a row this build cannot read is a bug.

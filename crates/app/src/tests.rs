@@ -305,6 +305,7 @@ async fn deploy_and_put_sync_declared_triggers_in_one_transaction(app: App, cloc
             changes: failing.trigger_changes().clone(),
             hooks_seen: Default::default(),
             fail_sync_after: Some(2),
+            memory: crate::memory::MemoryBudget::unlimited(),
         }),
     };
     let result = failing
@@ -359,6 +360,7 @@ async fn deploy_and_put_sync_declared_triggers_in_one_transaction(app: App, cloc
             changes: app.trigger_changes().clone(),
             hooks_seen: Default::default(),
             fail_sync_after: Some(1),
+            memory: crate::memory::MemoryBudget::unlimited(),
         }),
     };
     assert!(failing_deploy.deploy("wf", "staging", None).await.is_err());

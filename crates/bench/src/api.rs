@@ -68,8 +68,27 @@ impl ApiClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Bytes), Error> {
-        let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
-        let mut req = Request::new(Full::new(bytes));
+        let body = body.map(|b| Bytes::from(b.to_string()));
+        let mut out = Vec::new();
+        let (status, _) = self
+            .stream(method, path, body, |chunk| out.extend_from_slice(chunk))
+            .await?;
+        Ok((status, Bytes::from(out)))
+    }
+
+    /// `method path` (the whole path: `/api/v1/...` or a webhook's `/api/webhooks/...`) with an
+    /// optional JSON `body`, handing each chunk of the answer's body to `on_chunk` as it arrives
+    /// instead of keeping it (answers too large to hold, in the `memory` scenario). Returns the
+    /// status and the body's length in bytes.
+    pub async fn stream(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        mut on_chunk: impl FnMut(&[u8]),
+    ) -> Result<(u16, u64), Error> {
+        let json = body.is_some();
+        let mut req = Request::new(Full::new(body.unwrap_or_default()));
         *req.method_mut() = method.clone();
         *req.uri_mut() = path
             .parse()
@@ -77,7 +96,7 @@ impl ApiClient {
         let headers = req.headers_mut();
         headers.insert(header::HOST, self.host.clone());
         headers.insert(header::AUTHORIZATION, self.auth.clone());
-        if body.is_some() {
+        if json {
             headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
@@ -87,8 +106,15 @@ impl ApiClient {
         self.sender.ready().await.map_err(what)?;
         let response = self.sender.send_request(req).await.map_err(what)?;
         let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await.map_err(what)?;
-        Ok((status, bytes.to_bytes()))
+        let mut body = response.into_body();
+        let mut len = 0u64;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.map_err(what)?.into_data() {
+                len += data.len() as u64;
+                on_chunk(&data);
+            }
+        }
+        Ok((status, len))
     }
 
     /// Like [`ApiClient::call`], but any status other than `expected` is an error.

@@ -126,10 +126,46 @@ pub async fn setup_workflow(
     triggers: usize,
     concurrency: usize,
 ) -> Result<Vec<Hook>, Error> {
+    let mut api = ApiClient::connect(addr, admin_token).await?;
+    let deployment_id = deploy(&mut api, definition).await?;
+
+    let workers = concurrency.clamp(1, triggers.max(1));
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..workers {
+        let deployment_id = deployment_id.clone();
+        let admin_token = admin_token.to_owned();
+        tasks.spawn(async move {
+            let mut api = ApiClient::connect(addr, &admin_token).await?;
+            let mut hooks = Vec::new();
+            for i in (w..triggers).step_by(workers) {
+                let secret = format!("bench-secret-{i:05}-a-long-random-string");
+                let (id, token) = webhook(
+                    &mut api,
+                    &deployment_id,
+                    &format!("bench-{i}"),
+                    &trigger_config(&secret),
+                )
+                .await?;
+                hooks.push((i, Hook { id, token, secret }));
+            }
+            Ok::<_, Error>(hooks)
+        });
+    }
+    let mut all = Vec::with_capacity(triggers);
+    while let Some(joined) = tasks.join_next().await {
+        let hooks = joined.map_err(|e| Error::new(format!("setup task failed: {e}")))??;
+        all.extend(hooks);
+    }
+    all.sort_by_key(|(i, _)| *i);
+    Ok(all.into_iter().map(|(_, h)| h).collect())
+}
+
+/// Puts the workflow `definition` (named by its `name`) and deploys it as `bench`; returns the
+/// deployment's id.
+pub async fn deploy(api: &mut ApiClient, definition: &Value) -> Result<String, Error> {
     let name = definition["name"]
         .as_str()
         .ok_or_else(|| Error::new("a workflow definition without a name"))?;
-    let mut api = ApiClient::connect(addr, admin_token).await?;
     api.expect(
         Method::PUT,
         &format!("/workflows/{name}"),
@@ -145,59 +181,35 @@ pub async fn setup_workflow(
             201,
         )
         .await?;
-    let deployment_id = deployment["id"]
+    deployment["id"]
         .as_str()
-        .ok_or_else(|| Error::new(format!("deployment without id: {deployment}")))?
-        .to_owned();
+        .map(str::to_owned)
+        .ok_or_else(|| Error::new(format!("deployment without id: {deployment}")))
+}
 
-    let workers = concurrency.clamp(1, triggers.max(1));
-    let mut tasks = tokio::task::JoinSet::new();
-    for w in 0..workers {
-        let deployment_id = deployment_id.clone();
-        let admin_token = admin_token.to_owned();
-        tasks.spawn(async move {
-            let mut api = ApiClient::connect(addr, &admin_token).await?;
-            let mut hooks = Vec::new();
-            for i in (w..triggers).step_by(workers) {
-                let secret = format!("bench-secret-{i:05}-a-long-random-string");
-                let body = json!({
-                    "trigger_type": "webhook",
-                    "name": format!("bench-{i}"),
-                    "config": trigger_config(&secret),
-                });
-                let trigger = api
-                    .expect(
-                        Method::POST,
-                        &format!("/deployments/{deployment_id}/triggers"),
-                        Some(&body),
-                        201,
-                    )
-                    .await?;
-                let field = |k: &str| {
-                    trigger[k]
-                        .as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| Error::new(format!("trigger without {k}: {trigger}")))
-                };
-                hooks.push((
-                    i,
-                    Hook {
-                        id: field("id")?,
-                        token: field("token")?,
-                        secret,
-                    },
-                ));
-            }
-            Ok::<_, Error>(hooks)
-        });
-    }
-    let mut all = Vec::with_capacity(triggers);
-    while let Some(joined) = tasks.join_next().await {
-        let hooks = joined.map_err(|e| Error::new(format!("setup task failed: {e}")))??;
-        all.extend(hooks);
-    }
-    all.sort_by_key(|(i, _)| *i);
-    Ok(all.into_iter().map(|(_, h)| h).collect())
+/// Creates a webhook trigger `name` with `config` on the deployment; returns its id and token.
+pub async fn webhook(
+    api: &mut ApiClient,
+    deployment_id: &str,
+    name: &str,
+    config: &Value,
+) -> Result<(String, String), Error> {
+    let body = json!({"trigger_type": "webhook", "name": name, "config": config});
+    let trigger = api
+        .expect(
+            Method::POST,
+            &format!("/deployments/{deployment_id}/triggers"),
+            Some(&body),
+            201,
+        )
+        .await?;
+    let field = |k: &str| {
+        trigger[k]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| Error::new(format!("trigger without {k}: {trigger}")))
+    };
+    Ok((field("id")?, field("token")?))
 }
 
 /// `count` signed webhook requests spread round-robin over `hooks` (request `i` goes to hook

@@ -24,6 +24,7 @@ pub mod cron;
 pub mod fixture;
 pub mod hooks;
 pub mod load;
+pub mod memory;
 pub mod postgres;
 pub mod process;
 pub mod report;
@@ -95,6 +96,11 @@ pub struct Settings {
     pub e2e_timeout: Duration,
     /// How long `idle` lets a fresh server settle before reading its RSS.
     pub idle_settle: Duration,
+    /// Runs the `memory` scenario creates with ~255 KiB bodies before its mixed load (400).
+    pub memory_preload: usize,
+    /// Size of the `memory` scenario's large webhook bodies, bytes (just under 16 MiB, the
+    /// largest `max_body_bytes`; the smoke test sends smaller ones).
+    pub memory_big_body: usize,
     /// The `triggerd` binary.
     pub triggerd: PathBuf,
     /// This tool's binary (it serves the baseline with `--serve-baseline`).
@@ -117,6 +123,8 @@ impl Settings {
             clock_speed: 1,
             e2e_timeout: Duration::from_secs(120),
             idle_settle: Duration::from_secs(1),
+            memory_preload: memory::DEFAULT_PRELOAD,
+            memory_big_body: memory::DEFAULT_BIG_BODY,
             triggerd,
             bench_exe,
             backends: vec![Backend::Sqlite],

@@ -25,7 +25,7 @@ struct Cli {
     /// Keep-alive connections, one request in flight each.
     #[arg(long, short = 'c', default_value_t = 64)]
     connections: usize,
-    /// Scenarios to run (comma-separated; see --list). Default: all but cron-scale.
+    /// Scenarios to run (comma-separated; see --list). Default: all but cron-scale and memory.
     #[arg(long, short = 's', value_delimiter = ',')]
     scenario: Vec<String>,
     /// Triggers the ingest-many load is spread over.
@@ -146,7 +146,7 @@ fn main() -> ExitCode {
         for s in &all {
             println!("{:<12} {}", s.name(), s.about());
         }
-        println!("(without -s: every scenario but cron-scale)");
+        println!("(without -s: every scenario but cron-scale and memory)");
         return ExitCode::SUCCESS;
     }
     let unknown: Vec<&String> = cli

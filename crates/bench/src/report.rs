@@ -198,6 +198,9 @@ impl Report {
                         format_micros(e.lag.p99_us),
                     ));
                 }
+                if let Some(m) = &o.memory {
+                    n.extend(m.lines(&format!("{} on {}", o.scenario, o.backend), o.peak_rss));
+                }
                 if let Some(d) = o.e2e.as_ref().and_then(|e| e.delivery_lag.as_ref()) {
                     n.push(format!(
                         "{} on {}: {} events delivered; run finished -> event received p50 {} p99 {} max {}",
@@ -239,6 +242,16 @@ impl Report {
              not the ingest capacity; the receiver runs in this tool (its CPU is in load CPU).",
             STEP_BACKLOG_PER_CONNECTION
         );
+        if self.results.iter().any(|o| o.memory.is_some()) {
+            let _ = writeln!(
+                out,
+                "memory: RSS is VmHWM, the server's peak over its whole life (set-up, preload and \
+                 settling included), compared with the goal (MB meaning MiB, as everywhere here). \
+                 Per kind: requests sent in the mixed phase, answers by status (transport: no \
+                 answer; timeout: none within 60 s), latency of the answered ones. A 503 is the \
+                 server shedding load to stay within its memory budget: counted, not an error."
+            );
+        }
         if cron {
             let _ = writeln!(
                 out,

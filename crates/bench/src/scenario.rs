@@ -40,8 +40,8 @@ pub trait Scenario: Send + Sync {
     fn sends_load(&self) -> bool {
         true
     }
-    /// Whether it runs when no scenario is named (`cron-scale`, minutes long, runs only when
-    /// asked for with `-s`).
+    /// Whether it runs when no scenario is named (`cron-scale`, minutes long, and `memory`, which
+    /// drives the server to gigabytes, run only when asked for with `-s`).
     fn by_default(&self) -> bool {
         true
     }
@@ -84,6 +84,7 @@ pub fn registry() -> Vec<Box<dyn Scenario>> {
         Box::new(Steps),
         Box::new(Idle),
         Box::new(crate::cron::CronScale),
+        Box::new(crate::memory::Memory),
     ]
 }
 
@@ -112,6 +113,8 @@ pub struct Outcome {
     pub cron: Option<crate::cron::CronReport>,
     /// SQLite: the largest the WAL file grew during the load (the `ingest` scenarios), bytes.
     pub peak_wal: Option<u64>,
+    /// The `memory` scenario's figures (its peak is `peak_rss`).
+    pub memory: Option<crate::memory::MemoryReport>,
     /// Why the scenario could not finish.
     pub error: Option<String>,
 }
@@ -131,6 +134,7 @@ impl Outcome {
             peak_rss: None,
             cron: None,
             peak_wal: None,
+            memory: None,
             error: None,
         }
     }

@@ -47,6 +47,9 @@ fn tiny(triggerd: PathBuf) -> Settings {
         clock_speed: 60,
         e2e_timeout: Duration::from_secs(30),
         idle_settle: Duration::from_millis(200),
+        // memory: 16 runs of ~255 KiB preloaded, 1 MiB bodies instead of 16 MiB.
+        memory_preload: 16,
+        memory_big_body: 1 << 20,
         triggerd,
         bench_exe: PathBuf::from(env!("CARGO_BIN_EXE_triggerd-bench")),
         backends,
@@ -212,6 +215,40 @@ async fn every_scenario_reports_sane_numbers() {
                 assert!(c.idle.server_pct >= 0.0, "{what}: {c:?}");
                 assert!(o.peak_rss.is_some_and(|r| r > 1 << 20), "{what}");
                 assert!(table.contains("fired/due"), "{table}");
+            }
+            "memory" => {
+                assert!(o.error.is_none(), "{what}: {:?}", o.error);
+                assert!(o.load.is_none());
+                let peak = o.peak_rss.expect("peak RSS");
+                assert!(peak > 1 << 20, "{what}: RSS {peak}");
+                let m = o.memory.as_ref().expect("memory figures");
+                assert_eq!(m.met, peak < m.goal_bytes, "{what}");
+                assert!(m.preload.ok() > 0, "{what}: {:?}", m.preload);
+                assert!(
+                    m.preload.requests == settings.memory_preload as u64,
+                    "{what}: {:?}",
+                    m.preload
+                );
+                let kinds: Vec<&str> = m.kinds.iter().map(|k| k.kind).collect();
+                assert_eq!(
+                    kinds,
+                    ["list", "big webhook", "reads", "small webhook"],
+                    "{what}"
+                );
+                for k in &m.kinds {
+                    assert!(k.answered() > 0, "{what}: {k:?}");
+                    assert_eq!(k.latency.count, k.answered(), "{what}: {k:?}");
+                }
+                let big = m.body_bytes.big;
+                assert!(
+                    big <= settings.memory_big_body && big + 80 > settings.memory_big_body,
+                    "{what}: {big}"
+                );
+                assert!(
+                    m.list.pages > 0 && m.list.largest_response_bytes > 0,
+                    "{what}"
+                );
+                assert!(table.contains("goal below 250.0 MB"), "{table}");
             }
             other => panic!("a scenario the smoke test does not know: {other}"),
         }

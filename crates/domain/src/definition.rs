@@ -351,6 +351,17 @@ impl Definition {
         })
     }
 
+    /// Whether any template of the definition (its `output`, a step's request or command) may
+    /// read the scope root `root`; a path that does not start with a key counts as reading every
+    /// root. An executor need not build a root nothing reads.
+    pub fn reads(&self, root: &str) -> bool {
+        templates_of(self).iter().any(|(_, t)| {
+            t.expressions()
+                .iter()
+                .any(|p| p.root().is_none_or(|r| r == root))
+        })
+    }
+
     /// The run's `final_output`: `output` rendered against `scope` (an object with the roots
     /// `input`, `context`, `steps`, ...), or `scope.input` when there is no `output`.
     pub fn render_output(&self, scope: &Value) -> Result<Value, RenderError> {
@@ -1768,6 +1779,28 @@ config = { input_mapping = { email = "customer.email" } }
                 "max_duration_seconds",
                 "triggers[0].config.schedule"
             ]
+        );
+    }
+
+    #[test]
+    fn reads_looks_at_every_step_template_and_the_output() {
+        let def = |steps: Value, output: Value| {
+            Definition::from_value(json!({"name": "x", "inputs": {"n": {"type": "integer"}}, "steps": steps, "output": output})).unwrap()
+        };
+        let http = |body: Value| {
+            json!([{"id": "s", "type": "http",
+                    "request": {"method": "POST", "url": "https://example.com/", "body": body}}])
+        };
+        assert!(def(http(json!({"r": "{{ trigger.body.ref }}"})), json!("x")).reads("trigger"));
+        assert!(!def(http(json!({"n": "{{ input.n }}"})), json!("x")).reads("trigger"));
+        assert!(def(http(json!("static")), json!("{{ trigger.headers }}")).reads("trigger"));
+        let url = json!([{"id": "s", "type": "http",
+                          "request": {"method": "GET", "url": "https://example.com/{{ trigger.path }}"}}]);
+        assert!(def(url, Value::Null).reads("trigger"));
+        assert!(
+            !Definition::from_value(json!({"name": "x"}))
+                .unwrap()
+                .reads("trigger")
         );
     }
 

@@ -19,6 +19,7 @@
 //! | [`cron`] | five-field cron schedules in IANA time zones |
 //! | [`run`] | run statuses, the legal transitions, event types |
 //! | [`ids`] | prefixed time-sortable ids and random tokens |
+//! | [`memory`] | what a JSON document costs in memory once parsed, estimated before parsing |
 //! | [`activity`] | the outcomes of inbound webhook requests (the activity log) |
 //!
 //! ```
@@ -47,6 +48,7 @@ pub mod filter;
 pub mod ids;
 pub mod inputs;
 pub mod mapping;
+pub mod memory;
 pub mod path;
 pub mod run;
 pub mod signature;

@@ -250,6 +250,32 @@ fn blob(filename: Option<Option<String>>, content_type: &str, bytes: &[u8]) -> V
 }
 
 /// The media type of a `Content-Type` value, without parameters (case kept).
+/// An upper bound of the memory that making `trigger.body` of `body` and a run of it holds at
+/// once: the raw body, the parsed value (estimated from the text before parsing, see
+/// [`triggerd_domain::memory`]) and the mapped input's copy of it, and the stored texts of both
+/// (with the database driver's copies). What a large webhook charges against the memory budget.
+pub(crate) fn processing_cost(headers: &http::HeaderMap, body: &[u8]) -> u64 {
+    let size = body.len() as u64;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let essence = content_type.map_or("", essence);
+    let parsed = if is_json(essence) || content_type.is_none() {
+        triggerd_domain::memory::json_heap_bytes(body)
+    } else if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        // Each field is a map entry (under 300 bytes) and one or two strings.
+        let fields = body.iter().filter(|b| **b == b'&').count() as u64 + 1;
+        2 * size + 300 * fields
+    } else if essence.eq_ignore_ascii_case("multipart/form-data") {
+        // multer's chunks, the parts' text, base64 of file parts.
+        4 * size
+    } else {
+        // `{content_type, size, data_base64}`: the base64 text.
+        2 * size
+    };
+    5 * size + 2 * parsed
+}
+
 fn essence(content_type: &str) -> &str {
     content_type.split(';').next().unwrap_or("").trim()
 }

@@ -240,6 +240,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
     }
 }
 
+/// Bodies from this size on are read into one buffer of their declared size.
+const LARGE_BODY: u64 = 64 * 1024;
+
 /// The whole body, at most `limit` bytes, within `timeout` of starting to read it: 413
 /// `payload_too_large` once it grows past the limit, 408 `request_timeout` when it is not
 /// complete in time (a slow or stalled sender is not a server error), 400 when the connection
@@ -249,8 +252,29 @@ pub(crate) async fn read_body(
     limit: u64,
     timeout: Duration,
 ) -> Result<Bytes, ApiError> {
-    match tokio::time::timeout(timeout, Limited::new(body, limit as usize).collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    // The length hyper knows (Content-Length), to read a large body into one buffer of its
+    // size: collecting its chunks and then joining them would hold it twice.
+    let declared = hyper::body::Body::size_hint(&body).exact();
+    let read = async {
+        match declared.filter(|n| *n >= LARGE_BODY && *n <= limit) {
+            Some(n) => {
+                let mut body = Limited::new(body, limit as usize);
+                let mut buf = bytes::BytesMut::with_capacity(n as usize);
+                while let Some(frame) = body.frame().await {
+                    if let Ok(data) = frame?.into_data() {
+                        buf.extend_from_slice(&data);
+                    }
+                }
+                Ok(buf.freeze())
+            }
+            None => Limited::new(body, limit as usize)
+                .collect()
+                .await
+                .map(|c| c.to_bytes()),
+        }
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(e))
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>

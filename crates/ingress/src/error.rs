@@ -148,6 +148,50 @@ impl ApiError {
         e
     }
 
+    /// The memory budget's refusal: 503 `unavailable` with `Retry-After` while it is in use,
+    /// 413 `payload_too_large` for a body that alone would need more than all of it.
+    pub fn memory(refused: &triggerd_app::memory::Refused) -> Self {
+        use triggerd_app::memory::Refused;
+        const MIB: f64 = 1024.0 * 1024.0;
+        match refused {
+            Refused::Busy { budget, waited } => {
+                let mut e = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!(
+                        "the server is busy with other large requests: its memory budget \
+                         ({:.0} MiB, TRIGGERD_MEMORY_BUDGET_MB) stayed in use for {} s; nothing \
+                         was stored, retry later",
+                        *budget as f64 / MIB,
+                        waited.as_secs_f64()
+                    ),
+                );
+                e.headers.push((http::header::RETRY_AFTER, "1".to_owned()));
+                e
+            }
+            Refused::TooLarge { cost, budget } => {
+                let mut e = Self::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!(
+                        "processing this body would need about {:.0} MiB of memory, more than \
+                         the server's whole memory budget of {:.0} MiB: send a smaller body (or \
+                         one of fewer, larger JSON values), or raise TRIGGERD_MEMORY_BUDGET_MB",
+                        *cost as f64 / MIB,
+                        *budget as f64 / MIB
+                    ),
+                );
+                e.details = Some(json!([{
+                    "path": "body",
+                    "message": "costs more memory to process than the server's whole budget",
+                    "estimated_bytes": cost,
+                    "memory_budget_bytes": budget,
+                }]));
+                e
+            }
+        }
+    }
+
     /// 503 `unavailable`.
     pub fn unavailable() -> Self {
         Self::new(

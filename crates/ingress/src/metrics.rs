@@ -20,6 +20,8 @@
 //! | `triggerd_store_commits_total`, `triggerd_store_jobs_total`, `triggerd_store_failed_batches_total` | counter | group-commit writer |
 //! | `triggerd_store_batch_size` | histogram | jobs per committed batch |
 //! | `triggerd_sqlite_wal_bytes`, `triggerd_sqlite_wal_restarts_total` | gauge, counter | SQLite: the WAL file's size; checkpoints that started it over |
+//! | `triggerd_memory_budget_bytes`, `triggerd_memory_budget_in_use_bytes`, `triggerd_memory_budget_reading_bytes` | gauge | the memory budget (`TRIGGERD_MEMORY_BUDGET_MB`), what large work holds of it now, and what large bodies being read hold of its reading allowance |
+//! | `triggerd_memory_budget_refusals_total{reason}` | counter | large webhook bodies refused by the budget: `busy` (503) or `too_large` (413) |
 
 use std::fmt::Write as _;
 
@@ -128,6 +130,16 @@ pub async fn render(state: &AppState) -> Response<Body> {
             stats.wal_bytes, stats.wal_restarts
         );
     }
+    let memory = state.app.memory();
+    let _ = write!(
+        text,
+        "# HELP triggerd_memory_budget_bytes Memory large work may hold at once (TRIGGERD_MEMORY_BUDGET_MB; 0: no budget).\n# TYPE triggerd_memory_budget_bytes gauge\ntriggerd_memory_budget_bytes {}\n\
+         # HELP triggerd_memory_budget_in_use_bytes What large work (bodies, run pages, executing runs) holds of the budget now.\n# TYPE triggerd_memory_budget_in_use_bytes gauge\ntriggerd_memory_budget_in_use_bytes {}\n\
+         # HELP triggerd_memory_budget_reading_bytes What large bodies being read hold of the budget's reading allowance (a quarter of it).\n# TYPE triggerd_memory_budget_reading_bytes gauge\ntriggerd_memory_budget_reading_bytes {}\n",
+        memory.bytes().unwrap_or(0),
+        memory.in_use(),
+        memory.reading_in_use()
+    );
     text.push_str("# HELP triggerd_store_batch_size Writes per committed batch.\n# TYPE triggerd_store_batch_size histogram\n");
     let mut cumulative = 0;
     for (i, count) in stats.batch_sizes.iter().enumerate() {

@@ -209,6 +209,8 @@ pub(crate) async fn replay(state: &AppState, call: Call) -> Result<Response<Body
         details: None,
         replay_of: Some(replay_of.clone()),
     };
+    // Held until the replayed run is written (a large stored body, as a live one would be).
+    let mut charge = triggerd_app::memory::Charge::none();
     let trigger_input = match kept {
         Kept::Nothing(why) => {
             return Err(ApiError::conflict(format!(
@@ -225,7 +227,14 @@ pub(crate) async fn replay(state: &AppState, call: Call) -> Result<Response<Body
             activity.request = original.request.clone();
             activity.body = body.clone();
             let body = Bytes::from(body.unwrap_or_default());
-            let parsed = match parse(&headers_of(&request), &body).await {
+            let headers = headers_of(&request);
+            charge = match crate::webhook::charge_processing(state, &headers, &body).await {
+                Ok(charge) => charge,
+                Err(refusal) => {
+                    return refused(state, &target, activity, refusal, started).await;
+                }
+            };
+            let parsed = match parse(&headers, &body).await {
                 Ok(parsed) => parsed,
                 Err(refusal) => {
                     return refused(state, &target, activity, refusal, started).await;
@@ -287,7 +296,9 @@ pub(crate) async fn replay(state: &AppState, call: Call) -> Result<Response<Body
         awaited: false,
         dedup,
     };
-    match state.app.ingest(write).await {
+    let written = state.app.ingest(write).await;
+    drop(charge);
+    match written {
         Ok(Ingested::Written) => {
             metrics::counter!("triggerd_webhook_replays_total", "outcome" => Outcome::Accepted.as_str())
                 .increment(1);

@@ -9,7 +9,20 @@ use crate::{ApiError, Body};
 
 /// A JSON response with `status`.
 pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response<Body> {
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    json_response_sized(status, body, 128)
+}
+
+/// [`json_response`] for a large answer of about `expected` bytes: written into a buffer of that
+/// size at once, not one doubled (and copied) as it grows.
+pub fn json_response_sized<T: Serialize + ?Sized>(
+    status: StatusCode,
+    body: &T,
+    expected: usize,
+) -> Response<Body> {
+    let mut bytes = Vec::with_capacity(expected);
+    if serde_json::to_writer(&mut bytes, body).is_err() {
+        bytes = b"{}".to_vec();
+    }
     let mut response = Response::new(Full::new(Bytes::from(bytes)));
     *response.status_mut() = status;
     response.headers_mut().insert(

@@ -16,6 +16,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use triggerd_app::AppError;
+use triggerd_app::memory::{Charge, Refused};
 use triggerd_app::runs::RunStart;
 use triggerd_app::triggers::WebhookTrigger;
 use triggerd_domain::activity::Outcome;
@@ -65,6 +66,9 @@ struct Seen {
     body: Option<Bytes>,
     /// Its size (declared, when it was refused unread for its size).
     size: u64,
+    /// What processing a large body holds of the node's memory budget, until the run is
+    /// written.
+    charge: Charge,
 }
 
 /// Handles one webhook request.
@@ -106,7 +110,8 @@ pub async fn handle(
     let http_method = req.method().clone();
     let method = http_method.as_str().to_owned();
 
-    let (result, seen) = check(state, &entry, req, &rest).await;
+    let (result, mut seen) = check(state, &entry, req, &rest).await;
+    let charge = std::mem::replace(&mut seen.charge, Charge::none());
     let body_bytes = seen.size;
     let duration_ms = started.elapsed().as_millis() as i64;
     let mut activity = NewActivity {
@@ -244,7 +249,10 @@ pub async fn handle(
         dedup,
     };
     // SAFETY (durability): the answer below is sent only after this commit returned.
-    match state.app.ingest(write).await {
+    let written = state.app.ingest(write).await;
+    // The run's texts are written (or dropped): a sync wait below holds none of it.
+    drop(charge);
+    match written {
         Ok(Ingested::Written) => {}
         Ok(Ingested::Duplicate(original)) => {
             // No run of its own: the waiting place (sync) is given back unused.
@@ -507,6 +515,7 @@ async fn check(
         parts,
         body: None,
         size,
+        charge: Charge::none(),
     };
     if !entry.target.enabled {
         // Answered like an unknown token, but logged against the trigger.
@@ -542,6 +551,26 @@ async fn check(
             unread(parts, declared),
         );
     }
+    // A large body is read holding part of the memory budget's reading allowance, so that
+    // bodies waiting for the budget are bounded too.
+    let reading = if parts.method == Method::GET {
+        Charge::none()
+    } else {
+        match state
+            .app
+            .memory()
+            .reading(declared_length.unwrap_or(limit))
+            .await
+        {
+            Ok(charge) => charge,
+            Err(refused) => {
+                return (
+                    Err(Refusal::new(ApiError::memory(&refused), Outcome::Failed)),
+                    unread(parts, declared_length.unwrap_or(0)),
+                );
+            }
+        }
+    };
     let body: Bytes = if parts.method == Method::GET {
         Bytes::new()
     } else {
@@ -574,6 +603,12 @@ async fn check(
             unread(parts, size),
         );
     }
+    // What parsing and storing it will hold, charged in one step before any of it happens.
+    let charge = match charge_processing(state, &parts.headers, &body).await {
+        Ok(charge) => charge,
+        Err(refusal) => return (Err(refusal), unread(parts, size)),
+    };
+    drop(reading);
     let result = authenticate_and_evaluate(state, entry, &parts, &body, rest).await;
     (
         result,
@@ -581,8 +616,36 @@ async fn check(
             parts,
             body: Some(body),
             size,
+            charge,
         },
     )
+}
+
+/// Charges what making a run of `body` costs against the memory budget (nothing for a small
+/// body): a 503 when the budget stays in use, a 413 when the body alone would need more than all
+/// of it. Live, tested (dry run) and replayed requests all pass here before they parse.
+pub(crate) async fn charge_processing(
+    state: &AppState,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Result<Charge, Refusal> {
+    let budget = state.app.memory();
+    if body.len() < triggerd_app::memory::UNCHARGED_BYTES as usize || budget.bytes().is_none() {
+        return Ok(Charge::none());
+    }
+    let cost = crate::body::processing_cost(headers, body);
+    budget.charge(cost).await.map_err(|refused| {
+        let outcome = match refused {
+            Refused::TooLarge { .. } => Outcome::TooLarge,
+            Refused::Busy { .. } => Outcome::Failed,
+        };
+        metrics::counter!("triggerd_memory_budget_refusals_total", "reason" => match refused {
+            Refused::TooLarge { .. } => "too_large",
+            Refused::Busy { .. } => "busy",
+        })
+        .increment(1);
+        Refusal::new(ApiError::memory(&refused), outcome)
+    })
 }
 
 /// The checks after the rate limit: signature, API key, parsing, filter, mapping.

@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
-use triggerd_app::runs::{RunChange, Waiting, final_output, scope_of, status_of};
+use triggerd_app::runs::{
+    RunChange, Waiting, executing_scope, final_output, scope_cost, status_of,
+};
 use triggerd_app::waits::{WaitKind, new_wait_token, waiting_payload};
 use triggerd_app::{App, AppError};
 use triggerd_delivery::OutboundClient;
@@ -201,6 +203,7 @@ impl Executor {
             ));
         }
 
+        let reads_trigger = definition.reads("trigger");
         for step in &definition.steps[next.min(definition.steps.len())..] {
             let stopping = *stop.borrow();
             if stopping {
@@ -232,7 +235,14 @@ impl Executor {
                 Err(AppError::LeaseLost { .. }) => return Ok(Ended::Lost),
                 Err(e) => return Err(e),
             }
-            let scope = self.scope(&progress, &deployment).await?;
+            // A large run's parsed scope is held while its step runs: charged against the
+            // node's memory budget (waiting for it if need be; the run is accepted already).
+            let charge = self
+                .app
+                .memory()
+                .charge_patiently(scope_cost(&progress.row, reads_trigger))
+                .await;
+            let scope = self.scope(&progress, &deployment, reads_trigger).await?;
             let key = format!("{}:{}", progress.row.id, step.id);
             let work = self.run_step(step, &scope, &key, timeout);
             let outcome = tokio::select! {
@@ -252,6 +262,7 @@ impl Executor {
                     return self.hand_back(&progress).await;
                 }
             };
+            drop((scope, charge));
             let finished = rfc3339(self.app.now());
             let Some(entry) = progress.executions.last_mut() else {
                 return Err(AppError::Internal {
@@ -288,11 +299,17 @@ impl Executor {
             }
         }
 
-        let scope = self.scope(&progress, &deployment).await?;
+        let charge = self
+            .app
+            .memory()
+            .charge_patiently(scope_cost(&progress.row, reads_trigger))
+            .await;
+        let scope = self.scope(&progress, &deployment, reads_trigger).await?;
         let output = match final_output(&definition, &scope) {
             Ok(output) => output,
             Err(error) => return self.fail(&mut progress, error).await,
         };
+        drop((scope, charge));
         let change = RunChange {
             final_output: Some(output),
             step_executions: Some(Value::Array(progress.executions.clone())),
@@ -434,21 +451,26 @@ impl Executor {
         }
     }
 
-    /// The run's template scope now: the deployment's context store under the run's own.
-    async fn scope(&self, progress: &Progress, deployment: &Value) -> Result<Value, AppError> {
+    /// The run's template scope now: the deployment's context store under the run's own
+    /// (`trigger` only when a template reads it).
+    async fn scope(
+        &self,
+        progress: &Progress,
+        deployment: &Value,
+        with_trigger: bool,
+    ) -> Result<Value, AppError> {
         let mut context = match self.app.context(&progress.row.deployment_id).await {
             Ok(map) => map,
             Err(AppError::NotFound { .. }) => Map::new(),
             Err(e) => return Err(e),
         };
         context.extend(progress.context.clone());
-        let mut row = progress.row.clone();
-        "{}".clone_into(&mut row.context);
-        Ok(scope_of(
-            &row,
+        Ok(executing_scope(
+            &progress.row,
             context,
             Value::Object(progress.outputs.clone()),
             deployment.clone(),
+            with_trigger,
         ))
     }
 

@@ -45,6 +45,7 @@ pub struct FileConfig {
     body_read_timeout_secs: Option<f64>,
     idle_timeout_secs: Option<f64>,
     max_connections: Option<usize>,
+    memory_budget_mb: Option<u64>,
 }
 
 impl FileConfig {
@@ -141,6 +142,9 @@ impl FileConfig {
         }
         if let Some(v) = self.max_connections.filter(|_| unset("max_connections")) {
             args.max_connections = v;
+        }
+        if let Some(v) = self.memory_budget_mb.filter(|_| unset("memory_budget_mb")) {
+            args.memory_budget_mb = v;
         }
         let timeouts = [
             (

@@ -58,7 +58,7 @@ enum Command {
     /// generated, printed once, and only its hash is stored. SIGTERM or Ctrl-C stops accepting,
     /// finishes in-flight requests and leaves runs for the next start. Logs go to stderr, filtered
     /// by RUST_LOG (default: info).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create or upgrade the database schema, print the migrations applied, then exit.
     ///
     /// A SQLite file that does not exist is refused (exit 2, naming the absolute path it looked
@@ -277,6 +277,16 @@ struct ServeArgs {
     /// requests never wait.
     #[arg(long, env = "TRIGGERD_MAX_SYNC_WAITS", default_value_t = triggerd_ingress::DEFAULT_MAX_SYNC_WAITS)]
     max_sync_waits: usize,
+    /// Memory, in MiB, that large work may hold at once on this node: webhook bodies over 64 KiB
+    /// (charged by what parsing them costs, estimated before parsing), pages of runs, large runs
+    /// being read or executed. Work that finds the budget in use waits up to
+    /// TRIGGERD_MEMORY_WAIT_MS and is then answered 503 with Retry-After; a webhook body that
+    /// alone would need more than the whole budget is refused with 413. 0: no budget.
+    #[arg(long, env = "TRIGGERD_MEMORY_BUDGET_MB", default_value_t = triggerd_app::memory::DEFAULT_MEMORY_BUDGET_BYTES / (1024 * 1024))]
+    memory_budget_mb: u64,
+    /// How long, in milliseconds, large work waits for the memory budget before a 503.
+    #[arg(long, env = "TRIGGERD_MEMORY_WAIT_MS", default_value_t = triggerd_app::memory::DEFAULT_MEMORY_WAIT.as_millis() as u64)]
+    memory_wait_ms: u64,
 }
 
 /// A retention in days: a finite number ≥ 0.
@@ -391,7 +401,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await.map_err(Failure::from),
+            Command::Serve(args) => serve(*args).await.map_err(Failure::from),
             Command::Migrate(args) => migrate(args).await,
             Command::Apply(args) => apply::apply(args).await,
             Command::Token {
@@ -522,6 +532,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .unwrap_or_else(|| format!("http://{local}"));
     let options = AppOptions {
         allow_commands: args.allow_commands,
+        memory_budget_bytes: args.memory_budget_mb.saturating_mul(1024 * 1024),
+        memory_wait: Duration::from_millis(args.memory_wait_ms),
     };
     let app = App::with_options(store.clone(), clock()?, &public_url, options);
     let retry_schedule = match &args.retry_schedule {

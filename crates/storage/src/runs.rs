@@ -519,24 +519,61 @@ impl Store {
     ) -> Result<Page<RunRow>> {
         let cursor = cursor.map(str::to_owned);
         self.read(move |c| {
-            let mut q = runs::table
-                .select(RunRow::as_select())
-                .order(runs::id.desc())
-                .limit(fetch_limit(limit))
-                .into_boxed();
-            if let Some(d) = filter.deployment_id {
-                q = q.filter(runs::deployment_id.eq(d));
-            }
-            if let Some(t) = filter.trigger_id {
-                q = q.filter(runs::trigger_id.eq(t));
-            }
-            if let Some(s) = filter.status {
-                q = q.filter(runs::status.eq(s));
-            }
-            if let Some(cursor) = cursor {
-                q = q.filter(runs::id.lt(cursor));
-            }
+            let q = filtered_runs(&filter, cursor.as_deref(), limit).select(RunRow::as_select());
             Ok(page(q.load(c)?, limit, |r| &r.id))
+        })
+        .await
+    }
+
+    /// The ids and stored sizes (bytes of their JSON documents) of the runs [`Store::list_runs`]
+    /// would list — one more than `limit` when there are more — read without reading any
+    /// document: a caller can then load only the runs that fit its byte budget with
+    /// [`Store::get_runs`].
+    pub async fn list_run_sizes(
+        &self,
+        filter: RunFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>> {
+        let cursor = cursor.map(str::to_owned);
+        self.read(move |c| {
+            let sizes: Vec<(String, i64)> = filtered_runs(&filter, cursor.as_deref(), limit)
+                .select((runs::id, diesel::dsl::sql::<BigInt>(RUN_BYTES)))
+                .load(c)?;
+            Ok(sizes
+                .into_iter()
+                .map(|(id, n)| (id, u64::try_from(n).unwrap_or(0)))
+                .collect())
+        })
+        .await
+    }
+
+    /// The runs with these ids, newest first (ids with no run are left out).
+    pub async fn get_runs(&self, ids: Vec<String>) -> Result<Vec<RunRow>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read(move |c| {
+            Ok(runs::table
+                .filter(runs::id.eq_any(&ids))
+                .order(runs::id.desc())
+                .select(RunRow::as_select())
+                .load(c)?)
+        })
+        .await
+    }
+
+    /// The bytes of one run's stored JSON documents (what reading it loads); `None` when there is
+    /// no such run.
+    pub async fn run_bytes(&self, id: &str) -> Result<Option<u64>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            Ok(runs::table
+                .find(id)
+                .select(diesel::dsl::sql::<BigInt>(RUN_BYTES))
+                .first::<i64>(c)
+                .optional()?
+                .map(|n| u64::try_from(n).unwrap_or(0)))
         })
         .await
     }
@@ -884,4 +921,36 @@ impl Store {
         })
         .await
     }
+}
+
+/// The bytes of a run's JSON documents, read without reading them (`octet_length` on both
+/// backends: SQLite reads the length from the record header, PostgreSQL from the value's header).
+const RUN_BYTES: &str = "CAST(octet_length(input) + octet_length(trigger_input) \
+    + octet_length(context) + octet_length(step_executions) \
+    + COALESCE(octet_length(waiting_payload), 0) + COALESCE(octet_length(final_output), 0) \
+    + COALESCE(octet_length(error), 0) AS BIGINT)";
+
+/// The runs matching `filter` after `cursor`, newest first, one more than a page of `limit`.
+fn filtered_runs<'a>(
+    filter: &RunFilter,
+    cursor: Option<&str>,
+    limit: usize,
+) -> runs::BoxedQuery<'a, crate::conn::MultiBackend> {
+    let mut q = runs::table
+        .order(runs::id.desc())
+        .limit(fetch_limit(limit))
+        .into_boxed();
+    if let Some(d) = &filter.deployment_id {
+        q = q.filter(runs::deployment_id.eq(d.clone()));
+    }
+    if let Some(t) = &filter.trigger_id {
+        q = q.filter(runs::trigger_id.eq(t.clone()));
+    }
+    if let Some(s) = &filter.status {
+        q = q.filter(runs::status.eq(s.clone()));
+    }
+    if let Some(cursor) = cursor {
+        q = q.filter(runs::id.lt(cursor.to_owned()));
+    }
+    q
 }

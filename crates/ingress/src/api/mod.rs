@@ -151,6 +151,8 @@ pub(crate) struct Call {
     pub request_id: String,
     /// The caller's address.
     pub remote: std::net::SocketAddr,
+    /// What a large body holds of the memory budget while the call is handled.
+    pub _charge: triggerd_app::memory::Charge,
 }
 
 /// Handles one request under `/api/v1`.
@@ -188,10 +190,10 @@ async fn dispatch(
     }
     let query =
         triggerd_domain::mapping::parse_urlencoded(req.uri().query().unwrap_or("").as_bytes());
-    let body = if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
+    let (body, charge) = if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
         read_json(state, req).await?
     } else {
-        None
+        (None, triggerd_app::memory::Charge::none())
     };
     let call = Call {
         param,
@@ -200,6 +202,7 @@ async fn dispatch(
         body,
         request_id: request_id.to_owned(),
         remote,
+        _charge: charge,
     };
     match (route, method) {
         (Route::Workflows, _) => workflows::list(state, call).await,
@@ -277,8 +280,13 @@ fn malformed_authorization(why: &str) -> ApiError {
 }
 
 /// Reads a JSON body: 415 unless it is JSON, 413 past the limit, 400 `malformed_json`, 408 when
-/// it does not arrive within the body read timeout.
-async fn read_json(state: &AppState, req: Request<Incoming>) -> Result<Option<Value>, ApiError> {
+/// it does not arrive within the body read timeout. A large body is charged against the memory
+/// budget before it is parsed (its parsed value, and a handler's copies of it), and the charge
+/// is held while the call is handled; 503 when the budget stays in use.
+async fn read_json(
+    state: &AppState,
+    req: Request<Incoming>,
+) -> Result<(Option<Value>, triggerd_app::memory::Charge), ApiError> {
     let limit = state.config.max_api_body_bytes;
     let length = req
         .headers()
@@ -302,18 +310,29 @@ async fn read_json(state: &AppState, req: Request<Incoming>) -> Result<Option<Va
     let bytes =
         crate::deadlines::read_body(req.into_body(), limit, state.config.body_read_timeout).await?;
     if bytes.is_empty() {
-        return Ok(None);
+        return Ok((None, triggerd_app::memory::Charge::none()));
     }
     match content_type.as_deref() {
         Some("application/json") => {}
         Some(ct) if ct.ends_with("+json") => {}
         _ => return Err(ApiError::unsupported_media_type()),
     }
+    let charge = if bytes.len() as u64 >= triggerd_app::memory::UNCHARGED_BYTES {
+        let cost = 4 * bytes.len() as u64 + 3 * triggerd_domain::memory::json_heap_bytes(&bytes);
+        state
+            .app
+            .memory()
+            .charge_capped(cost)
+            .await
+            .map_err(|refused| ApiError::memory(&refused))?
+    } else {
+        triggerd_app::memory::Charge::none()
+    };
     let value: Value = serde_json::from_slice(&bytes).map_err(|_| ApiError::malformed_json())?;
     if triggerd_domain::mapping::json_depth(&value) > triggerd_domain::mapping::MAX_JSON_DEPTH {
         return Err(ApiError::too_deep());
     }
-    Ok(Some(value))
+    Ok((Some(value), charge))
 }
 
 impl Call {

@@ -157,12 +157,64 @@ pub(crate) async fn get(state: &AppState, call: Call) -> Result<Response<Body>, 
     if !is_valid_id(IdKind::Run, &call.param) {
         return Err(not_found());
     }
+    // A run's documents can be large: charged by their stored size before they are read.
+    let bytes = state
+        .store()
+        .run_bytes(&call.param)
+        .await?
+        .ok_or_else(not_found)?;
+    let _charge = charge_answer(state, bytes).await?;
     let row = state
         .store()
         .get_run(&call.param)
         .await?
         .ok_or_else(not_found)?;
-    Ok(json_response(StatusCode::OK, &views::run(&row)))
+    Ok(crate::respond::json_response_sized(
+        StatusCode::OK,
+        &views::run(row),
+        answer_size(bytes, 1),
+    ))
+}
+
+/// The size of an answer of `runs` runs of `bytes` stored bytes: the documents as stored, and
+/// each run's other fields.
+fn answer_size(bytes: u64, runs: usize) -> usize {
+    usize::try_from(bytes).unwrap_or(usize::MAX / 2) + 1024 * runs + 64
+}
+
+/// The most bytes of stored run documents one page of `GET /runs` holds (a page always holds
+/// at least one run): a page of 200 runs of 256 KiB bodies would otherwise be 100 MB.
+pub(crate) const RUN_PAGE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Charges answering runs of `bytes` stored bytes against the memory budget: the rows, the
+/// answer's text (the documents are copied into it unparsed) and the step executions' fields.
+async fn charge_answer(
+    state: &AppState,
+    bytes: u64,
+) -> Result<triggerd_app::memory::Charge, ApiError> {
+    state
+        .app
+        .memory()
+        .charge_capped(bytes.saturating_mul(3))
+        .await
+        .map_err(|refused| ApiError::memory(&refused))
+}
+
+/// The ids of the runs a page keeps: at most `limit`, and no more than [`RUN_PAGE_BYTES`] of
+/// stored documents unless the first alone is larger; the bytes they hold; and whether runs
+/// were left for the next page.
+fn fit_page(sizes: &[(String, u64)], limit: usize) -> (Vec<String>, u64, bool) {
+    let mut kept = Vec::new();
+    let mut total = 0u64;
+    for (id, size) in sizes.iter().take(limit) {
+        if !kept.is_empty() && total.saturating_add(*size) > RUN_PAGE_BYTES {
+            break;
+        }
+        total = total.saturating_add(*size);
+        kept.push(id.clone());
+    }
+    let more = kept.len() < sizes.len();
+    (kept, total, more)
 }
 
 /// `POST /runs/{id}/cancel`: a pending, running or waiting run becomes `cancelled`; 409 when it
@@ -186,7 +238,7 @@ pub(crate) async fn cancel(state: &AppState, call: Call) -> Result<Response<Body
     }
     let row = state.app.cancel_run(&call.param).await?;
     tracing::info!(run_id = %row.id, "run cancelled");
-    Ok(json_response(StatusCode::OK, &views::run(&row)))
+    Ok(json_response(StatusCode::OK, &views::run(row)))
 }
 
 /// `GET /runs?deployment_id=&trigger_id=&status=&limit=&cursor=`, newest first.
@@ -230,15 +282,52 @@ pub(crate) async fn list(state: &AppState, call: Call) -> Result<Response<Body>,
         trigger_id: id_filter("trigger_id", IdKind::Trigger)?,
         status,
     };
-    let page = state
+    // Sizes first (no document is read), then only the runs that fit the page's byte budget.
+    let sizes = state
         .store()
-        .list_runs(filter, cursor.as_deref(), limit)
+        .list_run_sizes(filter, cursor.as_deref(), limit)
         .await?;
-    Ok(json_response(
+    let (kept, bytes, more) = fit_page(&sizes, limit);
+    let next_cursor = more.then(|| kept.last().cloned()).flatten();
+    let _charge = charge_answer(state, bytes).await?;
+    let count = kept.len();
+    let rows = state.store().get_runs(kept).await?;
+    Ok(crate::respond::json_response_sized(
         StatusCode::OK,
         &views::RunPage {
-            data: page.items.iter().map(views::run).collect(),
-            next_cursor: page.next_cursor,
+            data: rows.into_iter().map(views::run).collect(),
+            next_cursor,
         },
+        answer_size(bytes, count),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sizes(list: &[u64]) -> Vec<(String, u64)> {
+        list.iter()
+            .enumerate()
+            .map(|(i, n)| (format!("run_{i}"), *n))
+            .collect()
+    }
+
+    #[test]
+    fn a_page_stops_at_its_byte_budget_but_always_holds_one_run() {
+        const MIB: u64 = 1024 * 1024;
+        // Within the budget: the limit decides, and an extra row means more.
+        let (kept, bytes, more) = fit_page(&sizes(&[10, 20, 30]), 2);
+        assert_eq!((kept.len(), bytes, more), (2, 30, true));
+        let (kept, _, more) = fit_page(&sizes(&[10, 20]), 2);
+        assert_eq!((kept.len(), more), (2, false));
+        // Past the budget: cut before the run that would cross it.
+        let (kept, bytes, more) = fit_page(&sizes(&[MIB, 2 * MIB, MIB, 1]), 200);
+        assert_eq!(kept, ["run_0", "run_1", "run_2"]);
+        assert_eq!((bytes, more), (4 * MIB, true));
+        // One run larger than the budget is a page of its own.
+        let (kept, bytes, more) = fit_page(&sizes(&[9 * MIB, 1]), 200);
+        assert_eq!((kept.len(), bytes, more), (1, 9 * MIB, true));
+        assert_eq!(fit_page(&[], 50), (Vec::new(), 0, false));
+    }
 }

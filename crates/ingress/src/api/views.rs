@@ -26,10 +26,6 @@ fn parsed(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
-fn opt_parsed(text: Option<&str>) -> Value {
-    text.map_or(Value::Null, parsed)
-}
-
 /// A workflow at one version.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WorkflowView {
@@ -278,26 +274,30 @@ pub struct RunView {
     pub status: String,
     /// The validated input.
     #[schema(value_type = Object)]
-    pub input: Value,
+    pub input: Json,
     /// The request that started it (`method`, `path`, `query`, `headers`, `body`), with
     /// secrets redacted; `{scheduled_for}` for cron runs; `null` for API runs.
-    pub trigger_input: Value,
+    #[schema(value_type = Object)]
+    pub trigger_input: Json,
     /// The context store as the run sees it.
     #[schema(value_type = Object)]
-    pub context: Value,
+    pub context: Json,
     /// One entry per step execution.
     #[schema(value_type = Vec<Object>)]
-    pub step_executions: Value,
+    pub step_executions: StepExecutions,
     /// `webhook` or `approval` while waiting.
     pub waiting_reason: Option<String>,
     /// What the wait needs (resume or approval URLs).
-    pub waiting_payload: Value,
+    #[schema(value_type = Object)]
+    pub waiting_payload: Json,
     /// When the wait expires.
     pub waiting_expires_at: Option<String>,
     /// The rendered `output` once completed.
-    pub final_output: Value,
+    #[schema(value_type = Object)]
+    pub final_output: Json,
     /// `{code, message}` once failed.
-    pub error: Value,
+    #[schema(value_type = Object)]
+    pub error: Json,
     /// When it was created.
     pub created_at: String,
     /// When it started.
@@ -622,16 +622,89 @@ pub fn workflow_version(row: &WorkflowVersionRow) -> WorkflowVersionView {
 /// A run's step executions as shown: the wait token a parked step keeps (to tell a late POST
 /// 409 from an unknown token 404) is a credential, and never leaves (the waiting run's
 /// `waiting_payload` carries its URLs while it waits).
-fn step_executions(text: &str) -> Value {
-    let mut executions = parsed(text);
-    if let Some(entries) = executions.as_array_mut() {
-        for entry in entries {
-            if let Some(map) = entry.as_object_mut() {
-                map.shift_remove("wait_token");
+/// A stored JSON document answered as it is stored: moved into the answer, never parsed (a
+/// run's documents can be megabytes, and a parsed copy costs many times that).
+pub type Json = Box<serde_json::value::RawValue>;
+
+/// A stored JSON text as an answer's value without parsing it (`null` if it is not JSON, which
+/// would be a bug).
+fn raw(text: String) -> Json {
+    serde_json::value::RawValue::from_string(text).unwrap_or_else(|_| null())
+}
+
+fn null() -> Json {
+    serde_json::value::RawValue::from_string("null".to_owned()).unwrap_or_default()
+}
+
+fn opt_raw(text: Option<String>) -> Json {
+    text.map_or_else(null, raw)
+}
+
+/// A run's step executions, each entry's fields kept as stored text, without the internal
+/// `wait_token` (the resume URL's secret, which only `waiting_payload` shows while waiting).
+#[derive(Debug, Default)]
+pub struct StepExecutions(Vec<Vec<(String, Json)>>);
+
+impl StepExecutions {
+    fn parse(text: &str) -> StepExecutions {
+        serde_json::from_str(text).unwrap_or_default()
+    }
+}
+
+/// One step execution's fields, in stored order.
+struct StepEntry(Vec<(String, Json)>);
+
+impl<'de> serde::Deserialize<'de> for StepEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = StepEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a step execution object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<StepEntry, A::Error> {
+                let mut fields = Vec::new();
+                while let Some((key, value)) = map.next_entry::<String, Json>()? {
+                    if key != "wait_token" {
+                        fields.push((key, value));
+                    }
+                }
+                Ok(StepEntry(fields))
             }
         }
+        d.deserialize_map(Fields)
     }
-    executions
+}
+
+impl<'de> serde::Deserialize<'de> for StepExecutions {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let entries = Vec::<StepEntry>::deserialize(d)?;
+        Ok(StepExecutions(entries.into_iter().map(|e| e.0).collect()))
+    }
+}
+
+impl Serialize for StepExecutions {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        struct Entry<'a>(&'a [(String, Json)]);
+        impl Serialize for Entry<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut map = s.serialize_map(Some(self.0.len()))?;
+                for (key, value) in self.0 {
+                    map.serialize_entry(key, value)?;
+                }
+                map.end()
+            }
+        }
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for entry in &self.0 {
+            seq.serialize_element(&Entry(entry))?;
+        }
+        seq.end()
+    }
 }
 
 /// A deployment.
@@ -699,25 +772,25 @@ pub fn trigger(row: &TriggerRow, public_url: &str) -> TriggerView {
     }
 }
 
-/// A run.
-pub fn run(row: &RunRow) -> RunView {
+/// A run, its documents answered as stored.
+pub fn run(row: RunRow) -> RunView {
     RunView {
-        id: row.id.clone(),
-        deployment_id: row.deployment_id.clone(),
-        workflow: row.workflow.clone(),
+        step_executions: StepExecutions::parse(&row.step_executions),
+        id: row.id,
+        deployment_id: row.deployment_id,
+        workflow: row.workflow,
         workflow_version: row.workflow_version,
-        trigger_id: row.trigger_id.clone(),
-        source: row.source.clone(),
-        status: row.status.clone(),
-        input: parsed(&row.input),
-        trigger_input: parsed(&row.trigger_input),
-        context: parsed(&row.context),
-        step_executions: step_executions(&row.step_executions),
-        waiting_reason: row.waiting_reason.clone(),
-        waiting_payload: opt_parsed(row.waiting_payload.as_deref()),
+        trigger_id: row.trigger_id,
+        source: row.source,
+        status: row.status,
+        input: raw(row.input),
+        trigger_input: raw(row.trigger_input),
+        context: raw(row.context),
+        waiting_reason: row.waiting_reason,
+        waiting_payload: opt_raw(row.waiting_payload),
         waiting_expires_at: opt_time(row.waiting_expires_at),
-        final_output: opt_parsed(row.final_output.as_deref()),
-        error: opt_parsed(row.error.as_deref()),
+        final_output: opt_raw(row.final_output),
+        error: opt_raw(row.error),
         created_at: rfc3339(row.created_at),
         started_at: opt_time(row.started_at),
         finished_at: opt_time(row.finished_at),
@@ -746,6 +819,30 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn run_documents_are_answered_as_stored_without_the_wait_token() {
+        let executions = StepExecutions::parse(
+            r#"[{"step_id":"w","status":"waiting","wait_token":"wtk_secret","output":{"a":[1,2]}},{"step_id":"x"}]"#,
+        );
+        assert_eq!(
+            serde_json::to_string(&executions).unwrap(),
+            r#"[{"step_id":"w","status":"waiting","output":{"a":[1,2]}},{"step_id":"x"}]"#
+        );
+        assert_eq!(
+            serde_json::to_string(&raw(r#"{"b":1,"a":[true]}"#.to_owned())).unwrap(),
+            r#"{"b":1,"a":[true]}"#
+        );
+        assert_eq!(serde_json::to_string(&opt_raw(None)).unwrap(), "null");
+        assert_eq!(
+            serde_json::to_string(&raw("not json".to_owned())).unwrap(),
+            "null"
+        );
+        assert_eq!(
+            serde_json::to_string(&StepExecutions::parse("junk")).unwrap(),
+            "[]"
+        );
+    }
 
     #[test]
     fn instants_are_rfc3339_utc() {
