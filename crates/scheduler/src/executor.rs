@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
+use triggerd_app::memory::Charge;
 use triggerd_app::runs::{
     RunChange, Waiting, executing_scope, final_output, scope_cost, status_of,
 };
@@ -235,14 +236,7 @@ impl Executor {
                 Err(AppError::LeaseLost { .. }) => return Ok(Ended::Lost),
                 Err(e) => return Err(e),
             }
-            // A large run's parsed scope is held while its step runs: charged against the
-            // node's memory budget (waiting for it if need be; the run is accepted already).
-            let charge = self
-                .app
-                .memory()
-                .charge_patiently(scope_cost(&progress.row, reads_trigger))
-                .await;
-            let scope = self.scope(&progress, &deployment, reads_trigger).await?;
+            let (scope, charge) = self.scope(&progress, &deployment, reads_trigger).await?;
             let key = format!("{}:{}", progress.row.id, step.id);
             let work = self.run_step(step, &scope, &key, timeout);
             let outcome = tokio::select! {
@@ -299,12 +293,7 @@ impl Executor {
             }
         }
 
-        let charge = self
-            .app
-            .memory()
-            .charge_patiently(scope_cost(&progress.row, reads_trigger))
-            .await;
-        let scope = self.scope(&progress, &deployment, reads_trigger).await?;
+        let (scope, charge) = self.scope(&progress, &deployment, reads_trigger).await?;
         let output = match final_output(&definition, &scope) {
             Ok(output) => output,
             Err(error) => return self.fail(&mut progress, error).await,
@@ -452,26 +441,34 @@ impl Executor {
     }
 
     /// The run's template scope now: the deployment's context store under the run's own
-    /// (`trigger` only when a template reads it).
+    /// (`trigger` only when a template reads it), and what it holds of the node's memory budget
+    /// (drop both together): a large run's parsed scope is charged, waiting for the budget if
+    /// need be — the run is accepted already.
     async fn scope(
         &self,
         progress: &Progress,
         deployment: &Value,
         with_trigger: bool,
-    ) -> Result<Value, AppError> {
+    ) -> Result<(Value, Charge), AppError> {
+        let charge = self
+            .app
+            .memory()
+            .charge_patiently(scope_cost(&progress.row, with_trigger))
+            .await;
         let mut context = match self.app.context(&progress.row.deployment_id).await {
             Ok(map) => map,
             Err(AppError::NotFound { .. }) => Map::new(),
             Err(e) => return Err(e),
         };
         context.extend(progress.context.clone());
-        Ok(executing_scope(
+        let scope = executing_scope(
             &progress.row,
             context,
             Value::Object(progress.outputs.clone()),
             deployment.clone(),
             with_trigger,
-        ))
+        );
+        Ok((scope, charge))
     }
 
     /// Commits the executions and context so far, keeping the lease until `lease_until`.

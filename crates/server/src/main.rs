@@ -370,12 +370,44 @@ fn connection_cap(requested: usize) -> usize {
     requested
 }
 
+/// Restarts the server (the same process: `exec`) with `MALLOC_ARENA_MAX=2` unless that variable
+/// is set already. glibc's `malloc` gives busy threads arenas of their own, up to 8 per core, and
+/// keeps what is freed in each for later: after bursts of large requests the server's resident
+/// size settled at 334–366 MB for what two arenas hold in 190–201 MB (`triggerd-bench -s
+/// memory`, docs/performance.md). The limit can only be set before the first allocation (or
+/// with `mallopt`, which needs `unsafe`), hence the restart, before any thread exists. Set
+/// `MALLOC_ARENA_MAX` yourself to choose another value.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    use std::os::unix::process::CommandExt as _;
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    // `exec` returns only when it failed; the server then runs with glibc's defaults.
+    let error = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("MALLOC_ARENA_MAX", "2")
+        .exec();
+    eprintln!(
+        "triggerd: could not restart with MALLOC_ARENA_MAX=2 ({error}); running with glibc's default malloc arenas"
+    );
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
+
 fn main() -> ExitCode {
     let matches = <Cli as clap::CommandFactory>::command().get_matches();
     let mut cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    if matches!(cli.command, Command::Serve(_)) {
+        limit_malloc_arenas();
+    }
     if let (Command::Serve(args), Some(serve_matches)) =
         (&mut cli.command, matches.subcommand_matches("serve"))
         && let Some(path) = args.config.clone()
